@@ -1,0 +1,167 @@
+/*
+ * tmfalloc — a transactional, memory-mapped-file allocator.
+ *
+ * A store is a file mapped at a fixed address.  Changes to it are made inside
+ * write transactions (tm_begin / tm_commit / tm_abort), which are atomic and,
+ * with the default sync mode, durable: kill the process at any instruction or
+ * cut the power, and reopening the store yields exactly the state after the
+ * last tm_commit that returned 0.  Pointers are stored raw; the store is
+ * always mapped at the address recorded in its file.
+ *
+ * Conventions
+ *   - Functions returning int return 0 on success or a positive error code:
+ *     an errno value or one of the TM_E... codes below.  tm_strerror(code)
+ *     gives a one-line message for either kind.
+ *   - Functions returning a pointer return NULL and set errno on failure.
+ *   - The tm_* calls without "store" act on the default store, opened on
+ *     first use from the environment (TMF_PATH, TMF_ADDR, TMF_MAX_SIZE,
+ *     TMF_SYNC).  The tm_store_* calls act on a store from tm_open.
+ *
+ * Caveats (read these)
+ *   - Fixed address: a store can only be opened where no other mapping of the
+ *     process is; opening fails with TM_EADDR rather than moving it.
+ *   - Outside a write transaction the arena is read-only: a stray write stops
+ *     the process with a message naming the address.
+ *   - System calls that write into the arena (read(2) into a persistent
+ *     buffer) work inside a write transaction for the wrapped libc calls
+ *     (read, pread, readv, preadv, recv, recvfrom, fread); for any other
+ *     call, tm_touch() the buffer first.
+ *   - Another thread of the writer's process that writes to a page the
+ *     transaction already changed is not caught: page protection is per
+ *     process, not per thread.
+ *   - fork(): the child keeps reading what it had mapped; its handles are
+ *     reopened at its first tm_* call on them, and it never inherits the
+ *     parent's transaction or locks.
+ *   - Function pointers and pointers to static data stored in the arena do not
+ *     survive a restart of a position-independent executable.
+ *   - TMF_SYNC=none survives process crashes exactly; after a power cut or
+ *     an operating-system crash it may lose recent commits, and since the
+ *     kernel writes the store file back in no particular order, the store
+ *     may then be inconsistent.  Use the default "full" where that matters.
+ *   - A store is opened at most once per process (EBUSY otherwise).
+ *
+ * See README.md and the comments at the top of src/store.c and src/log.c for
+ * the on-disk format and the crash-safety argument.
+ */
+#ifndef TMFALLOC_H
+#define TMFALLOC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+#pragma GCC visibility push(default)
+
+#define TMFALLOC_VERSION_MAJOR 0
+#define TMFALLOC_VERSION_MINOR 1
+
+/* Error codes beyond errno values.  tm_strerror() knows both. */
+enum {
+    TM_EFIRST = 10000,
+    TM_ENOTSTORE = 10000, /* the file is not a tmfalloc store */
+    TM_EVERSION,          /* the store has a newer format version */
+    TM_ECORRUPT,          /* the store header or superblock is corrupt */
+    TM_ETRUNCATED,        /* the store file is shorter than its header says */
+    TM_EADDR,             /* the store's base address is already in use */
+    TM_EPOISONED,         /* an earlier I/O error; close and reopen */
+    TM_ENOTX,             /* no write transaction is open on this thread */
+    TM_EREADTX,           /* not allowed inside a read transaction */
+    TM_EOTHERTX,          /* another thread of this process owns the write transaction */
+    TM_EFULL,             /* the arena reached its maximum size */
+    TM_EPAGESIZE,         /* the system page size is not supported */
+    TM_ELAST
+};
+
+typedef enum tm_sync {
+    TM_SYNC_FULL = 0, /* commit returns once the data is on stable storage */
+    TM_SYNC_NONE = 1  /* no fsync: survives a process crash, not a power cut */
+} tm_sync;
+
+typedef struct tm_options {
+    uintptr_t base;     /* base address for a new store; 0: the default */
+    size_t max_size;    /* address space reserved for growth; 0: the default */
+    size_t initial_size;/* arena size of a new store; 0: the default (1 MiB) */
+    tm_sync sync;       /* durability of commits */
+    unsigned mode;      /* permission bits of a new file; 0: 0600 */
+    int no_create;      /* nonzero: fail with ENOENT rather than create */
+} tm_options;
+
+typedef struct tm_store tm_store;
+
+typedef struct tm_stats_t {
+    uint64_t arena_size;     /* bytes of the store file mapped as arena */
+    uint64_t max_size;       /* bytes reserved for growth */
+    uint64_t live_bytes;     /* bytes in allocated blocks */
+    uint64_t free_bytes;     /* bytes in free blocks */
+    uint64_t free_blocks;    /* number of free blocks */
+    uint64_t largest_free;   /* largest free block */
+    uint64_t commits;        /* commit sequence number of the store */
+    uint64_t log_bytes;      /* bytes of redo log since the last checkpoint */
+    uint64_t checkpoints;    /* checkpoints made by this handle */
+    uint64_t syncs;          /* fdatasync calls made by this handle */
+    uint64_t tx_commits;     /* commits made by this handle */
+} tm_stats_t;
+
+/* Options: defaults, and defaults overridden by the TMF_* environment. */
+void tm_options_init(tm_options *opts);
+int tm_options_from_env(tm_options *opts);
+
+/* Explicit stores.  tm_open creates the file if needed (mode 0600 unless
+ * opts->mode says otherwise), recovers it after a crash, and maps it at its
+ * base.  Errors: errno values from the system, TM_ENOTSTORE, TM_EVERSION,
+ * TM_ECORRUPT, TM_ETRUNCATED, TM_EADDR, TM_EPAGESIZE, EBUSY when the
+ * store is already open in this process. */
+int tm_open(const char *path, const tm_options *opts, tm_store **out);
+/* Closes a store; an open write transaction is aborted. */
+int tm_close(tm_store *st);
+const char *tm_store_path(const tm_store *st);
+void *tm_store_base(const tm_store *st);
+
+/* Write transactions.  begin waits for the single-writer lock; nested begins
+ * are counted and only the outermost commit commits.  Errors of begin:
+ * TM_EPOISONED, TM_EREADTX, system errors.  Errors of commit: TM_ENOTX, and
+ * I/O errors, after which the transaction is rolled back and the handle
+ * poisoned (TM_EPOISONED) until reopened. */
+int tm_store_begin(tm_store *st);
+int tm_store_commit(tm_store *st);
+void tm_store_abort(tm_store *st);
+
+/* Read transactions: no writer changes the arena meanwhile. */
+int tm_store_read_begin(tm_store *st);
+int tm_store_read_end(tm_store *st);
+
+/* The root object: zero-filled on first use, at least size bytes; a larger
+ * size grows it keeping its contents.  Opens its own write transaction when
+ * it must change the store and none is open. */
+void *tm_store_root(tm_store *st, size_t size);
+
+/* Makes [p, p+len) of the arena writable in the current write transaction,
+ * for system calls that write into it and that tmfalloc does not wrap. */
+int tm_store_touch(tm_store *st, void *p, size_t len);
+
+int tm_store_stats(tm_store *st, tm_stats_t *out);
+
+/* The default store. */
+int tm_begin(void);
+int tm_commit(void);
+void tm_abort(void);
+int tm_read_begin(void);
+int tm_read_end(void);
+void *tm_root(size_t size);
+int tm_touch(void *p, size_t len);
+int tm_stats(tm_stats_t *out);
+/* The default store, opened if needed; NULL with errno set on failure. */
+tm_store *tm_default(void);
+
+/* Nonzero when the calling thread is inside a write transaction. */
+int tm_in_tx(void);
+
+const char *tm_strerror(int code);
+
+#pragma GCC visibility pop
+#ifdef __cplusplus
+}
+#endif
+#endif /* TMFALLOC_H */

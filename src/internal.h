@@ -1,0 +1,204 @@
+/*
+ * internal.h — the core's types and cross-file functions.
+ *
+ * Glossary
+ *   store       a file (and its redo log, "<path>.log") mapped at a fixed
+ *               base address; tm_store is an open handle on it.
+ *   arena       the mapped bytes [base, base + size): the whole store file.
+ *               Page 0 is the header, page 1 the superblock, the heap
+ *               follows.  The arena lies inside a PROT_NONE reservation of
+ *               max bytes so that it can grow in place.
+ *   page        4 KiB, the unit of protection, dirty tracking and logging.
+ *   header      page 0: magic, version, base, store id, and the checkpoint
+ *               (generation, commit sequence, size), in two checksummed
+ *               slots written alternately, never through the mapping.
+ *   superblock  page 1: commit sequence, arena size, log position, root and
+ *               heap state.  An ordinary transactional page.
+ *   transaction a write transaction: one writer per store across threads
+ *               and processes; its changes live in private copy-on-write
+ *               pages until commit.  A read transaction excludes writers.
+ *   dirty page  a page the current transaction wrote; found by a first-write
+ *               fault (per-page mode) or, past BULK_PAGES, by scanning the
+ *               page map for private copies (bulk mode).
+ *   log record  the dirty pages of one commit with a checksum, appended to
+ *               the redo log; durable record = committed transaction.
+ *   apply       writing a committed record's pages into the store file, under
+ *               the exclusive data lock, superblock last.
+ *   checkpoint  after the store file is synced, a new header generation
+ *               makes every log record obsolete; the log restarts.
+ */
+#ifndef TMF_INTERNAL_H
+#define TMF_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "tmfalloc.h"
+
+#define PAGE 4096u
+#define PAGE_SHIFT 12
+#define HDR_SLOT_SIZE 512u  /* one sector: the two slots never share one */
+#define FORMAT_VERSION 1u
+#define MAX_STORES 16
+
+#define DEFAULT_BASE ((uintptr_t)0x200000000000ull) /* 32 TiB: far from heap, stacks, libraries */
+#define DEFAULT_MAX ((size_t)64 << 30)
+#define DEFAULT_INITIAL ((size_t)1 << 20)
+#define MIN_GROWTH ((size_t)1 << 20)
+#define BULK_PAGES 16384             /* past this many dirty pages, stop splitting mappings */
+#define CKPT_BYTES ((uint64_t)64 << 20) /* checkpoint when the log passes this */
+#define LOG_CHUNK ((uint64_t)1 << 20)   /* the log grows by written zeros in these steps */
+
+/* Lock bytes in the store file (POSIX record locks: per process, dropped at
+ * exit, not inherited across fork). */
+enum { LOCK_OPEN = 0, LOCK_WRITER = 1, LOCK_DATA = 2 };
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* ---- on-disk structures (little-endian, x86-64 layout) ---- */
+
+#define HDR_MAGIC "TMFSTORE"
+struct hdr_slot {
+    char magic[8];
+    uint32_t version;
+    uint32_t page_size;
+    uint64_t base;       /* address the arena is mapped at */
+    uint64_t max_size;   /* address space reserved for growth */
+    uint64_t store_id;   /* random; ties the log to its store */
+    uint64_t gen;        /* checkpoint generation, salt of the log records */
+    uint64_t ckpt_seq;   /* commit sequence number at the checkpoint */
+    uint64_t ckpt_size;  /* arena size at the checkpoint */
+    uint64_t checksum;   /* of the bytes above */
+};
+
+#define SUPER_MAGIC 0x5245505553464d54ull /* "TMFSUPER" */
+#define SUPER_HEAP_BYTES 3072
+struct tm_super {
+    uint64_t magic;
+    uint64_t seq;        /* commits so far */
+    uint64_t size;       /* arena size in bytes, a multiple of PAGE */
+    uint64_t log_gen;    /* generation of the record that wrote this page */
+    uint64_t log_tail;   /* log offset just past that record */
+    uint64_t root;       /* address of the root object, or 0 */
+    uint64_t root_size;
+    uint64_t checksum;   /* of the fields above */
+    uint8_t heap[SUPER_HEAP_BYTES]; /* the heap's own state */
+};
+
+/* ---- the handle ---- */
+
+struct tm_store {
+    char *path;
+    char *log_path;
+    int fd, log_fd;
+    char *base;
+    size_t max;          /* bytes reserved at base */
+    size_t mapped;       /* [base, base+mapped) is readable */
+    tm_sync sync;
+    unsigned mode;
+    uint64_t store_id;
+    dev_t dev;
+    ino_t ino;
+    pid_t pid;           /* process that opened or revived the handle */
+    int slot;            /* index in the registry */
+    atomic_int poisoned;
+    atomic_int forked;   /* set in a child after fork: revive before use */
+    int apply_pending;   /* a durable record is not fully in the store file */
+
+    pthread_rwlock_t rw; /* this process's readers against its writer */
+    pthread_mutex_t mu;  /* readers' count and the shared file lock */
+    int readers;
+
+    /* the write transaction */
+    atomic_int tx_tid;   /* owning thread, 0 when none */
+    int tx_depth;
+    int tx_bulk;
+    size_t tx_size0;     /* arena size at begin */
+    uint64_t *dirty;     /* page numbers, capacity max/PAGE */
+    size_t ndirty;
+
+    /* the log, and the header it belongs to */
+    struct hdr_slot hdr; /* the current slot: gen, ckpt_seq, ... */
+    uint64_t gen, ckpt_seq;
+    uint64_t log_off;    /* where the next record goes */
+    uint64_t log_len;    /* length of the log file */
+
+    /* counters of this handle */
+    uint64_t n_syncs, n_ckpts, n_commits;
+};
+
+static inline struct tm_super *super_of(const tm_store *st)
+{
+    return (struct tm_super *)(st->base + PAGE);
+}
+
+/* store.c */
+extern tm_store *_Atomic store_registry[MAX_STORES];
+int store_grow(tm_store *st, size_t need);
+int store_refresh(tm_store *st);
+int store_revive(tm_store *st);
+int store_checkpoint(tm_store *st);
+int store_heal(tm_store *st);
+uint64_t super_checksum(const struct tm_super *sb);
+int hdr_current(tm_store *st);
+
+/* log.c */
+struct log_rec {
+    uint32_t magic;
+    uint32_t npages;
+    uint64_t store_id;
+    uint64_t gen;
+    uint64_t seq;
+    uint64_t size;       /* arena size after the commit */
+    uint64_t len;        /* bytes of the record, this header included */
+    uint64_t checksum;   /* of this header (checksum 0), index and pages */
+    uint64_t reserved;
+};
+#define LOG_MAGIC 0x434552544d54ull /* "TMTREC" */
+#define LOG_HDR_MAGIC "TMFLOG\0\0"
+#define LOG_START PAGE  /* records start after the log file's header page */
+int log_create(tm_store *st);
+int log_check_file(tm_store *st);
+int log_append(tm_store *st, uint64_t seq, const uint64_t *pages, size_t n, uint64_t *len_out);
+uint64_t log_record_len(size_t npages);
+/* Replays valid records from offset off onward with sequence numbers from
+ * seq; returns the number replayed or a negative errno; *off, *seq, *size
+ * advance past them. */
+long log_replay(tm_store *st, uint64_t *off, uint64_t *seq, uint64_t *size);
+int log_invalidate(tm_store *st, uint64_t off);
+/* Nonzero when a record with sequence number seq begins at off (header
+ * checks only: cheap enough for every transaction start). */
+int log_pending(tm_store *st, uint64_t off, uint64_t seq);
+
+/* checksum.c */
+typedef struct {
+    uint64_t v[4];
+    uint64_t total;
+    uint8_t buf[32];
+    unsigned nbuf;
+} hash_state;
+void hash_init(hash_state *h, uint64_t seed);
+void hash_update(hash_state *h, const void *p, size_t len);
+uint64_t hash_final(hash_state *h);
+uint64_t hash_bytes(const void *p, size_t len, uint64_t seed);
+
+/* tx.c */
+int tx_install_handler(void);
+int tx_touch(tm_store *st, void *p, size_t len);
+void tx_rollback(tm_store *st);
+int tx_owned(const tm_store *st);
+int tx_dirty_scan(tm_store *st);
+void tx_release(tm_store *st);
+
+/* heap.c */
+void *heap_alloc(tm_store *st, size_t size, size_t align);
+void heap_free(tm_store *st, void *p);
+void heap_stats(tm_store *st, tm_stats_t *out);
+
+/* error.c */
+int tm__err(int negerrno);
+
+#endif

@@ -1,0 +1,346 @@
+/*
+ * log.c — the redo log: format, append, replay.
+ *
+ * File "<store>.log":
+ *
+ *   offset 0     log header, one page: "TMFLOG\0\0", store id (u64), then
+ *                zeros.  Written once, when the log is created; a log whose
+ *                header names another store is refused, never written.
+ *   offset 4096  records, back to back, until the first invalid one.
+ *
+ * A record (struct log_rec, 64 bytes, then its body):
+ *
+ *   magic u32 | npages u32 | store_id | gen | seq | size | len | checksum | 0
+ *   u64 page number  x npages, strictly increasing, each in [1, size/PAGE)
+ *   page image       x npages, 4096 bytes each, in the same order
+ *
+ *   gen      the header's checkpoint generation when the record was written;
+ *   seq      the commit sequence number: ckpt_seq + 1, + 2, ... in file order;
+ *   size     the arena size after the commit;
+ *   len      64 + 8 * npages + 4096 * npages;
+ *   checksum of the 64-byte header with checksum = 0, the page numbers and
+ *            the page images (checksum.c).
+ *
+ * Invariants
+ *   L1. A record is valid iff magic, store id, gen, seq and len are what the
+ *       reader expects at that offset and the checksum matches.  Replay stops
+ *       at the first invalid record: a torn or corrupt tail is discarded and
+ *       every earlier record is kept.
+ *   L2. Within one generation the log only grows: an offset is written at
+ *       most once, so a stale record can never sit where a newer one of the
+ *       same generation is expected.  A checkpoint bumps the generation and
+ *       restarts the log at LOG_START; the old records then fail L1's gen test.
+ *   L3. A commit is durable when its record is (fdatasync of the log with
+ *       TMF_SYNC=full).  Pages reach the store file only after that.
+ *   L4. Replaying a record writes whole page images: replay is idempotent, so
+ *       a crash during replay is repaired by replaying again.
+ *   L5. The log is extended with written zeros in LOG_CHUNK steps, so that a
+ *       small commit overwrites allocated blocks and its fdatasync flushes
+ *       data, not file-system metadata.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "internal.h"
+#include "os.h"
+
+#define IOV_STEP 256
+
+static const uint8_t zeros[64 << 10];
+
+uint64_t log_record_len(size_t npages)
+{
+    return sizeof(struct log_rec) + (uint64_t)npages * (8 + PAGE);
+}
+
+int log_create(tm_store *st)
+{
+    uint8_t page[PAGE];
+    int r;
+    memset(page, 0, sizeof page);
+    memcpy(page, LOG_HDR_MAGIC, 8);
+    memcpy(page + 8, &st->store_id, 8);
+    if ((r = os_pwrite_all(st->log_fd, page, PAGE, 0)) < 0)
+        return r;
+    if ((r = os_fdatasync(st->log_fd)) < 0)
+        return r;
+    st->log_len = PAGE;
+    return 0;
+}
+
+int log_check_file(tm_store *st)
+{
+    uint8_t head[16];
+    uint64_t id;
+    struct stat sb;
+    if (fstat(st->log_fd, &sb) < 0)
+        return -errno;
+    if (sb.st_size < (off_t)PAGE)
+        return -TM_ECORRUPT;
+    if (os_pread_all(st->log_fd, head, sizeof head, 0) < 0)
+        return -TM_ECORRUPT;
+    memcpy(&id, head + 8, 8);
+    if (memcmp(head, LOG_HDR_MAGIC, 8) != 0 || id != st->store_id)
+        return -TM_ECORRUPT;
+    st->log_len = (uint64_t)sb.st_size;
+    return 0;
+}
+
+/* L5: make room for len bytes at st->log_off. */
+static int reserve(tm_store *st, uint64_t len)
+{
+    uint64_t end = st->log_off + len;
+    if (end <= st->log_len || len >= LOG_CHUNK)
+        return 0; /* a large record extends the file itself */
+    end = (end + LOG_CHUNK - 1) & ~(LOG_CHUNK - 1);
+    while (st->log_len < end) {
+        uint64_t n = end - st->log_len < sizeof zeros ? end - st->log_len : sizeof zeros;
+        int r = os_pwrite_all(st->log_fd, zeros, n, (off_t)st->log_len);
+        if (r < 0)
+            return r;
+        st->log_len += n;
+    }
+    return 0;
+}
+
+struct writer {
+    tm_store *st;
+    struct iovec iov[IOV_STEP];
+    int n;
+    uint64_t off;
+};
+
+static int flush(struct writer *w)
+{
+    int r = 0;
+    if (w->n > 0) {
+        uint64_t bytes = 0;
+        int i;
+        for (i = 0; i < w->n; i++)
+            bytes += w->iov[i].iov_len;
+        r = os_pwritev_all(w->st->log_fd, w->iov, w->n, (off_t)w->off);
+        w->off += bytes;
+        w->n = 0;
+    }
+    return r;
+}
+
+static int put(struct writer *w, const void *p, size_t len)
+{
+    if (w->n > 0) { /* coalesce with the previous vector when contiguous */
+        struct iovec *last = &w->iov[w->n - 1];
+        if ((const char *)last->iov_base + last->iov_len == (const char *)p) {
+            last->iov_len += len;
+            return 0;
+        }
+    }
+    if (w->n == IOV_STEP) {
+        int r = flush(w);
+        if (r < 0)
+            return r;
+    }
+    w->iov[w->n].iov_base = (void *)p;
+    w->iov[w->n].iov_len = len;
+    w->n++;
+    return 0;
+}
+
+int log_append(tm_store *st, uint64_t seq, const uint64_t *pages, size_t n, uint64_t *len_out)
+{
+    struct log_rec rec;
+    struct writer w;
+    hash_state h;
+    size_t i;
+    int r;
+
+    memset(&rec, 0, sizeof rec);
+    rec.magic = (uint32_t)LOG_MAGIC;
+    rec.npages = (uint32_t)n;
+    rec.store_id = st->store_id;
+    rec.gen = st->gen;
+    rec.seq = seq;
+    rec.size = super_of(st)->size;
+    rec.len = log_record_len(n);
+
+    hash_init(&h, st->store_id);
+    hash_update(&h, &rec, sizeof rec);
+    hash_update(&h, pages, n * sizeof *pages);
+    for (i = 0; i < n; i++)
+        hash_update(&h, st->base + pages[i] * PAGE, PAGE);
+    rec.checksum = hash_final(&h);
+
+    if ((r = reserve(st, rec.len)) < 0)
+        return r;
+    w.st = st, w.n = 0, w.off = st->log_off;
+    if ((r = put(&w, &rec, sizeof rec)) < 0 || (r = put(&w, pages, n * sizeof *pages)) < 0)
+        return r;
+    for (i = 0; i < n; i++)
+        if ((r = put(&w, st->base + pages[i] * PAGE, PAGE)) < 0)
+            return r;
+    if ((r = flush(&w)) < 0)
+        return r;
+    if (w.off > st->log_len)
+        st->log_len = w.off;
+    *len_out = rec.len;
+    return 0;
+}
+
+int log_invalidate(tm_store *st, uint64_t off)
+{
+    int r = os_pwrite_all(st->log_fd, zeros, sizeof(struct log_rec), (off_t)off);
+    if (r == 0 && st->sync == TM_SYNC_FULL)
+        r = os_fdatasync(st->log_fd);
+    return r;
+}
+
+/* ---- replay ---- */
+
+#define RBUF (1u << 20)
+
+/* Reads and checks the record header at off (L1, all but the checksum). */
+static int read_header(tm_store *st, uint64_t off, uint64_t seq, struct log_rec *rec)
+{
+    if (off + sizeof *rec > st->log_len)
+        return 0;
+    if (os_pread_all(st->log_fd, rec, sizeof *rec, (off_t)off) < 0)
+        return 0;
+    return rec->magic == (uint32_t)LOG_MAGIC && rec->store_id == st->store_id &&
+           rec->gen == st->gen && rec->seq == seq && rec->npages > 0 &&
+           rec->len == log_record_len(rec->npages) && off + rec->len <= st->log_len &&
+           rec->size >= 2 * PAGE && rec->size % PAGE == 0 && rec->size <= st->max;
+}
+
+int log_pending(tm_store *st, uint64_t off, uint64_t seq)
+{
+    struct log_rec rec;
+    return read_header(st, off, seq, &rec);
+}
+
+/* Reads the body [from, from+len) of the record at off in pieces. */
+static int for_body(tm_store *st, uint64_t off, uint64_t from, uint64_t len, uint8_t *buf,
+                    int (*fn)(void *ctx, const uint8_t *p, size_t n, uint64_t at), void *ctx)
+{
+    uint64_t done = 0;
+    while (done < len) {
+        size_t n = len - done < RBUF ? (size_t)(len - done) : RBUF;
+        int r = os_pread_all(st->log_fd, buf, n, (off_t)(off + from + done));
+        if (r < 0)
+            return r;
+        if ((r = fn(ctx, buf, n, from + done)) != 0)
+            return r;
+        done += n;
+    }
+    return 0;
+}
+
+static int hash_piece(void *ctx, const uint8_t *p, size_t n, uint64_t at)
+{
+    (void)at;
+    hash_update(ctx, p, n);
+    return 0;
+}
+
+struct index_check {
+    uint64_t prev, limit;
+    int ok;
+};
+
+static int check_index(void *ctx, const uint8_t *p, size_t n, uint64_t at)
+{
+    struct index_check *c = ctx;
+    size_t i;
+    (void)at;
+    for (i = 0; i + 8 <= n; i += 8) {
+        uint64_t pg;
+        memcpy(&pg, p + i, 8);
+        if (pg <= c->prev || pg >= c->limit)
+            c->ok = 0;
+        c->prev = pg;
+    }
+    return 0;
+}
+
+/* L1: checksum and page numbers. */
+static int verify(tm_store *st, uint64_t off, const struct log_rec *rec, uint8_t *buf)
+{
+    struct log_rec h0 = *rec;
+    struct index_check ic = {0, rec->size / PAGE, 1};
+    uint64_t ilen = (uint64_t)rec->npages * 8;
+    hash_state h;
+    int r;
+
+    h0.checksum = 0;
+    hash_init(&h, st->store_id);
+    hash_update(&h, &h0, sizeof h0);
+    r = for_body(st, off, sizeof *rec, rec->len - sizeof *rec, buf, hash_piece, &h);
+    if (r < 0)
+        return r;
+    if (hash_final(&h) != rec->checksum)
+        return 0;
+    /* page numbers are 8-byte aligned pieces: RBUF is a multiple of 8 */
+    if ((r = for_body(st, off, sizeof *rec, ilen, buf, check_index, &ic)) < 0)
+        return r;
+    return ic.ok;
+}
+
+/* Writes the record's pages into the store file, the superblock last: a
+ * superblock that names this record's sequence number means every page of it
+ * is in place (the test store_heal relies on). */
+static int apply_record(tm_store *st, uint64_t off, const struct log_rec *rec, uint8_t *buf)
+{
+    uint64_t *index = (uint64_t *)buf;
+    uint8_t *pages = buf + RBUF / 2;
+    uint64_t per = (RBUF / 2) / PAGE, done = 0;
+    uint8_t super_img[PAGE];
+    int have_super = 0, r;
+
+    while (done < rec->npages) {
+        uint64_t k = rec->npages - done < per ? rec->npages - done : per, i;
+        r = os_pread_all(st->log_fd, index, k * 8, (off_t)(off + sizeof *rec + done * 8));
+        if (r < 0)
+            return r;
+        r = os_pread_all(st->log_fd, pages, k * PAGE,
+                         (off_t)(off + sizeof *rec + (uint64_t)rec->npages * 8 + done * PAGE));
+        if (r < 0)
+            return r;
+        for (i = 0; i < k; i++) {
+            if (index[i] == 1) {
+                memcpy(super_img, pages + i * PAGE, PAGE);
+                have_super = 1;
+                continue;
+            }
+            r = os_pwrite_all(st->fd, pages + i * PAGE, PAGE, (off_t)(index[i] * PAGE));
+            if (r < 0)
+                return r;
+        }
+        done += k;
+    }
+    return have_super ? os_pwrite_all(st->fd, super_img, PAGE, PAGE) : 0;
+}
+
+long log_replay(tm_store *st, uint64_t *off, uint64_t *seq, uint64_t *size)
+{
+    struct log_rec rec;
+    uint8_t *buf = NULL;
+    long count = 0;
+    int r = 0;
+
+    while (read_header(st, *off, *seq + 1, &rec)) {
+        if (!buf && !(buf = os_alloc(RBUF)))
+            return -ENOMEM;
+        if ((r = verify(st, *off, &rec, buf)) <= 0)
+            break;
+        if ((r = os_ftruncate(st->fd, (off_t)rec.size)) < 0)
+            break;
+        if ((r = apply_record(st, *off, &rec, buf)) < 0)
+            break;
+        *off += rec.len;
+        *seq += 1;
+        *size = rec.size;
+        count++;
+    }
+    if (buf)
+        os_free(buf, RBUF);
+    return r < 0 ? r : count;
+}

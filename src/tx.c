@@ -1,0 +1,498 @@
+/*
+ * tx.c — write and read transactions: begin, dirty-page tracking, commit,
+ * abort, and the fault handler that turns stray writes into diagnostics.
+ *
+ * Outside a write transaction the arena is mapped read-only.  Inside one,
+ * the first write to a page faults; the handler (on the writer thread) makes
+ * that page writable and records it, so tracking costs one fault per page
+ * dirtied, whatever the arena's size.  Changed pages are private
+ * copy-on-write copies of the file's pages (MAP_PRIVATE): nothing reaches the
+ * store file before commit, and abort simply drops them.
+ *
+ * Per-page protection splits the mapping; past BULK_PAGES dirty pages the
+ * whole arena is made writable instead (bulk mode) and commit finds the
+ * private copies by reading /proc/self/pagemap.  So a transaction may dirty
+ * any number of pages without running into vm.max_map_count.
+ *
+ * Commit, in order (the commit point is step 3):
+ *   1. stamp the superblock: seq + 1, log position;
+ *   2. append the dirty pages to the log as one checksummed record;
+ *   3. fdatasync the log (TMF_SYNC=full);
+ *   4. take LOCK_DATA exclusively, write the pages into the store file,
+ *      superblock last, release it (store.c S2);
+ *   5. drop the private copies (MADV_DONTNEED) and write-protect again;
+ *   6. checkpoint when the log has grown past CKPT_BYTES.
+ * A failure before 3 rolls the transaction back and returns the error; a
+ * failure after it leaves the commit durable (it returns 0) and poisons the
+ * handle, which keeps the store locked until closed or healed.  Any I/O
+ * error poisons the handle: it refuses further transactions (TM_EPOISONED).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "os.h"
+
+#define TLS __attribute__((tls_model("initial-exec"))) __thread
+
+/* Write transactions this thread has open, over all stores: the preload's
+ * routing test.  Zero means "use glibc". */
+TLS int tm_tls_tx;
+static TLS pid_t tls_tid;
+static TLS uint16_t tls_reads[MAX_STORES];
+
+static struct sigaction old_segv, old_bus;
+static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
+static int handler_err;
+
+static pid_t my_tid(void)
+{
+    if (unlikely(!tls_tid))
+        tls_tid = os_gettid();
+    return tls_tid;
+}
+
+int tx_owned(const tm_store *st)
+{
+    return st->tx_tid == my_tid();
+}
+
+int tm_in_tx(void)
+{
+    return tm_tls_tx > 0;
+}
+
+/* ---- the fault handler ---- */
+
+/* Reports a misuse; the fault repeats on return and ends the process. */
+static void die(int sig, const char *what, const char *why, uintptr_t addr)
+{
+    os_say(what, why, addr);
+    signal(sig, SIG_DFL);
+}
+
+static void chain(struct sigaction *old, int sig, siginfo_t *si, void *uc)
+{
+    if (old->sa_flags & SA_SIGINFO) {
+        if (old->sa_sigaction) {
+            old->sa_sigaction(sig, si, uc);
+            return;
+        }
+    } else if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN) {
+        old->sa_handler(sig);
+        return;
+    }
+    signal(sig, SIG_DFL);
+}
+
+static void enter_bulk(tm_store *st)
+{
+    if (mprotect(st->base + PAGE, st->mapped - PAGE, PROT_READ | PROT_WRITE) == 0)
+        st->tx_bulk = 1;
+}
+
+/* A fault at addr inside st's reservation.  Returns 1 when handled. */
+static int fault(tm_store *st, uintptr_t addr)
+{
+    uint64_t off = addr - (uintptr_t)st->base, page = off / PAGE;
+
+    if (off >= st->mapped) {
+        /* Another process may have grown the arena: map what it committed. */
+        if (off < super_of(st)->size && off < st->max && !tx_owned(st) && store_refresh(st) == 0)
+            return 1;
+        die(SIGSEGV, "access beyond the end of the arena at", NULL, addr);
+        return 1;
+    }
+    if (!tx_owned(st) || st->forked) {
+        die(SIGSEGV, "write to persistent address", "outside a write transaction", addr);
+        return 1;
+    }
+    if (page == 0) {
+        die(SIGSEGV, "write to the store header at", NULL, addr);
+        return 1;
+    }
+    if (mprotect(st->base + page * PAGE, PAGE, PROT_READ | PROT_WRITE) < 0) {
+        die(SIGSEGV, "cannot unprotect page at", "(vm.max_map_count?)", addr);
+        return 1;
+    }
+    st->dirty[st->ndirty++] = page;
+    if (st->ndirty >= BULK_PAGES && !st->tx_bulk)
+        enter_bulk(st);
+    return 1;
+}
+
+static void on_fault(int sig, siginfo_t *si, void *uc)
+{
+    uintptr_t addr = (uintptr_t)si->si_addr;
+    int saved = errno, i;
+    for (i = 0; i < MAX_STORES; i++) {
+        tm_store *st = store_registry[i];
+        if (st && addr >= (uintptr_t)st->base && addr < (uintptr_t)st->base + st->max) {
+            if (sig == SIGBUS)
+                die(SIGBUS, "I/O error or truncated store file at", NULL, addr);
+            else
+                fault(st, addr);
+            errno = saved;
+            return;
+        }
+    }
+    errno = saved;
+    chain(sig == SIGSEGV ? &old_segv : &old_bus, sig, si, uc);
+}
+
+static void after_fork_child(void)
+{
+    int i;
+    tm_tls_tx = 0;
+    memset(tls_reads, 0, sizeof tls_reads);
+    tls_tid = 0;
+    for (i = 0; i < MAX_STORES; i++)
+        if (store_registry[i])
+            store_registry[i]->forked = 1;
+}
+
+static void install(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGSEGV, &sa, &old_segv) < 0 || sigaction(SIGBUS, &sa, &old_bus) < 0)
+        handler_err = -errno;
+    else if ((handler_err = -pthread_atfork(NULL, NULL, after_fork_child)) == 0)
+        handler_err = 0;
+}
+
+int tx_install_handler(void)
+{
+    pthread_once(&handler_once, install);
+    return handler_err;
+}
+
+/* ---- touching (for system calls that write into the arena) ---- */
+
+int tx_touch(tm_store *st, void *p, size_t len)
+{
+    uintptr_t a = (uintptr_t)p, end = a + len, base = (uintptr_t)st->base;
+    if (!tx_owned(st))
+        return TM_ENOTX;
+    if (len == 0)
+        return 0;
+    if (a < base + PAGE || end < a || end > base + st->mapped)
+        return EFAULT;
+    /* A same-value write per page: the fault handler does the rest. */
+    for (a &= ~(uintptr_t)(PAGE - 1); a < end; a += PAGE) {
+        volatile char *c = (volatile char *)(a < (uintptr_t)p ? (uintptr_t)p : a);
+        *c = *c;
+    }
+    return 0;
+}
+
+/* ---- bulk mode: find the private copies ---- */
+
+#define PM_PRESENT (1ull << 63)
+#define PM_SWAPPED (1ull << 62)
+#define PM_FILE (1ull << 61)
+#define PM_BATCH 65536
+
+/* Replaces st->dirty with every page of the arena that has a private copy:
+ * present or swapped, and not the file's own page. */
+int tx_dirty_scan(tm_store *st)
+{
+    uint64_t *pm = os_alloc(PM_BATCH * sizeof *pm);
+    uint64_t first = 1, npages = st->mapped / PAGE, p;
+    int fd, r = 0;
+
+    if (!pm)
+        return -ENOMEM;
+    if ((fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)) < 0) {
+        os_free(pm, PM_BATCH * sizeof *pm);
+        return -errno;
+    }
+    st->ndirty = 0;
+    for (p = first; p < npages && r == 0; p += PM_BATCH) {
+        uint64_t n = npages - p < PM_BATCH ? npages - p : PM_BATCH, i;
+        uint64_t vpn = ((uintptr_t)st->base >> PAGE_SHIFT) + p;
+        ssize_t got = pread(fd, pm, n * 8, (off_t)(vpn * 8));
+        if (got != (ssize_t)(n * 8)) {
+            r = got < 0 ? -errno : -EIO;
+            break;
+        }
+        for (i = 0; i < n; i++)
+            if ((pm[i] & (PM_PRESENT | PM_SWAPPED)) && !(pm[i] & PM_FILE))
+                st->dirty[st->ndirty++] = p + i;
+    }
+    close(fd);
+    os_free(pm, PM_BATCH * sizeof *pm);
+    return r;
+}
+
+/* ---- begin ---- */
+
+static int check_usable(tm_store *st)
+{
+    if (unlikely(st->forked)) {
+        int r = store_revive(st);
+        if (r < 0)
+            return tm__err(r);
+    }
+    return st->poisoned ? TM_EPOISONED : 0;
+}
+
+int tm_store_begin(tm_store *st)
+{
+    int r;
+    if ((r = check_usable(st)) != 0)
+        return r;
+    if (tx_owned(st)) {
+        st->tx_depth++;
+        return 0;
+    }
+    if (tls_reads[st->slot])
+        return TM_EREADTX;
+    pthread_rwlock_wrlock(&st->rw);
+    if ((r = os_lock(st->fd, LOCK_WRITER, F_WRLCK, 1)) < 0) {
+        pthread_rwlock_unlock(&st->rw);
+        return tm__err(r);
+    }
+    if ((r = store_heal(st)) < 0 || (r = store_refresh(st)) < 0) {
+        os_lock(st->fd, LOCK_WRITER, F_UNLCK, 0);
+        pthread_rwlock_unlock(&st->rw);
+        return tm__err(r);
+    }
+    st->tx_size0 = super_of(st)->size;
+    st->ndirty = 0;
+    st->tx_bulk = 0;
+    st->tx_depth = 1;
+    st->tx_tid = my_tid();
+    tm_tls_tx++;
+    return 0;
+}
+
+/* ---- end of a transaction ---- */
+
+/* Unlocks and forgets the transaction. */
+void tx_release(tm_store *st)
+{
+    st->tx_tid = 0;
+    st->tx_depth = 0;
+    st->tx_bulk = 0;
+    st->ndirty = 0;
+    tm_tls_tx--;
+    if (!st->apply_pending) /* a poisoned apply keeps readers out (store.c S2) */
+        os_lock(st->fd, LOCK_WRITER, F_UNLCK, 0);
+    pthread_rwlock_unlock(&st->rw);
+}
+
+/* Drops the private copies of the dirty pages and write-protects them; runs
+ * of neighbouring pages go in one call. */
+static void drop_copies(tm_store *st)
+{
+    size_t i = 0, j;
+    if (st->tx_bulk) {
+        mprotect(st->base + PAGE, st->mapped - PAGE, PROT_READ);
+    }
+    while (i < st->ndirty) {
+        for (j = i + 1; j < st->ndirty && st->dirty[j] == st->dirty[j - 1] + 1; j++)
+            ;
+        madvise(st->base + st->dirty[i] * PAGE, (j - i) * PAGE, MADV_DONTNEED);
+        if (!st->tx_bulk)
+            mprotect(st->base + st->dirty[i] * PAGE, (j - i) * PAGE, PROT_READ);
+        i = j;
+    }
+}
+
+/* Undoes the size change of the transaction. */
+static void restore_size(tm_store *st)
+{
+    if (st->mapped > st->tx_size0) {
+        mprotect(st->base + st->tx_size0, st->mapped - st->tx_size0, PROT_NONE);
+        madvise(st->base + st->tx_size0, st->mapped - st->tx_size0, MADV_DONTNEED);
+        os_ftruncate(st->fd, (off_t)st->tx_size0);
+        st->mapped = st->tx_size0;
+    }
+}
+
+void tx_rollback(tm_store *st)
+{
+    if (st->tx_bulk) { /* no list of the copies: drop them all */
+        madvise(st->base + PAGE, st->mapped - PAGE, MADV_DONTNEED);
+        mprotect(st->base + PAGE, st->mapped - PAGE, PROT_READ);
+    } else {
+        drop_copies(st);
+    }
+    restore_size(st);
+}
+
+void tm_store_abort(tm_store *st)
+{
+    if (!tx_owned(st))
+        return;
+    tx_rollback(st);
+    tx_release(st);
+}
+
+/* ---- commit ---- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Steps 1-3: returns 0 once the record is durable. */
+static int write_record(tm_store *st)
+{
+    struct tm_super *sb = super_of(st);
+    uint64_t len;
+    int r;
+
+    sb->seq += 1;            /* faults the superblock into the dirty set */
+    sb->log_gen = st->gen;
+    if (st->tx_bulk) {
+        if ((r = tx_dirty_scan(st)) < 0)
+            return r;
+    } else {
+        qsort(st->dirty, st->ndirty, sizeof *st->dirty, cmp_u64);
+    }
+    sb->log_tail = st->log_off + log_record_len(st->ndirty);
+    sb->checksum = super_checksum(sb);
+    if ((r = log_append(st, sb->seq, st->dirty, st->ndirty, &len)) < 0)
+        return r;
+    if (st->sync == TM_SYNC_FULL) {
+        if ((r = os_fdatasync(st->log_fd)) < 0)
+            return r;
+        st->n_syncs++;
+    }
+    return 0;
+}
+
+/* Step 4 (store.c S2). */
+static int apply(tm_store *st)
+{
+    size_t i;
+    int r;
+    if ((r = os_lock(st->fd, LOCK_DATA, F_WRLCK, 1)) < 0)
+        return r;
+    for (i = 0; i < st->ndirty; i++) {
+        uint64_t pg = st->dirty[i];
+        if (pg != 1 && (r = os_pwrite_all(st->fd, st->base + pg * PAGE, PAGE, (off_t)(pg * PAGE))) < 0)
+            return r;
+    }
+    if ((r = os_pwrite_all(st->fd, st->base + PAGE, PAGE, PAGE)) < 0)
+        return r;
+    return os_lock(st->fd, LOCK_DATA, F_UNLCK, 0);
+}
+
+int tm_store_commit(tm_store *st)
+{
+    int r;
+    if (!tx_owned(st))
+        return TM_ENOTX;
+    if (--st->tx_depth > 0)
+        return 0;
+    if (st->ndirty == 0 && !st->tx_bulk) { /* nothing written: nothing to log */
+        tx_release(st);
+        return 0;
+    }
+    if ((r = write_record(st)) < 0) {
+        log_invalidate(st, st->log_off); /* a record that failed must never be replayed */
+        st->poisoned = 1;
+        tx_rollback(st);
+        tx_release(st);
+        return tm__err(r);
+    }
+    st->log_off = super_of(st)->log_tail;
+    st->n_commits++;
+    if ((r = apply(st)) < 0) {
+        st->poisoned = 1;
+        st->apply_pending = 1; /* keeps LOCK_DATA and LOCK_WRITER until healed */
+    }
+    drop_copies(st);
+    if (r == 0 && st->log_off - LOG_START >= CKPT_BYTES && (r = store_checkpoint(st)) < 0)
+        st->poisoned = 1;
+    tx_release(st);
+    return 0;
+}
+
+/* ---- read transactions ---- */
+
+/* The process's first reader takes the shared data lock, after healing a
+ * record that a dead writer left half applied. */
+static int lock_readers(tm_store *st)
+{
+    int r;
+    for (;;) {
+        struct tm_super *sb = super_of(st);
+        uint64_t off;
+        if ((r = os_lock(st->fd, LOCK_DATA, F_RDLCK, 1)) < 0)
+            return r;
+        if ((r = hdr_current(st)) < 0)
+            break;
+        off = sb->log_gen == st->gen ? sb->log_tail : LOG_START;
+        if (!log_pending(st, off, sb->seq + 1))
+            return store_refresh(st);
+        /* A commit is being applied, or its writer died: wait for the
+         * writer lock (never while holding the data lock) and heal. */
+        os_lock(st->fd, LOCK_DATA, F_UNLCK, 0);
+        if ((r = os_lock(st->fd, LOCK_WRITER, F_WRLCK, 1)) < 0)
+            return r;
+        r = store_heal(st);
+        os_lock(st->fd, LOCK_WRITER, F_UNLCK, 0);
+        if (r < 0)
+            return r;
+    }
+    os_lock(st->fd, LOCK_DATA, F_UNLCK, 0);
+    return r;
+}
+
+int tm_store_read_begin(tm_store *st)
+{
+    int r = 0;
+    if (st->forked && (r = store_revive(st)) < 0)
+        return tm__err(r);
+    if (st->apply_pending) /* the store file is half written: keep out */
+        return TM_EPOISONED;
+    if (tls_reads[st->slot] || tx_owned(st)) {
+        tls_reads[st->slot]++;
+        return 0;
+    }
+    pthread_rwlock_rdlock(&st->rw);
+    pthread_mutex_lock(&st->mu);
+    if (st->readers == 0)
+        r = lock_readers(st);
+    if (r == 0)
+        st->readers++;
+    pthread_mutex_unlock(&st->mu);
+    if (r < 0) {
+        pthread_rwlock_unlock(&st->rw);
+        return tm__err(r);
+    }
+    tls_reads[st->slot] = 1;
+    return 0;
+}
+
+int tm_store_read_end(tm_store *st)
+{
+    if (!tls_reads[st->slot])
+        return TM_ENOTX;
+    if (--tls_reads[st->slot] > 0 || tx_owned(st))
+        return 0;
+    pthread_mutex_lock(&st->mu);
+    if (--st->readers == 0)
+        os_lock(st->fd, LOCK_DATA, F_UNLCK, 0);
+    pthread_mutex_unlock(&st->mu);
+    pthread_rwlock_unlock(&st->rw);
+    return 0;
+}
+
+int tm_store_touch(tm_store *st, void *p, size_t len)
+{
+    return tx_touch(st, p, len);
+}
