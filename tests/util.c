@@ -1,0 +1,98 @@
+/* util.c — helpers shared by the test suites. */
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char dir[256];
+static pid_t dir_owner;
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(p);
+}
+
+static void cleanup(void)
+{
+    if (dir[0] && getpid() == dir_owner)
+        nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+const char *tu_dir(void)
+{
+    if (!dir[0] || dir_owner != getpid()) {
+        const char *t = getenv("TMPDIR");
+        snprintf(dir, sizeof dir, "%s/tmftest.XXXXXX", t && *t ? t : "/tmp");
+        cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+        dir_owner = getpid();
+        atexit(cleanup);
+    }
+    return dir;
+}
+
+const char *tu_path(const char *name)
+{
+    static char bufs[4][512];
+    static int next;
+    char *b = bufs[next++ & 3];
+    snprintf(b, sizeof bufs[0], "%s/%s", tu_dir(), name);
+    return b;
+}
+
+tm_options tu_opts(tm_sync sync)
+{
+    tm_options o;
+    tm_options_init(&o);
+    o.max_size = (size_t)1 << 30;
+    o.sync = sync;
+    return o;
+}
+
+tm_store *tu_open(const char *path)
+{
+    tm_options o = tu_opts(TM_SYNC_FULL);
+    tm_store *st = NULL;
+    int r = tm_open(path, &o, &st);
+    cr_assert_eq(r, 0, "tm_open(%s): %s", path, tm_strerror(r));
+    return st;
+}
+
+int tu_run_child(void (*fn)(void *), void *arg, char *errbuf, size_t len)
+{
+    int pipefd[2], status = 0;
+    pid_t pid;
+    size_t got = 0;
+    cr_assert_eq(pipe(pipefd), 0);
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        close(pipefd[0]);
+        dup2(pipefd[1], STDERR_FILENO);
+        fn(arg);
+        _exit(0);
+    }
+    close(pipefd[1]);
+    for (;;) {
+        char tmp[256];
+        ssize_t n = read(pipefd[0], tmp, sizeof tmp);
+        if (n <= 0)
+            break;
+        if (errbuf && got + 1 < len) {
+            size_t k = (size_t)n < len - 1 - got ? (size_t)n : len - 1 - got;
+            memcpy(errbuf + got, tmp, k);
+            got += k;
+        }
+    }
+    if (errbuf && len)
+        errbuf[got] = 0;
+    close(pipefd[0]);
+    waitpid(pid, &status, 0);
+    return status;
+}

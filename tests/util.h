@@ -1,0 +1,40 @@
+/* util.h — helpers shared by the test suites. */
+#ifndef TMF_TEST_UTIL_H
+#define TMF_TEST_UTIL_H
+
+#include <criterion/criterion.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "tmfalloc.h"
+
+/* A fresh directory for this test; removed with its files at exit. */
+const char *tu_dir(void);
+/* "<tu_dir()>/<name>" in a static buffer per call slot (4 slots). */
+const char *tu_path(const char *name);
+/* Options for tests: default base, 1 GiB reservation, given sync. */
+tm_options tu_opts(tm_sync sync);
+/* Opens (creating) path with tu_opts(TM_SYNC_FULL); fails the test on error. */
+tm_store *tu_open(const char *path);
+/* Asserts an int call returned 0, printing tm_strerror otherwise. */
+#define TU_OK(call)                                                                 \
+    do {                                                                            \
+        int tu_r_ = (call);                                                         \
+        cr_assert_eq(tu_r_, 0, "%s -> %d (%s)", #call, tu_r_, tm_strerror(tu_r_));  \
+    } while (0)
+
+/* Runs fn(arg) in a child process; returns its wait status. The child's
+ * stderr goes to errbuf (if not NULL, up to len bytes, NUL-terminated). */
+int tu_run_child(void (*fn)(void *), void *arg, char *errbuf, size_t len);
+
+/* A small deterministic PRNG (splitmix64). */
+static inline uint64_t tu_rand(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+#endif
