@@ -143,6 +143,26 @@ int tm_store_touch(tm_store *st, void *p, size_t len);
 
 int tm_store_stats(tm_store *st, tm_stats_t *out);
 
+/* Allocation in the arena.  Inside a write transaction of the calling thread
+ * these behave as malloc and friends (16-byte alignment at least; NULL with
+ * errno ENOMEM when the arena cannot grow); outside one they fail with errno
+ * TM_ENOTX.  Freeing an arena block outside a write transaction, a double
+ * free or a pointer the arena never returned is reported on stderr and stops
+ * the process, as glibc does. */
+void *tm_store_malloc(tm_store *st, size_t size);
+void tm_store_free(tm_store *st, void *p);
+void *tm_store_calloc(tm_store *st, size_t n, size_t size);
+void *tm_store_realloc(tm_store *st, void *p, size_t size);
+void *tm_store_aligned_alloc(tm_store *st, size_t align, size_t size);
+int tm_store_posix_memalign(tm_store *st, void **out, size_t align, size_t size);
+size_t tm_store_usable_size(tm_store *st, const void *p);
+/* Walks the whole heap and checks its invariants: every byte in exactly one
+ * block, free structures agree with the blocks, no overlap.  Returns 0 or
+ * TM_ECORRUPT, with a one-line description in msg (if msg is not NULL). */
+int tm_store_check(tm_store *st, char *msg, size_t len);
+/* The open store whose reservation contains p, or NULL. */
+tm_store *tm_store_of(const void *p);
+
 /* The default store. */
 int tm_begin(void);
 int tm_commit(void);
@@ -152,6 +172,14 @@ int tm_read_end(void);
 void *tm_root(size_t size);
 int tm_touch(void *p, size_t len);
 int tm_stats(tm_stats_t *out);
+void *tm_malloc(size_t size);
+void tm_free(void *p);
+void *tm_calloc(size_t n, size_t size);
+void *tm_realloc(void *p, size_t size);
+void *tm_aligned_alloc(size_t align, size_t size);
+int tm_posix_memalign(void **out, size_t align, size_t size);
+size_t tm_usable_size(const void *p);
+int tm_check(char *msg, size_t len);
 /* The default store, opened if needed; NULL with errno set on failure. */
 tm_store *tm_default(void);
 

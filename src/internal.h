@@ -143,6 +143,7 @@ int store_revive(tm_store *st);
 int store_checkpoint(tm_store *st);
 int store_heal(tm_store *st);
 uint64_t super_checksum(const struct tm_super *sb);
+uint64_t hdr_checksum(const struct hdr_slot *s);
 int hdr_current(tm_store *st);
 
 /* log.c */

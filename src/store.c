@@ -61,7 +61,7 @@ static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* ---- header ---- */
 
-static uint64_t slot_checksum(const struct hdr_slot *s)
+uint64_t hdr_checksum(const struct hdr_slot *s)
 {
     return hash_bytes(s, offsetof(struct hdr_slot, checksum), 0x746d6668);
 }
@@ -90,7 +90,7 @@ static int hdr_pick(const uint8_t *page0, struct hdr_slot *out)
         if (memcmp(s[i].magic, HDR_MAGIC, 8) != 0)
             continue;
         magic = 1;
-        if (slot_checksum(&s[i]) != s[i].checksum)
+        if (hdr_checksum(&s[i]) != s[i].checksum)
             continue;
         if (best < 0 || s[i].gen > s[best].gen)
             best = i;
@@ -182,7 +182,7 @@ static int create_file(const char *path, const tm_options *o)
     h.gen = 1;
     h.ckpt_seq = 0;
     h.ckpt_size = size;
-    h.checksum = slot_checksum(&h);
+    h.checksum = hdr_checksum(&h);
 
     r = os_ftruncate(fd, (off_t)size);
     if (r == 0) { /* both slots: one damaged slot alone never loses the store */
@@ -308,7 +308,7 @@ static int write_checkpoint(tm_store *st, uint64_t seq, uint64_t size)
     h.gen = st->gen + 1;
     h.ckpt_seq = seq;
     h.ckpt_size = size;
-    h.checksum = slot_checksum(&h);
+    h.checksum = hdr_checksum(&h);
     if ((r = os_pwrite_all(st->fd, &h, sizeof h, (off_t)((h.gen & 1) * HDR_SLOT_SIZE))) < 0)
         return r;
     if (full && (r = os_fdatasync(st->fd)) < 0)

@@ -491,8 +491,3 @@ int tm_store_read_end(tm_store *st)
     pthread_rwlock_unlock(&st->rw);
     return 0;
 }
-
-int tm_store_touch(tm_store *st, void *p, size_t len)
-{
-    return tx_touch(st, p, len);
-}

@@ -1,0 +1,410 @@
+/* test_store.c — opening stores: bad files, addresses, environment, files. */
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static int open_err(const char *path)
+{
+    tm_options o = tu_opts(TM_SYNC_FULL);
+    tm_store *st = NULL;
+    int r = tm_open(path, &o, &st);
+    if (r == 0)
+        tm_close(st);
+    else
+        cr_assert_null(st);
+    return r;
+}
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, data, len), (ssize_t)len);
+    close(fd);
+}
+
+static void patch(const char *path, off_t off, const void *data, size_t len)
+{
+    int fd = open(path, O_WRONLY);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(pwrite(fd, data, len, off), (ssize_t)len);
+    close(fd);
+}
+
+static void flip(const char *path, off_t off)
+{
+    unsigned char c;
+    int fd = open(path, O_RDWR);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(pread(fd, &c, 1, off), 1);
+    c ^= 0x40;
+    cr_assert_eq(pwrite(fd, &c, 1, off), 1);
+    close(fd);
+}
+
+/* A store holding the value v in its root, closed cleanly. */
+static void make_store(const char *path, long v)
+{
+    tm_store *st = tu_open(path);
+    long *root = tm_store_root(st, 3 * PAGE); /* as large as commit_n_and_die needs */
+    cr_assert_not_null(root);
+    TU_OK(tm_store_begin(st));
+    *root = v;
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_close(st));
+}
+
+static long read_root(const char *path)
+{
+    tm_store *st = tu_open(path);
+    long v = *(long *)tm_store_root(st, sizeof(long));
+    TU_OK(tm_close(st));
+    return v;
+}
+
+Test(store, not_a_store_is_refused_untouched)
+{
+    const char *path = tu_path("text.tmf");
+    static const char text[] = "hello, I am a text file and not a store\n";
+    char back[sizeof text];
+    struct stat sb;
+    write_file(path, text, sizeof text);
+    cr_assert_eq(open_err(path), TM_ENOTSTORE);
+    int fd = open(path, O_RDONLY);
+    cr_assert_eq(read(fd, back, sizeof back), (ssize_t)sizeof text);
+    close(fd);
+    cr_assert_arr_eq(back, text, sizeof text, "the file was modified");
+    cr_assert_neq(stat(tu_path("text.tmf.log"), &sb), 0, "a log was created beside a foreign file");
+}
+
+Test(store, empty_file_is_not_a_store)
+{
+    const char *path = tu_path("empty.tmf");
+    write_file(path, "", 0);
+    cr_assert_eq(open_err(path), TM_ENOTSTORE);
+}
+
+Test(store, directory_is_refused)
+{
+    cr_assert_neq(open_err(tu_dir()), 0);
+}
+
+Test(store, newer_version_is_refused)
+{
+    const char *path = tu_path("v.tmf");
+    struct hdr_slot h;
+    int fd, i;
+    make_store(path, 1);
+    fd = open(path, O_RDWR);
+    for (i = 0; i < 2; i++) {
+        cr_assert_eq(pread(fd, &h, sizeof h, i * HDR_SLOT_SIZE), (ssize_t)sizeof h);
+        h.version = FORMAT_VERSION + 1;
+        h.checksum = hdr_checksum(&h);
+        cr_assert_eq(pwrite(fd, &h, sizeof h, i * HDR_SLOT_SIZE), (ssize_t)sizeof h);
+    }
+    close(fd);
+    cr_assert_eq(open_err(path), TM_EVERSION);
+}
+
+Test(store, truncated_files_are_refused)
+{
+    const char *path = tu_path("t.tmf");
+    tm_store *st = tu_open(path);
+    TU_OK(tm_store_begin(st));
+    cr_assert_not_null(tm_store_root(st, (size_t)4 << 20)); /* arena > 4 MiB */
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_close(st));
+    cr_assert_eq(truncate(path, 3 << 20), 0);
+    cr_assert_eq(open_err(path), TM_ETRUNCATED);
+    cr_assert_eq(truncate(path, PAGE), 0);
+    cr_assert_eq(open_err(path), TM_ETRUNCATED);
+    cr_assert_eq(truncate(path, 200), 0);
+    cr_assert_eq(open_err(path), TM_ETRUNCATED);
+    cr_assert_eq(truncate(path, 5), 0);
+    cr_assert_eq(open_err(path), TM_ENOTSTORE);
+}
+
+Test(store, one_damaged_header_slot_is_survived)
+{
+    const char *path = tu_path("h.tmf");
+    make_store(path, 77);
+    flip(path, offsetof(struct hdr_slot, base) + 2);
+    cr_assert_eq(read_root(path), 77);
+}
+
+Test(store, corrupt_header_is_refused)
+{
+    const char *path = tu_path("h.tmf");
+    make_store(path, 77);
+    flip(path, offsetof(struct hdr_slot, store_id));
+    flip(path, HDR_SLOT_SIZE + offsetof(struct hdr_slot, store_id));
+    cr_assert_eq(open_err(path), TM_ECORRUPT);
+}
+
+Test(store, insane_header_fields_are_refused)
+{
+    const char *path = tu_path("h.tmf");
+    struct hdr_slot h;
+    int fd, i;
+    make_store(path, 1);
+    fd = open(path, O_RDWR);
+    for (i = 0; i < 2; i++) { /* checksummed, but the size exceeds the reservation */
+        cr_assert_eq(pread(fd, &h, sizeof h, i * HDR_SLOT_SIZE), (ssize_t)sizeof h);
+        h.ckpt_size = h.max_size + PAGE;
+        h.checksum = hdr_checksum(&h);
+        cr_assert_eq(pwrite(fd, &h, sizeof h, i * HDR_SLOT_SIZE), (ssize_t)sizeof h);
+    }
+    close(fd);
+    cr_assert_eq(open_err(path), TM_ECORRUPT);
+}
+
+Test(store, corrupt_superblock_is_refused)
+{
+    const char *path = tu_path("s.tmf");
+    make_store(path, 1);
+    flip(path, PAGE + offsetof(struct tm_super, size) + 1);
+    cr_assert_eq(open_err(path), TM_ECORRUPT);
+}
+
+Test(store, foreign_log_is_refused)
+{
+    const char *a = tu_path("a.tmf"), *b = tu_path("b.tmf");
+    char cmd[1200];
+    make_store(a, 1);
+    make_store(b, 2);
+    snprintf(cmd, sizeof cmd, "cp '%s.log' '%s.log'", a, b);
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(open_err(b), TM_ECORRUPT);
+}
+
+/* ---- log records left by a process that died without closing ---- */
+
+struct commits {
+    const char *path;
+    int n;
+};
+
+static void commit_n_and_die(void *arg)
+{
+    struct commits *c = arg;
+    tm_store *st = tu_open(c->path);
+    long *root = tm_store_root(st, 3 * PAGE);
+    for (int i = 1; i <= c->n; i++) {
+        if (tm_store_begin(st))
+            _exit(2);
+        root[0] = i;
+        root[PAGE / sizeof(long)] = i; /* a second page */
+        if (tm_store_commit(st))
+            _exit(3);
+    }
+    _exit(0); /* no tm_close: the log keeps its records */
+}
+
+/* Offset of record number k (1-based) in the log. */
+static off_t record_offset(const char *log, int k)
+{
+    struct log_rec rec;
+    off_t off = LOG_START;
+    int fd = open(log, O_RDONLY);
+    for (int i = 1; i < k; i++) {
+        cr_assert_eq(pread(fd, &rec, sizeof rec, off), (ssize_t)sizeof rec);
+        off += (off_t)rec.len;
+    }
+    close(fd);
+    return off;
+}
+
+Test(store, log_records_of_a_dead_process_are_replayed)
+{
+    struct commits c = {tu_path("l.tmf"), 5};
+    make_store(c.path, 0);
+    cr_assert_eq(tu_run_child(commit_n_and_die, &c, NULL, 0), 0);
+    cr_assert_eq(read_root(c.path), 5);
+}
+
+Test(store, corrupt_last_record_is_discarded)
+{
+    struct commits c = {tu_path("l.tmf"), 5};
+    const char *log = tu_path("l.tmf.log");
+    make_store(c.path, 0);
+    cr_assert_eq(tu_run_child(commit_n_and_die, &c, NULL, 0), 0);
+    /* damage one byte of the last record's page images: replay stops before
+     * it and keeps records 1 to 4, which rewrite the root page */
+    flip(log, record_offset(log, 5) + (off_t)sizeof(struct log_rec) + 3 * 8 + 100);
+    cr_assert_eq(read_root(c.path), 4);
+}
+
+Test(store, corrupt_record_stops_replay_after_power_loss)
+{
+    /* Simulate lost page cache: the store file as of the checkpoint, the log
+     * with five records, the third damaged.  Recovery keeps 1 and 2. */
+    struct commits c = {tu_path("l.tmf"), 5};
+    const char *log = tu_path("l.tmf.log");
+    char cmd[1200];
+    make_store(c.path, 0);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s.ckpt'", c.path, c.path);
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(tu_run_child(commit_n_and_die, &c, NULL, 0), 0);
+    snprintf(cmd, sizeof cmd, "cp '%s.ckpt' '%s'", c.path, c.path);
+    cr_assert_eq(system(cmd), 0);
+    flip(log, record_offset(log, 3) + (off_t)sizeof(struct log_rec) + 3 * 8 + 5);
+    cr_assert_eq(read_root(c.path), 2);
+}
+
+Test(store, torn_record_header_stops_replay)
+{
+    struct commits c = {tu_path("l.tmf"), 4};
+    const char *log = tu_path("l.tmf.log");
+    char cmd[1200];
+    static const char junk[40] = "torn torn torn torn torn torn torn torn";
+    make_store(c.path, 0);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s.ckpt'", c.path, c.path);
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(tu_run_child(commit_n_and_die, &c, NULL, 0), 0);
+    snprintf(cmd, sizeof cmd, "cp '%s.ckpt' '%s'", c.path, c.path);
+    cr_assert_eq(system(cmd), 0);
+    patch(log, record_offset(log, 4) + 8, junk, sizeof junk);
+    cr_assert_eq(read_root(c.path), 3);
+}
+
+/* ---- addresses ---- */
+
+Test(store, store_opened_twice_in_a_process_is_busy)
+{
+    const char *path = tu_path("b.tmf");
+    tm_store *st = tu_open(path);
+    cr_assert_eq(open_err(path), EBUSY);
+    TU_OK(tm_close(st));
+}
+
+Test(store, taken_base_address_is_refused)
+{
+    tm_store *a = tu_open(tu_path("a.tmf"));
+    /* a second store at the same default base cannot be mapped */
+    cr_assert_eq(open_err(tu_path("b.tmf")), TM_EADDR);
+    TU_OK(tm_close(a));
+    /* nor over memory the process maps itself */
+    void *p = mmap((void *)DEFAULT_BASE, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    cr_assert_eq(p, (void *)DEFAULT_BASE);
+    cr_assert_eq(open_err(tu_path("a.tmf")), TM_EADDR);
+    cr_assert_eq(*(volatile char *)p, 0, "the library touched our mapping");
+    munmap(p, PAGE);
+    cr_assert_eq(open_err(tu_path("a.tmf")), 0);
+}
+
+Test(store, two_stores_at_two_bases)
+{
+    tm_options o = tu_opts(TM_SYNC_FULL);
+    tm_store *a = tu_open(tu_path("a.tmf")), *b = NULL;
+    o.base = DEFAULT_BASE + ((uintptr_t)4 << 30);
+    TU_OK(tm_open(tu_path("b.tmf"), &o, &b));
+    cr_assert_eq(tm_store_base(b), (void *)o.base);
+    long *ra = tm_store_root(a, 8), *rb = tm_store_root(b, 8);
+    TU_OK(tm_store_begin(a));
+    TU_OK(tm_store_begin(b));
+    *ra = 1, *rb = 2;
+    TU_OK(tm_store_commit(b));
+    TU_OK(tm_store_commit(a));
+    cr_assert_eq(*ra + *rb, 3);
+    TU_OK(tm_close(a));
+    TU_OK(tm_close(b));
+}
+
+/* ---- files ---- */
+
+Test(store, files_are_private_by_default_and_mode_is_honoured)
+{
+    struct stat sb;
+    tm_options o = tu_opts(TM_SYNC_FULL);
+    tm_store *st;
+    mode_t old = umask(0);
+    make_store(tu_path("p.tmf"), 1);
+    cr_assert_eq(stat(tu_path("p.tmf"), &sb), 0);
+    cr_assert_eq(sb.st_mode & 0777, 0600);
+    cr_assert_eq(stat(tu_path("p.tmf.log"), &sb), 0);
+    cr_assert_eq(sb.st_mode & 0777, 0600);
+    o.mode = 0640;
+    TU_OK(tm_open(tu_path("q.tmf"), &o, &st));
+    TU_OK(tm_close(st));
+    cr_assert_eq(stat(tu_path("q.tmf"), &sb), 0);
+    cr_assert_eq(sb.st_mode & 0777, 0640);
+    umask(old);
+}
+
+Test(store, no_create_option)
+{
+    tm_options o = tu_opts(TM_SYNC_FULL);
+    tm_store *st = NULL;
+    o.no_create = 1;
+    cr_assert_eq(tm_open(tu_path("missing.tmf"), &o, &st), ENOENT);
+}
+
+Test(store, strerror_covers_every_code)
+{
+    for (int c = TM_EFIRST; c < TM_ELAST; c++)
+        cr_assert_str_neq(tm_strerror(c), "unknown error", "code %d", c);
+    cr_assert_str_eq(tm_strerror(ENOENT), strerror(ENOENT));
+    cr_assert_str_eq(tm_strerror(0), "success");
+}
+
+/* ---- the default store and its environment ---- */
+
+Test(env, default_path_is_program_name_in_cwd)
+{
+    char path[600];
+    struct stat sb;
+    cr_assert_eq(chdir(tu_dir()), 0);
+    unsetenv("TMF_PATH");
+    cr_assert_not_null(tm_root(16));
+    snprintf(path, sizeof path, "%s/%s.tmf", tu_dir(), program_invocation_short_name);
+    cr_assert_eq(stat(path, &sb), 0, "no %s", path);
+}
+
+Test(env, variables_are_honoured)
+{
+    tm_stats_t s;
+    struct stat sb;
+    setenv("TMF_PATH", tu_path("env.tmf"), 1);
+    setenv("TMF_ADDR", "0x300000000000", 1);
+    setenv("TMF_MAX_SIZE", "256m", 1);
+    setenv("TMF_SYNC", "none", 1);
+    long *r = tm_root(8);
+    cr_assert_not_null(r, "%s", tm_strerror(errno));
+    cr_assert_eq((uintptr_t)r >> 40, 0x30, "root at %p", (void *)r);
+    TU_OK(tm_stats(&s));
+    cr_assert_eq(s.max_size, (uint64_t)256 << 20);
+    TU_OK(tm_begin());
+    *r = 5;
+    TU_OK(tm_commit());
+    TU_OK(tm_stats(&s));
+    cr_assert_eq(s.syncs, 0, "TMF_SYNC=none made %lu fdatasync calls", (unsigned long)s.syncs);
+    cr_assert_eq(stat(tu_path("env.tmf"), &sb), 0);
+}
+
+Test(env, bad_values_are_clear_errors)
+{
+    setenv("TMF_PATH", tu_path("env.tmf"), 1);
+    setenv("TMF_SYNC", "sometimes", 1);
+    cr_assert_eq(tm_begin(), EINVAL);
+    cr_assert_null(tm_root(8));
+    cr_assert_eq(errno, EINVAL);
+}
+
+Test(env, bad_max_size)
+{
+    setenv("TMF_PATH", tu_path("env.tmf"), 1);
+    setenv("TMF_MAX_SIZE", "lots", 1);
+    cr_assert_eq(tm_begin(), EINVAL);
+}
