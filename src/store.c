@@ -647,8 +647,12 @@ int tm_close(tm_store *st)
 {
     if (!st)
         return EINVAL;
-    if (st->forked)
-        store_revive(st);
+    if (st->forked) { /* a child's inherited handle: it holds no lock, owns no transaction */
+        registry_remove(st);
+        munmap(st->base, st->max);
+        destroy(st);
+        return 0;
+    }
     if (tx_owned(st))
         tm_store_abort(st);
     if (st->apply_pending) { /* S2: finish the durable commit before unlocking */

@@ -64,6 +64,15 @@ tm_store *tu_open(const char *path)
     return st;
 }
 
+tm_store *tu_open_or_exit(const char *path)
+{
+    tm_options o = tu_opts(TM_SYNC_FULL);
+    tm_store *st = NULL;
+    if (tm_open(path, &o, &st) != 0)
+        _exit(99);
+    return st;
+}
+
 int tu_run_child(void (*fn)(void *), void *arg, char *errbuf, size_t len)
 {
     int pipefd[2], status = 0;

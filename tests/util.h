@@ -17,6 +17,9 @@ const char *tu_path(const char *name);
 tm_options tu_opts(tm_sync sync);
 /* Opens (creating) path with tu_opts(TM_SYNC_FULL); fails the test on error. */
 tm_store *tu_open(const char *path);
+/* For forked children, where Criterion assertions must not be used (they
+ * talk to the runner and hang): opens path or _exits with status 99. */
+tm_store *tu_open_or_exit(const char *path);
 /* Asserts an int call returned 0, printing tm_strerror otherwise. */
 #define TU_OK(call)                                                                 \
     do {                                                                            \

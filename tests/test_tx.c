@@ -1,0 +1,486 @@
+/* test_tx.c — transactions: straddling writes, system calls into the arena,
+ * huge transactions, read transactions, other processes, fork, misuse. */
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+Test(tx, write_straddling_two_pages)
+{
+    const char *path = tu_path("s.tmf");
+    tm_store *st = tu_open(path);
+    char *root = tm_store_root(st, 3 * PAGE);
+    char *edge = root + (PAGE - ((uintptr_t)root % PAGE)) - 5; /* 5 bytes before a page end */
+    uint64_t v = 0x1122334455667788ull, back;
+    TU_OK(tm_store_begin(st));
+    memcpy(edge, &v, sizeof v);
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_close(st));
+    st = tu_open(path);
+    memcpy(&back, edge, sizeof back);
+    cr_assert_eq(back, v);
+    TU_OK(tm_close(st));
+}
+
+Test(tx, read_syscalls_into_the_arena)
+{
+    const char *path = tu_path("s.tmf");
+    tm_store *st = tu_open(path);
+    char *root = tm_store_root(st, 64 * 1024);
+    char data[3 * PAGE + 100];
+    int fds[2], sv[2];
+    FILE *f;
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (char)('a' + i % 26);
+    cr_assert_eq(pipe(fds), 0);
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    cr_assert_eq(write(fds[1], data, sizeof data), (ssize_t)sizeof data);
+    cr_assert_eq(send(sv[1], data, 1000, 0), 1000);
+    f = fopen(path, "r"); /* the store's own header bytes, for fread */
+    cr_assert_not_null(f);
+
+    TU_OK(tm_store_begin(st));
+    size_t got = 0;
+    while (got < sizeof data) { /* pages not yet dirty: read(2) must not EFAULT */
+        ssize_t n = read(fds[0], root + 10 + got, sizeof data - got);
+        cr_assert_gt(n, 0, "read: %s", strerror(errno));
+        got += (size_t)n;
+    }
+    cr_assert_eq(recv(sv[0], root + 20000, 1000, 0), 1000, "recv: %s", strerror(errno));
+    cr_assert_eq(fread(root + 30000, 1, 8, f), 8, "fread");
+    cr_assert_eq(pread(fileno(f), root + 40000, 8, 0), 8, "pread: %s", strerror(errno));
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_close(st));
+    fclose(f);
+
+    st = tu_open(path);
+    root = tm_store_root(st, 64 * 1024);
+    cr_assert_arr_eq(root + 10, data, sizeof data);
+    cr_assert_arr_eq(root + 20000, data, 1000);
+    cr_assert_arr_eq(root + 30000, "TMFSTORE", 8);
+    cr_assert_arr_eq(root + 40000, "TMFSTORE", 8);
+    TU_OK(tm_close(st));
+}
+
+Test(tx, touch_makes_a_buffer_writable_for_other_calls)
+{
+    tm_store *st = tu_open(tu_path("s.tmf"));
+    char *root = tm_store_root(st, 4 * PAGE);
+    cr_assert_eq(tm_store_touch(st, root, 10), TM_ENOTX);
+    TU_OK(tm_store_begin(st));
+    TU_OK(tm_store_touch(st, root, 4 * PAGE));
+    cr_assert_eq(tm_store_touch(st, (char *)tm_store_base(st), 8), EFAULT, "header must stay protected");
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_close(st));
+}
+
+Test(tx, one_gib_in_one_transaction, .timeout = 300)
+{
+    const char *path = tu_path("big.tmf");
+    tm_options o = tu_opts(TM_SYNC_FULL);
+    size_t len = (size_t)1 << 30;
+    tm_store *st;
+    tm_stats_t s;
+    o.max_size = (size_t)3 << 30;
+    TU_OK(tm_open(path, &o, &st));
+    uint64_t *p = tm_store_root(st, len);
+    cr_assert_not_null(p, "%s", tm_strerror(errno));
+    TU_OK(tm_store_begin(st));
+    size_t npages = len / PAGE;
+    for (size_t i = 0; i < npages; i++) { /* every page, in scattered order */
+        size_t pg = (i * 7919) % npages;
+        p[pg * 512] = pg ^ 0xabcdef;
+    }
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_store_stats(st, &s));
+    cr_assert_geq(s.log_bytes + (s.checkpoints ? len : 0), len, "the whole gibibyte was logged");
+    TU_OK(tm_close(st));
+    TU_OK(tm_open(path, &o, &st));
+    p = tm_store_root(st, len);
+    for (size_t pg = 0; pg < len / PAGE; pg++)
+        if (p[pg * 512] != (pg ^ 0xabcdef))
+            cr_assert_fail("page %zu: %#lx", pg, (unsigned long)p[pg * 512]);
+    TU_OK(tm_close(st));
+}
+
+Test(tx, many_scattered_pages_beyond_map_count, .timeout = 300)
+{
+    /* 70,000 scattered pages, one transaction: more than vm.max_map_count
+     * mappings would need if each page were protected on its own. */
+    const char *path = tu_path("scatter.tmf");
+    tm_options o = tu_opts(TM_SYNC_NONE);
+    size_t pages = 140000;
+    tm_store *st;
+    TU_OK(tm_open(path, &o, &st));
+    char *p = tm_store_root(st, pages * PAGE);
+    cr_assert_not_null(p);
+    TU_OK(tm_store_begin(st));
+    for (size_t i = 0; i < pages; i += 2)
+        p[i * PAGE + 7] = (char)(i | 1);
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_close(st));
+    TU_OK(tm_open(path, &o, &st));
+    p = tm_store_root(st, pages * PAGE);
+    for (size_t i = 0; i < pages; i++)
+        cr_assert_eq(p[i * PAGE + 7], i % 2 ? 0 : (char)(i | 1), "page %zu", i);
+    TU_OK(tm_close(st));
+}
+
+Test(tx, abort_after_growth_and_bulk_restores_everything)
+{
+    tm_store *st = tu_open(tu_path("s.tmf"));
+    uint64_t *root = tm_store_root(st, 16 * PAGE);
+    tm_stats_t a, b;
+    TU_OK(tm_store_begin(st));
+    for (int i = 0; i < 16 * 512; i++)
+        root[i] = (uint64_t)i;
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_store_stats(st, &a));
+    TU_OK(tm_store_begin(st));
+    char *big = tm_store_root(st, (size_t)(BULK_PAGES + 100) * PAGE); /* grows, goes bulk */
+    cr_assert_not_null(big);
+    memset(big, 0x5a, (size_t)(BULK_PAGES + 100) * PAGE);
+    tm_store_abort(st);
+    TU_OK(tm_store_stats(st, &b));
+    cr_assert_eq(b.arena_size, a.arena_size);
+    cr_assert_eq(b.commits, a.commits);
+    root = tm_store_root(st, 16 * PAGE);
+    for (int i = 0; i < 16 * 512; i++)
+        cr_assert_eq(root[i], (uint64_t)i);
+    TU_OK(tm_close(st));
+}
+
+Test(tx, empty_commit_writes_nothing)
+{
+    tm_store *st = tu_open(tu_path("s.tmf"));
+    tm_stats_t a, b;
+    cr_assert_not_null(tm_store_root(st, 8));
+    TU_OK(tm_store_stats(st, &a));
+    TU_OK(tm_store_begin(st));
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_store_stats(st, &b));
+    cr_assert_eq(a.commits, b.commits);
+    cr_assert_eq(a.syncs, b.syncs);
+    TU_OK(tm_close(st));
+}
+
+Test(tx, one_fdatasync_per_small_commit)
+{
+    tm_store *st = tu_open(tu_path("s.tmf"));
+    long *root = tm_store_root(st, 8);
+    tm_stats_t a, b;
+    TU_OK(tm_store_stats(st, &a));
+    for (int i = 0; i < 500; i++) {
+        TU_OK(tm_store_begin(st));
+        root[0] = i;
+        TU_OK(tm_store_commit(st));
+    }
+    TU_OK(tm_store_stats(st, &b));
+    cr_assert_eq(b.tx_commits - a.tx_commits, 500);
+    cr_assert_leq(b.syncs - a.syncs, 500 + 2, "%lu fdatasync calls for 500 commits",
+                  (unsigned long)(b.syncs - a.syncs));
+    TU_OK(tm_close(st));
+}
+
+Test(tx, read_transaction_inside_own_write)
+{
+    tm_store *st = tu_open(tu_path("s.tmf"));
+    cr_assert_not_null(tm_store_root(st, 8));
+    TU_OK(tm_store_begin(st));
+    TU_OK(tm_store_read_begin(st));
+    TU_OK(tm_store_read_end(st));
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_store_read_begin(st));
+    cr_assert_eq(tm_store_begin(st), TM_EREADTX);
+    TU_OK(tm_store_read_end(st));
+    cr_assert_eq(tm_store_read_end(st), TM_ENOTX);
+    TU_OK(tm_close(st));
+}
+
+/* ---- threads of one process ---- */
+
+struct shared {
+    tm_store *st;
+    uint64_t *arr; /* 8 pages */
+    volatile int stop;
+    long reads, violations;
+};
+
+static void *thread_reader(void *arg)
+{
+    struct shared *s = arg;
+    while (!s->stop) {
+        if (tm_store_read_begin(s->st))
+            abort();
+        uint64_t v = s->arr[0];
+        for (int i = 1; i < 8; i++)
+            if (s->arr[i * 512] != v)
+                s->violations++;
+        tm_store_read_end(s->st);
+        s->reads++;
+    }
+    return NULL;
+}
+
+Test(tx, readers_in_the_process_never_see_a_write_in_progress)
+{
+    struct shared s = {0};
+    pthread_t t;
+    s.st = tu_open(tu_path("s.tmf"));
+    s.arr = tm_store_root(s.st, 8 * PAGE);
+    cr_assert_eq(pthread_create(&t, NULL, thread_reader, &s), 0);
+    for (uint64_t g = 1; g <= 300; g++) {
+        TU_OK(tm_store_begin(s.st));
+        for (int i = 0; i < 8; i++) {
+            s.arr[i * 512] = g;
+            if (i == 3)
+                sched_yield();
+        }
+        if (g % 3 == 0)
+            tm_store_abort(s.st);
+        else
+            TU_OK(tm_store_commit(s.st));
+    }
+    s.stop = 1;
+    pthread_join(t, NULL);
+    cr_assert_eq(s.violations, 0, "%ld torn reads", s.violations);
+    cr_assert_gt(s.reads, 0);
+    TU_OK(tm_close(s.st));
+}
+
+/* ---- processes ---- */
+
+/* In a forked child: drop the inherited handle, open the store afresh. */
+static tm_store *reopen_in_child(tm_store *inherited, const char *path)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s", path);
+    tm_close(inherited);
+    return tu_open_or_exit(p);
+}
+
+static void reader_process(tm_store *st)
+{
+    uint64_t *arr = tm_store_root(st, 64 * PAGE), first = 0, last = 0;
+    long violations = 0, reads = 0;
+    double end = now() + 3;
+    while (now() < end) {
+        if (tm_store_read_begin(st))
+            _exit(10);
+        uint64_t v = arr[0];
+        for (int i = 1; i < 64; i++)
+            if (arr[i * 512] != v)
+                violations++;
+        tm_store_read_end(st);
+        if (!reads++)
+            first = v;
+        last = v;
+    }
+    if (violations)
+        _exit(11);
+    if (last == first) /* the writer made progress that this reader saw */
+        _exit(12);
+    _exit(0);
+}
+
+Test(tx, reader_process_never_sees_a_half_applied_commit, .timeout = 60)
+{
+    const char *path = tu_path("s.tmf");
+    tm_store *st = tu_open(path);
+    uint64_t *arr = tm_store_root(st, 64 * PAGE);
+    pid_t kids[2];
+    for (int k = 0; k < 2; k++) {
+        kids[k] = fork();
+        if (kids[k] == 0)
+            reader_process(k ? reopen_in_child(st, path) : st); /* inherited, or reopened */
+    }
+    double end = now() + 3.5;
+    for (uint64_t g = 1; now() < end; g++) {
+        TU_OK(tm_store_begin(st));
+        for (int i = 0; i < 64; i++)
+            arr[i * 512] = g;
+        TU_OK(tm_store_commit(st));
+    }
+    for (int k = 0; k < 2; k++) {
+        int status;
+        waitpid(kids[k], &status, 0);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "reader %d: status %#x", k, status);
+    }
+    TU_OK(tm_close(st));
+}
+
+static tm_store *grow_st;
+
+static void grow_in_child(void *arg)
+{
+    tm_store *st = reopen_in_child(grow_st, arg);
+    char *p = tm_store_root(st, (size_t)8 << 20); /* grows the arena to > 8 MiB */
+    if (!p || tm_store_begin(st))
+        _exit(2);
+    p[((size_t)8 << 20) - 1] = 'z';
+    _exit(tm_store_commit(st) ? 3 : 0);
+}
+
+static void grow_in_child_more(void *arg)
+{
+    tm_store *st = reopen_in_child(grow_st, arg);
+    char *p = tm_store_root(st, (size_t)8 << 20);
+    if (!p || !tm_store_root(st, (size_t)32 << 20)) /* a new, larger root */
+        _exit(2);
+    p = tm_store_root(st, (size_t)32 << 20);
+    if (tm_store_begin(st))
+        _exit(3);
+    p[(size_t)24 << 20] = 'y';
+    _exit(tm_store_commit(st) ? 4 : 0);
+}
+
+Test(tx, growth_by_another_process_is_seen)
+{
+    const char *path = tu_path("s.tmf");
+    char arg[512];
+    tm_store *st = grow_st = tu_open(path);
+    tm_stats_t s;
+    cr_assert_not_null(tm_store_root(st, 8));
+    snprintf(arg, sizeof arg, "%s", path);
+    cr_assert_eq(tu_run_child(grow_in_child, arg, NULL, 0), 0);
+    TU_OK(tm_store_read_begin(st));
+    char *p = tm_store_root(st, (size_t)8 << 20);
+    cr_assert_eq(p[((size_t)8 << 20) - 1], 'z');
+    TU_OK(tm_store_stats(st, &s));
+    cr_assert_gt(s.arena_size, (uint64_t)8 << 20);
+    TU_OK(tm_store_read_end(st));
+    /* outside a read transaction, the fault handler maps new size on demand */
+    cr_assert_eq(tu_run_child(grow_in_child_more, arg, NULL, 0), 0);
+    p = tm_store_root(st, (size_t)8 << 20);
+    cr_assert_eq(*(volatile char *)(p + ((size_t)24 << 20)), 'y');
+    TU_OK(tm_close(st));
+}
+
+/* ---- fork ---- */
+
+Test(tx, fork_child_reads_then_reopens_without_the_parents_lock, .timeout = 30)
+{
+    const char *path = tu_path("f.tmf");
+    tm_store *st = tu_open(path);
+    long *root = tm_store_root(st, 2 * sizeof(long));
+    int status;
+    TU_OK(tm_store_begin(st));
+    root[0] = 1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (root[0] != 1) /* the child can read what it had mapped */
+            _exit(2);
+        double t0 = now();
+        if (tm_store_begin(st)) /* waits: the parent still holds the writer lock */
+            _exit(3);
+        if (now() - t0 < 0.15)
+            _exit(4);
+        if (root[0] != 11) /* the parent's commit, not its uncommitted copy */
+            _exit(5);
+        root[1] = 22;
+        _exit(tm_store_commit(st) ? 6 : 0);
+    }
+    usleep(300 * 1000);
+    root[0] = 11;
+    TU_OK(tm_store_commit(st));
+    waitpid(pid, &status, 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+    TU_OK(tm_store_read_begin(st));
+    cr_assert_eq(root[0], 11);
+    cr_assert_eq(root[1], 22);
+    TU_OK(tm_store_read_end(st));
+    TU_OK(tm_close(st));
+}
+
+Test(tx, fork_child_does_not_commit_the_parents_transaction)
+{
+    const char *path = tu_path("f.tmf");
+    tm_store *st = tu_open(path);
+    long *root = tm_store_root(st, sizeof(long));
+    int status;
+    TU_OK(tm_store_begin(st));
+    root[0] = 5;
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(tm_store_commit(st) == TM_ENOTX ? 0 : 1);
+    waitpid(pid, &status, 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+    tm_store_abort(st);
+    cr_assert_eq(root[0], 0);
+    TU_OK(tm_close(st));
+}
+
+/* ---- misuse ---- */
+
+static tm_store *misuse_st;
+
+static void write_outside(void *arg)
+{
+    (void)arg;
+    long *root = tm_store_root(misuse_st, 8);
+    root[0] = 1;
+}
+
+Test(tx, write_outside_a_transaction_names_the_address)
+{
+    char err[512], addr[64];
+    misuse_st = tu_open(tu_path("m.tmf"));
+    long *root = tm_store_root(misuse_st, 8);
+    int status = tu_run_child(write_outside, NULL, err, sizeof err);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "status %#x", status);
+    snprintf(addr, sizeof addr, "0x%016lx", (unsigned long)(uintptr_t)root);
+    cr_assert(strstr(err, addr) && strstr(err, "outside a write transaction"), "stderr: %s", err);
+    TU_OK(tm_close(misuse_st));
+}
+
+static void write_header(void *arg)
+{
+    (void)arg;
+    if (tm_store_begin(misuse_st))
+        _exit(1);
+    *(char *)tm_store_base(misuse_st) = 1;
+}
+
+Test(tx, write_to_the_header_is_refused)
+{
+    char err[512];
+    misuse_st = tu_open(tu_path("m.tmf"));
+    int status = tu_run_child(write_header, NULL, err, sizeof err);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "status %#x", status);
+    cr_assert(strstr(err, "store header"), "stderr: %s", err);
+    TU_OK(tm_close(misuse_st));
+}
+
+static void ordinary_segfault(void *arg)
+{
+    (void)arg;
+    *(volatile int *)16 = 1;
+}
+
+Test(tx, faults_elsewhere_keep_their_default_action)
+{
+    char err[512];
+    misuse_st = tu_open(tu_path("m.tmf"));
+    int status = tu_run_child(ordinary_segfault, NULL, err, sizeof err);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "status %#x", status);
+    cr_assert_null(strstr(err, "tmfalloc"), "stderr: %s", err);
+    TU_OK(tm_close(misuse_st));
+}
