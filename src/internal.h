@@ -118,7 +118,7 @@ struct tm_store {
     int tx_bulk;
     size_t tx_size0;     /* arena size at begin */
     uint64_t *dirty;     /* page numbers, capacity max/PAGE */
-    size_t ndirty;
+    volatile size_t ndirty; /* the fault handler appends: always reload */
 
     /* the log, and the header it belongs to */
     struct hdr_slot hdr; /* the current slot: gen, ckpt_seq, ... */
@@ -194,10 +194,17 @@ int tx_owned(const tm_store *st);
 int tx_dirty_scan(tm_store *st);
 void tx_release(tm_store *st);
 
-/* heap.c */
+/* heap.c, heap_check.c (layout and invariants in heap.h).  All but
+ * heap_stats, heap_check and heap_usable need the caller to own the write
+ * transaction; heap_alloc fails with TM_ENOTX otherwise, heap_free and
+ * heap_realloc report the misuse and abort, as they do for a double free or
+ * a pointer the heap never returned.  align is a power of two. */
 void *heap_alloc(tm_store *st, size_t size, size_t align);
 void heap_free(tm_store *st, void *p);
+void *heap_realloc(tm_store *st, void *p, size_t size); /* p != NULL, size > 0 */
+size_t heap_usable(tm_store *st, const void *p);
 void heap_stats(tm_store *st, tm_stats_t *out);
+int heap_check(tm_store *st, char *msg, size_t len); /* 0 or TM_ECORRUPT */
 
 /* error.c */
 int tm__err(int negerrno);

@@ -355,6 +355,8 @@ static int write_record(tm_store *st)
 
     sb->seq += 1;            /* faults the superblock into the dirty set */
     sb->log_gen = st->gen;
+    /* The fault handler changed st->ndirty behind the compiler's back. */
+    atomic_signal_fence(memory_order_seq_cst);
     if (st->tx_bulk) {
         if ((r = tx_dirty_scan(st)) < 0)
             return r;

@@ -234,6 +234,20 @@ Test(store, log_records_of_a_dead_process_are_replayed)
     cr_assert_eq(read_root(c.path), 5);
 }
 
+Test(store, the_log_alone_restores_every_commit_after_power_loss)
+{
+    /* the store file as of the last checkpoint, as if the page cache were lost */
+    struct commits c = {tu_path("l.tmf"), 5};
+    char cmd[1200];
+    make_store(c.path, 0);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s.ckpt'", c.path, c.path);
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(tu_run_child(commit_n_and_die, &c, NULL, 0), 0);
+    snprintf(cmd, sizeof cmd, "cp '%s.ckpt' '%s'", c.path, c.path);
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(read_root(c.path), 5);
+}
+
 Test(store, corrupt_last_record_is_discarded)
 {
     struct commits c = {tu_path("l.tmf"), 5};
