@@ -186,6 +186,14 @@ tm_store *tm_default(void);
 /* Nonzero when the calling thread is inside a write transaction. */
 int tm_in_tx(void);
 
+/* The escape hatch of the LD_PRELOAD interposer.  Inside a write transaction
+ * every malloc-family call of the thread goes into the arena; between
+ * tm_transient_begin() and tm_transient_end() they go to glibc again, for
+ * library calls that keep memory of their own (stdio buffers, locale data,
+ * getaddrinfo, ...).  Nests; harmless without the preload. */
+void tm_transient_begin(void);
+void tm_transient_end(void);
+
 const char *tm_strerror(int code);
 
 #pragma GCC visibility pop

@@ -55,6 +55,10 @@
  * exit, not inherited across fork). */
 enum { LOCK_OPEN = 0, LOCK_WRITER = 1, LOCK_DATA = 2 };
 
+#define TLS __attribute__((tls_model("initial-exec"))) __thread
+extern TLS int tm_tls_tx;
+extern TLS tm_store *tm_tls_route;
+
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
@@ -106,7 +110,8 @@ struct tm_store {
     int slot;            /* index in the registry */
     atomic_int poisoned;
     atomic_int forked;   /* set in a child after fork: revive before use */
-    int apply_pending;   /* a durable record is not fully in the store file */
+    int apply_pending;   /* a durable record is not fully in the store file: */
+    uint64_t apply_off, apply_seq; /* where it is, and its sequence number */
 
     pthread_rwlock_t rw; /* this process's readers against its writer */
     pthread_mutex_t mu;  /* readers' count and the shared file lock */
@@ -137,11 +142,13 @@ static inline struct tm_super *super_of(const tm_store *st)
 
 /* store.c */
 extern tm_store *_Atomic store_registry[MAX_STORES];
+extern _Atomic uintptr_t tm_arena_lo, tm_arena_hi; /* bounds of all reservations */
 int store_grow(tm_store *st, size_t need);
 int store_refresh(tm_store *st);
 int store_revive(tm_store *st);
 int store_checkpoint(tm_store *st);
 int store_heal(tm_store *st);
+int store_reapply(tm_store *st);
 uint64_t super_checksum(const struct tm_super *sb);
 uint64_t hdr_checksum(const struct hdr_slot *s);
 int hdr_current(tm_store *st);
@@ -190,7 +197,20 @@ uint64_t hash_bytes(const void *p, size_t len, uint64_t seed);
 int tx_install_handler(void);
 int tx_touch(tm_store *st, void *p, size_t len);
 void tx_rollback(tm_store *st);
-int tx_owned(const tm_store *st);
+pid_t tx_tid_slow(void);
+extern TLS pid_t tm_tls_tid;
+
+static inline pid_t tx_my_tid(void)
+{
+    pid_t t = tm_tls_tid;
+    return likely(t) ? t : tx_tid_slow();
+}
+
+/* Does the calling thread own st's write transaction? */
+static inline int tx_owned(const tm_store *st)
+{
+    return st->tx_tid == tx_my_tid();
+}
 int tx_dirty_scan(tm_store *st);
 void tx_release(tm_store *st);
 

@@ -55,6 +55,7 @@
 #include "os.h"
 
 tm_store *_Atomic store_registry[MAX_STORES];
+_Atomic uintptr_t tm_arena_lo, tm_arena_hi;
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 
 #define ADDR_LIMIT ((uint64_t)1 << 47) /* x86-64 user space */
@@ -366,7 +367,31 @@ int store_heal(tm_store *st)
     if (n < 0)
         return (int)n;
     st->log_off = off;
+    /* L1: a record with a valid header but a torn or corrupt body (a power
+     * cut, a writer killed mid-write) can never become valid; erase its
+     * header, or lock_readers would find it pending and heal forever. */
+    if (log_pending(st, off, seq + 1) && (r = log_invalidate(st, off)) < 0)
+        return r;
     return store_refresh(st);
+}
+
+/* After an apply failed (its handle kept both locks), writes the record
+ * into the store file again.  The superblock may already be half new, so
+ * store_heal cannot be trusted to see the record as pending. */
+int store_reapply(tm_store *st)
+{
+    uint64_t off = st->apply_off, seq = st->apply_seq - 1, size = 0;
+    long n;
+    int r;
+    if ((r = log_refresh_len(st)) < 0)
+        return r;
+    n = log_replay(st, &off, &seq, &size);
+    if (n < 0)
+        return (int)n;
+    if (n == 0)
+        return -TM_ECORRUPT;
+    st->apply_pending = 0;
+    return 0;
 }
 
 /* ---- opening ---- */
@@ -469,6 +494,24 @@ static int validate(tm_store *st, int first, uint64_t *file_size)
     return super_check((struct tm_super *)page, &st->hdr, *file_size);
 }
 
+/* The one range holding every reservation: the preload's ownership test. */
+static void registry_bounds(void)
+{
+    uintptr_t lo = UINTPTR_MAX, hi = 0;
+    int i;
+    for (i = 0; i < MAX_STORES; i++) {
+        tm_store *o = store_registry[i];
+        if (o && (uintptr_t)o->base < lo)
+            lo = (uintptr_t)o->base;
+        if (o && (uintptr_t)o->base + o->max > hi)
+            hi = (uintptr_t)o->base + o->max;
+    }
+    if (hi == 0)
+        lo = 0; /* no store: an empty range */
+    tm_arena_lo = lo;
+    tm_arena_hi = hi;
+}
+
 static int registry_add(tm_store *st)
 {
     int i, r = -EMFILE;
@@ -484,6 +527,7 @@ static int registry_add(tm_store *st)
         if (!store_registry[i]) {
             st->slot = i;
             store_registry[i] = st;
+            registry_bounds();
             r = 0;
         }
     }
@@ -494,8 +538,10 @@ static int registry_add(tm_store *st)
 static void registry_remove(tm_store *st)
 {
     pthread_mutex_lock(&registry_mu);
-    if (store_registry[st->slot] == st)
+    if (st->slot >= 0 && store_registry[st->slot] == st) {
         store_registry[st->slot] = NULL;
+        registry_bounds();
+    }
     pthread_mutex_unlock(&registry_mu);
 }
 
@@ -655,10 +701,8 @@ int tm_close(tm_store *st)
     }
     if (tx_owned(st))
         tm_store_abort(st);
-    if (st->apply_pending) { /* S2: finish the durable commit before unlocking */
-        if (store_heal(st) == 0)
-            st->apply_pending = 0;
-    }
+    if (st->apply_pending) /* S2: finish the durable commit before unlocking */
+        store_reapply(st);
     checkpoint_if_last(st);
     registry_remove(st);
     munmap(st->base, st->max);

@@ -18,7 +18,6 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-extern __thread int tm_tls_tx __attribute__((tls_model("initial-exec")));
 
 /* Touches [p, p+len) for the write transaction of this thread, if any. */
 static void prepare(void *p, size_t len)
@@ -46,11 +45,21 @@ static void prepare_iov(const struct iovec *iov, int n)
         prepare(iov[i].iov_base, iov[i].iov_len);
 }
 
+/* dlsym may allocate: never into the arena. */
+static void *next_symbol(const char *name)
+{
+    void *p;
+    tm_transient_begin();
+    p = dlsym(RTLD_NEXT, name);
+    tm_transient_end();
+    return p;
+}
+
 /* The next definition of a symbol (libc's), resolved once. */
 #define REAL(name)                                                     \
     static __typeof__(name) *real_##name;                              \
     if (unlikely(!real_##name))                                        \
-        real_##name = (__typeof__(name) *)dlsym(RTLD_NEXT, #name)
+        real_##name = (__typeof__(name) *)next_symbol(#name)
 
 EXPORT ssize_t read(int fd, void *buf, size_t n)
 {

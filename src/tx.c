@@ -30,7 +30,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -38,28 +37,23 @@
 #include "internal.h"
 #include "os.h"
 
-#define TLS __attribute__((tls_model("initial-exec"))) __thread
-
-/* Write transactions this thread has open, over all stores: the preload's
- * routing test.  Zero means "use glibc". */
+/* Write transactions this thread has open, over all stores (the syscall
+ * wrappers' test), and the store its malloc-family calls go to (the
+ * preload's test: NULL, the zero of a new thread, means glibc). */
 TLS int tm_tls_tx;
-static TLS pid_t tls_tid;
+TLS tm_store *tm_tls_route;
+static TLS tm_store *tls_saved_route; /* tm_tls_route during tm_transient_begin */
+static TLS int tls_transient;
+TLS pid_t tm_tls_tid;
 static TLS uint16_t tls_reads[MAX_STORES];
 
 static struct sigaction old_segv, old_bus;
 static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
 static int handler_err;
 
-static pid_t my_tid(void)
+pid_t tx_tid_slow(void)
 {
-    if (unlikely(!tls_tid))
-        tls_tid = os_gettid();
-    return tls_tid;
-}
-
-int tx_owned(const tm_store *st)
-{
-    return st->tx_tid == my_tid();
+    return tm_tls_tid = os_gettid();
 }
 
 int tm_in_tx(void)
@@ -149,8 +143,10 @@ static void after_fork_child(void)
 {
     int i;
     tm_tls_tx = 0;
+    tm_tls_route = tls_saved_route = NULL;
+    tls_transient = 0;
     memset(tls_reads, 0, sizeof tls_reads);
-    tls_tid = 0;
+    tm_tls_tid = 0;
     for (i = 0; i < MAX_STORES; i++)
         if (store_registry[i])
             store_registry[i]->forked = 1;
@@ -270,9 +266,29 @@ int tm_store_begin(tm_store *st)
     st->ndirty = 0;
     st->tx_bulk = 0;
     st->tx_depth = 1;
-    st->tx_tid = my_tid();
+    st->tx_tid = tx_my_tid();
     tm_tls_tx++;
+    if (tls_transient)
+        tls_saved_route = tls_saved_route ? tls_saved_route : st;
+    else if (!tm_tls_route)
+        tm_tls_route = st;
     return 0;
+}
+
+void tm_transient_begin(void)
+{
+    if (tls_transient++ == 0) {
+        tls_saved_route = tm_tls_route;
+        tm_tls_route = NULL;
+    }
+}
+
+void tm_transient_end(void)
+{
+    if (tls_transient > 0 && --tls_transient == 0) {
+        tm_tls_route = tls_saved_route;
+        tls_saved_route = NULL;
+    }
 }
 
 /* ---- end of a transaction ---- */
@@ -285,6 +301,10 @@ void tx_release(tm_store *st)
     st->tx_bulk = 0;
     st->ndirty = 0;
     tm_tls_tx--;
+    if (tm_tls_route == st)
+        tm_tls_route = NULL;
+    if (tls_saved_route == st)
+        tls_saved_route = NULL;
     if (!st->apply_pending) /* a poisoned apply keeps readers out (store.c S2) */
         os_lock(st->fd, LOCK_WRITER, F_UNLCK, 0);
     pthread_rwlock_unlock(&st->rw);
@@ -340,10 +360,32 @@ void tm_store_abort(tm_store *st)
 
 /* ---- commit ---- */
 
-static int cmp_u64(const void *a, const void *b)
+/* In-place heapsort: the commit path must not allocate (qsort may call
+ * malloc, which the preload would route into the arena being committed). */
+static void sift(uint64_t *v, size_t i, size_t n)
 {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
+    uint64_t x = v[i];
+    for (size_t c; (c = 2 * i + 1) < n; i = c) {
+        if (c + 1 < n && v[c + 1] > v[c])
+            c++;
+        if (v[c] <= x)
+            break;
+        v[i] = v[c];
+    }
+    v[i] = x;
+}
+
+static void sort_pages(uint64_t *v, size_t n)
+{
+    size_t i;
+    for (i = n / 2; i-- > 0;)
+        sift(v, i, n);
+    while (n > 1) {
+        uint64_t t = v[0];
+        v[0] = v[--n];
+        v[n] = t;
+        sift(v, 0, n);
+    }
 }
 
 /* Steps 1-3: returns 0 once the record is durable. */
@@ -361,7 +403,7 @@ static int write_record(tm_store *st)
         if ((r = tx_dirty_scan(st)) < 0)
             return r;
     } else {
-        qsort(st->dirty, st->ndirty, sizeof *st->dirty, cmp_u64);
+        sort_pages(st->dirty, st->ndirty);
     }
     sb->log_tail = st->log_off + log_record_len(st->ndirty);
     sb->checksum = super_checksum(sb);
@@ -410,11 +452,13 @@ int tm_store_commit(tm_store *st)
         tx_release(st);
         return tm__err(r);
     }
+    st->apply_off = st->log_off;
+    st->apply_seq = super_of(st)->seq;
     st->log_off = super_of(st)->log_tail;
     st->n_commits++;
     if ((r = apply(st)) < 0) {
         st->poisoned = 1;
-        st->apply_pending = 1; /* keeps LOCK_DATA and LOCK_WRITER until healed */
+        st->apply_pending = 1; /* keeps LOCK_DATA and LOCK_WRITER: store_reapply */
     }
     drop_copies(st);
     if (r == 0 && st->log_off - LOG_START >= CKPT_BYTES && (r = store_checkpoint(st)) < 0)

@@ -472,7 +472,8 @@ Test(tx, write_to_the_header_is_refused)
 static void ordinary_segfault(void *arg)
 {
     (void)arg;
-    *(volatile int *)16 = 1;
+    int *volatile bad = (int *)16;
+    *bad = 1;
 }
 
 Test(tx, faults_elsewhere_keep_their_default_action)

@@ -1,0 +1,232 @@
+/*
+ * preload.c — libtmfpreload.so, the LD_PRELOAD interposer.
+ *
+ * Routes the malloc family: a call goes to the arena when its thread is
+ * inside a write transaction (tm_tls_route names the store), or when it
+ * frees, reallocates or measures a block whose address lies in a store's
+ * reservation; everything else goes straight to glibc through its exported
+ * __libc_* entry points.  The fallback path adds one thread-local load and
+ * one address-range test.
+ *
+ * Rules this file keeps (each a known pitfall of interposers):
+ *   - No allocation, stdio or getenv before the first tm_* call: the store
+ *     opens lazily, in the core.  Zero-initialised, initial-exec TLS means
+ *     "glibc", so calls from the loader, from new threads and before any
+ *     initialisation are safe.
+ *   - Built with -fno-builtin: GCC must not turn malloc + memset into a
+ *     call to calloc inside the interposer.
+ *   - Ownership by address: free, realloc, malloc_usable_size and the sized
+ *     frees of a glibc pointer go to glibc whatever the thread is doing.
+ *   - realloc policy: a block stays with the allocator that made it.  A
+ *     glibc block reallocated inside a transaction stays a glibc block; an
+ *     arena block is reallocated in the arena (inside a transaction only).
+ *   - free preserves errno.
+ * Anything that must not land in the arena while a transaction is open uses
+ * tm_transient_begin/end (the core does so around dlsym).
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <dlfcn.h>
+
+#include "internal.h"
+
+#define EXPORT __attribute__((visibility("default")))
+#define NOINLINE __attribute__((noinline))
+
+void *__libc_malloc(size_t size);
+void __libc_free(void *p);
+void *__libc_calloc(size_t n, size_t size);
+void *__libc_realloc(void *p, size_t size);
+void *__libc_memalign(size_t align, size_t size);
+void *__libc_valloc(size_t size);
+void *__libc_pvalloc(size_t size);
+
+static size_t (*glibc_usable_size)(void *);
+
+/* The address-range test: one subtraction and one compare. */
+static inline int in_arena(const void *p)
+{
+    uintptr_t lo = tm_arena_lo;
+    return (uintptr_t)p - lo < tm_arena_hi - lo;
+}
+
+static inline int valid_alignment(size_t align)
+{
+    return align && !(align & (align - 1));
+}
+
+/* ---- slow paths: the arena ---- */
+
+static NOINLINE void *arena_malloc(tm_store *st, size_t size)
+{
+    return tm_store_malloc(st, size);
+}
+
+static NOINLINE void *arena_aligned(tm_store *st, size_t align, size_t size)
+{
+    return tm_store_aligned_alloc(st, align, size);
+}
+
+static NOINLINE void arena_free(void *p)
+{
+    int saved = errno;
+    tm_store *st = tm_store_of(p);
+    if (st)
+        tm_store_free(st, p);
+    else
+        __libc_free(p); /* between two reservations: not ours */
+    errno = saved;
+}
+
+static NOINLINE void *arena_realloc(void *p, size_t size)
+{
+    tm_store *st = tm_store_of(p);
+    return st ? tm_store_realloc(st, p, size) : __libc_realloc(p, size);
+}
+
+/* ---- the malloc family ---- */
+
+EXPORT void *malloc(size_t size)
+{
+    tm_store *st = tm_tls_route;
+    if (likely(!st))
+        return __libc_malloc(size);
+    return arena_malloc(st, size);
+}
+
+EXPORT void free(void *p)
+{
+    if (likely(!in_arena(p))) {
+        __libc_free(p);
+        return;
+    }
+    arena_free(p);
+}
+
+EXPORT void cfree(void *p)
+{
+    free(p);
+}
+
+EXPORT void free_sized(void *p, size_t size)
+{
+    (void)size;
+    free(p);
+}
+
+EXPORT void free_aligned_sized(void *p, size_t align, size_t size)
+{
+    (void)align, (void)size;
+    free(p);
+}
+
+EXPORT void *calloc(size_t n, size_t size)
+{
+    tm_store *st = tm_tls_route;
+    if (likely(!st))
+        return __libc_calloc(n, size);
+    return tm_store_calloc(st, n, size);
+}
+
+EXPORT void *realloc(void *p, size_t size)
+{
+    if (unlikely(in_arena(p)))
+        return arena_realloc(p, size);
+    if (unlikely(!p && tm_tls_route))
+        return arena_malloc(tm_tls_route, size);
+    return __libc_realloc(p, size);
+}
+
+EXPORT void *reallocarray(void *p, size_t n, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return realloc(p, total);
+}
+
+EXPORT int posix_memalign(void **out, size_t align, size_t size)
+{
+    tm_store *st = tm_tls_route;
+    void *p;
+    if (!valid_alignment(align) || align % sizeof(void *))
+        return EINVAL;
+    if (unlikely(st))
+        return tm_store_posix_memalign(st, out, align, size);
+    if (!(p = __libc_memalign(align, size)))
+        return ENOMEM;
+    *out = p;
+    return 0;
+}
+
+EXPORT void *aligned_alloc(size_t align, size_t size)
+{
+    tm_store *st = tm_tls_route;
+    if (!valid_alignment(align)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (unlikely(st))
+        return arena_aligned(st, align, size);
+    return __libc_memalign(align, size);
+}
+
+EXPORT void *memalign(size_t align, size_t size)
+{
+    tm_store *st = tm_tls_route;
+    if (likely(!st))
+        return __libc_memalign(align, size);
+    while (!valid_alignment(align)) /* glibc rounds up to a power of two */
+        align = align & (align - 1) ? (align & (align - 1)) << 1 : 1;
+    return arena_aligned(st, align, size);
+}
+
+EXPORT void *valloc(size_t size)
+{
+    tm_store *st = tm_tls_route;
+    if (likely(!st))
+        return __libc_valloc(size);
+    return arena_aligned(st, PAGE, size);
+}
+
+EXPORT void *pvalloc(size_t size)
+{
+    tm_store *st = tm_tls_route;
+    if (likely(!st))
+        return __libc_pvalloc(size);
+    if (size > SIZE_MAX - PAGE) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return arena_aligned(st, PAGE, (size + PAGE - 1) & ~(size_t)(PAGE - 1));
+}
+
+static NOINLINE void resolve_usable_size(void)
+{
+    tm_transient_begin();
+    glibc_usable_size = (size_t(*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
+    tm_transient_end();
+}
+
+EXPORT size_t malloc_usable_size(void *p)
+{
+    if (!p)
+        return 0;
+    if (unlikely(in_arena(p))) {
+        tm_store *st = tm_store_of(p);
+        return st ? tm_store_usable_size(st, p) : 0;
+    }
+    if (unlikely(!glibc_usable_size))
+        resolve_usable_size();
+    return glibc_usable_size ? glibc_usable_size(p) : 0;
+}
+
+/* Resolved at load time, when nothing can be inside a transaction yet. */
+__attribute__((constructor)) static void preload_init(void)
+{
+    if (!glibc_usable_size)
+        resolve_usable_size();
+}

@@ -1,0 +1,234 @@
+/*
+ * heap_check.c — heap statistics and the checker.
+ *
+ * The checker reads (never writes) the whole heap and proves the invariants
+ * listed in heap.h:
+ *   - walking the blocks by their sizes from HEAP_START reaches the fence,
+ *     which ends the arena exactly (H1), every header's check is valid;
+ *   - B_PINUSE and the footers agree, no two free blocks touch (H2);
+ *   - the free tree is ordered, heap-ordered by priority, and holds exactly
+ *     the free blocks: same count, and the same sum of a hash of their
+ *     addresses (H3);
+ *   - each span is aligned, its metadata matches its class, its free count
+ *     matches its bitmap; each partial list holds exactly the spans of its
+ *     class with room, again by count and address hash (H4);
+ *   - the counters of struct heap_state equal the sums over the blocks (H6).
+ * Every pointer is range-checked before it is followed, so a corrupt heap
+ * yields TM_ECORRUPT and a message naming the first problem, not a crash.
+ */
+#include <string.h>
+
+#include "heap.h"
+
+struct walk {
+    const tm_store *st;
+    const struct heap_state *h;
+    uintptr_t lo, hi;  /* heap bounds */
+    uint64_t nfree, free_bytes, free_hash, live_large, live_small, span_slots, nspans;
+    uint64_t part_n[NCLASS], part_hash[NCLASS];
+    uint64_t tree_n, tree_hash;
+    const fnode *tree_prev;
+    char *msg;
+    size_t len;
+};
+
+/* Writes "what 0x<addr>" into the caller's buffer; returns TM_ECORRUPT. */
+static int bad(struct walk *w, const char *what, const void *addr)
+{
+    size_t n = 0, i;
+    uintptr_t a = (uintptr_t)addr;
+    if (!w->msg || !w->len)
+        return TM_ECORRUPT;
+    for (i = 0; what[i] && n + 1 < w->len; i++)
+        w->msg[n++] = what[i];
+    if (addr && n + 20 < w->len) {
+        w->msg[n++] = ' ', w->msg[n++] = '0', w->msg[n++] = 'x';
+        for (i = 0; i < 16; i++)
+            w->msg[n++] = "0123456789abcdef"[(a >> (60 - 4 * i)) & 15];
+    }
+    w->msg[n] = 0;
+    return TM_ECORRUPT;
+}
+
+static int in_heap(const struct walk *w, const void *p, uint64_t len)
+{
+    uintptr_t a = (uintptr_t)p;
+    return a >= w->lo && a % QUANTUM == 0 && a < w->hi && len <= w->hi - a;
+}
+
+static int check_span(struct walk *w, const span *s)
+{
+    unsigned i, pop = 0, n;
+    if ((uintptr_t)s % SPAN_SIZE || blk_size(s) != SPAN_SIZE)
+        return bad(w, "span not aligned or not 64 KiB at", s);
+    if (s->self != ((uintptr_t)s ^ w->h->key) || s->cls >= NCLASS)
+        return bad(w, "bad span header at", s);
+    n = (unsigned)((SPAN_SIZE - SPAN_HDR) / heap_class_size(s->cls));
+    if (s->slot != heap_class_size(s->cls) || s->nslots != n || s->nfree > n ||
+        s->recip != (uint32_t)(((1ull << 32) + s->slot - 1) / s->slot))
+        return bad(w, "span metadata does not match its class at", s);
+    for (i = 0; i < 64; i++) {
+        uint64_t valid = n >= (i + 1) * 64 ? ~0ull : n > i * 64 ? (1ull << (n - i * 64)) - 1 : 0;
+        if (s->bitmap[i] & ~valid)
+            return bad(w, "span bitmap marks slots past its end at", s);
+        if (!!s->bitmap[i] != !!(s->summary & (1ull << i)))
+            return bad(w, "span summary disagrees with its bitmap at", s);
+        pop += (unsigned)__builtin_popcountll(s->bitmap[i]);
+    }
+    if (pop != s->nfree)
+        return bad(w, "span free count disagrees with its bitmap at", s);
+    w->nspans++;
+    w->span_slots += (uint64_t)n * s->slot;
+    w->live_small += (uint64_t)(n - s->nfree) * s->slot;
+    if (s->nfree) {
+        w->part_n[s->cls]++;
+        w->part_hash[s->cls] += heap_prio(s);
+    }
+    return 0;
+}
+
+/* H1, H2 and the per-block facts. */
+static int walk_blocks(struct walk *w)
+{
+    const blk *b = (const blk *)w->lo;
+    int prev_free = 0, r;
+    uint64_t prev_size = 0;
+    for (;;) {
+        uint64_t size, fl;
+        if (!in_heap(w, b, HDR))
+            return bad(w, "block runs past the end of the heap at", b);
+        if (!blk_valid(w->h, b))
+            return bad(w, "bad block header at", b);
+        size = blk_size(b), fl = blk_flags(b);
+        if (size < QUANTUM || !in_heap(w, b, size))
+            return bad(w, "bad block size at", b);
+        if (!!(fl & B_PINUSE) == prev_free)
+            return bad(w, "B_PINUSE disagrees with the previous block at", b);
+        if (prev_free && b->prev_foot != prev_size)
+            return bad(w, "footer of a free block disagrees with its size at", b);
+        if (fl & B_FENCE) {
+            if (size != FENCE_SIZE || !(fl & B_INUSE) || (uintptr_t)b + size != w->hi)
+                return bad(w, "bad fence at", b);
+            return 0;
+        }
+        if (!(fl & B_INUSE)) {
+            if (prev_free)
+                return bad(w, "two adjacent free blocks at", b);
+            if (size < MIN_BLOCK || (fl & B_SPAN))
+                return bad(w, "bad free block at", b);
+            w->nfree++;
+            w->free_bytes += size;
+            w->free_hash += heap_prio(b);
+        } else if (fl & B_SPAN) {
+            if ((r = check_span(w, (const span *)b)) != 0)
+                return r;
+        } else {
+            if (size < MIN_BLOCK)
+                return bad(w, "in-use block below the minimum size at", b);
+            w->live_large += size;
+        }
+        prev_free = !(fl & B_INUSE);
+        prev_size = size;
+        b = blk_at(b, size);
+    }
+}
+
+/* H3: in order, heap-ordered, every node a free block. */
+static int walk_tree(struct walk *w, const fnode *t, uint64_t parent_prio, int depth)
+{
+    int r;
+    if (!t)
+        return 0;
+    if (depth > 256 || w->tree_n > w->nfree)
+        return bad(w, "free tree too deep or cyclic at", t);
+    if (!in_heap(w, t, MIN_BLOCK) || !blk_valid(w->h, t) || (t->head & B_INUSE) ||
+        !in_heap(w, t, blk_size(t)))
+        return bad(w, "free tree node is not a free block at", t);
+    if (heap_prio(t) > parent_prio)
+        return bad(w, "free tree priority order broken at", t);
+    if ((r = walk_tree(w, t->left, heap_prio(t), depth + 1)) != 0)
+        return r;
+    if (w->tree_prev) {
+        const fnode *p = w->tree_prev;
+        if (blk_size(p) > blk_size(t) || (blk_size(p) == blk_size(t) && p >= t))
+            return bad(w, "free tree (size, address) order broken at", t);
+    }
+    w->tree_prev = t;
+    w->tree_n++;
+    w->tree_hash += heap_prio(t);
+    return walk_tree(w, t->right, heap_prio(t), depth + 1);
+}
+
+/* H4: each partial list holds exactly its class's spans with room. */
+static int walk_partial(struct walk *w, unsigned c)
+{
+    const span *s = w->h->partial[c], *prev = NULL;
+    uint64_t n = 0, hash = 0;
+    for (; s; prev = s, s = s->next) {
+        if (++n > w->nspans)
+            return bad(w, "partial span list is cyclic", NULL);
+        if (!in_heap(w, s, SPAN_SIZE) || (uintptr_t)s % SPAN_SIZE || !blk_valid(w->h, s) ||
+            !(s->head & B_SPAN) || s->self != ((uintptr_t)s ^ w->h->key))
+            return bad(w, "partial list entry is not a span:", s);
+        if (s->cls != c || s->nfree == 0 || s->prev != prev)
+            return bad(w, "partial list entry of the wrong class, full, or mislinked:", s);
+        hash += heap_prio(s);
+    }
+    if (n != w->part_n[c] || hash != w->part_hash[c])
+        return bad(w, "a partial list misses spans of its class", NULL);
+    return 0;
+}
+
+int heap_check(tm_store *st, char *msg, size_t len)
+{
+    const struct heap_state *h = heap_state_of(st);
+    struct walk w;
+    unsigned c;
+    int r;
+
+    memset(&w, 0, sizeof w);
+    w.st = st, w.h = h, w.msg = msg, w.len = len;
+    w.lo = (uintptr_t)st->base + HEAP_START;
+    w.hi = (uintptr_t)st->base + super_of(st)->size;
+    if (msg && len)
+        msg[0] = 0;
+    if (h->magic == 0)
+        return 0; /* nothing allocated yet */
+    if (h->magic != HEAP_MAGIC)
+        return bad(&w, "bad heap magic", NULL);
+    if ((r = walk_blocks(&w)) != 0)
+        return r;
+    if ((r = walk_tree(&w, h->root, ~0ull, 0)) != 0)
+        return r;
+    if (w.tree_n != w.nfree || w.tree_hash != w.free_hash)
+        return bad(&w, "the free tree does not hold exactly the free blocks", NULL);
+    for (c = 0; c < NCLASS; c++)
+        if ((r = walk_partial(&w, c)) != 0)
+            return r;
+    if (w.nfree != h->free_blocks || w.free_bytes != h->free_bytes)
+        return bad(&w, "free block counters disagree with the blocks", NULL);
+    if (w.live_large != h->live_large || w.live_small != h->live_small)
+        return bad(&w, "live byte counters disagree with the blocks", NULL);
+    if (w.nspans != h->nspans || w.span_slots != h->span_slots)
+        return bad(&w, "span counters disagree with the spans", NULL);
+    return 0;
+}
+
+void heap_stats(tm_store *st, tm_stats_t *out)
+{
+    const struct heap_state *h = heap_state_of(st);
+    const fnode *top;
+    if (h->magic != HEAP_MAGIC) { /* a fresh heap: one free block */
+        uint64_t size = super_of(st)->size;
+        uint64_t avail = size > HEAP_START + FENCE_SIZE ? size - HEAP_START - FENCE_SIZE : 0;
+        out->live_bytes = 0;
+        out->free_bytes = out->largest_free = avail;
+        out->free_blocks = avail > 0;
+        return;
+    }
+    out->live_bytes = h->live_large + h->live_small;
+    out->free_bytes = h->free_bytes + (h->span_slots - h->live_small);
+    out->free_blocks = h->free_blocks;
+    top = heap_tree_max(h);
+    out->largest_free = top ? blk_size(top) : 0;
+}

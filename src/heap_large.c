@@ -1,0 +1,365 @@
+/*
+ * heap_large.c — boundary-tagged blocks, the free tree, and growth.
+ *
+ * Every block of the heap (see heap.h for the layout) is either in use, a
+ * span of small slots, the fence, or free.  Free blocks sit in one tree
+ * ordered by (size, address) whose nodes live inside the free blocks
+ * themselves: a treap whose priority is a hash of the node's address, so it
+ * needs no stored balance data and is balanced in expectation whatever the
+ * order of insertions.  Searching is O(log free blocks) reads; inserting and
+ * removing rewrite O(1) links in expectation, and a link is only written when
+ * it changes, so an operation dirties few pages besides the block itself.
+ *
+ *   best fit    the leftmost node whose size fits: least size, then least
+ *               address.  Aligned requests visit the nodes in order from
+ *               there and take the first that fits once aligned.
+ *   free        mark the header free (a second free of the same pointer then
+ *               reads a free header), merge with free neighbours (H2),
+ *               insert the result.
+ *   growth      store_grow extends the arena; the old fence and the new bytes
+ *               become a free block (merged with a free predecessor) and a
+ *               new fence ends the heap.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "heap.h"
+
+/* Writes a pointer only when it changes: an unchanged link dirties no page. */
+#define SETP(lv, v)                  \
+    do {                             \
+        fnode *v_ = (v);             \
+        if ((lv) != v_)              \
+            (lv) = v_;               \
+    } while (0)
+
+uint64_t heap_prio(const void *n)
+{
+    uint64_t x = (uintptr_t)n * 0xD6E8FEB86659FD93ull;
+    return x ^ (x >> 32);
+}
+
+static inline int node_less(const fnode *a, const fnode *b)
+{
+    uint64_t sa = blk_size(a), sb = blk_size(b);
+    return sa < sb || (sa == sb && a < b);
+}
+
+/* ---- the treap ---- */
+
+static void tree_insert(struct heap_state *h, fnode *x)
+{
+    fnode **p = &h->root, **l, **r, *t;
+    uint64_t px = heap_prio(x);
+    while ((t = *p) && heap_prio(t) >= px)
+        p = node_less(x, t) ? &t->left : &t->right;
+    /* Split the subtree t around x into x's two children. */
+    l = &x->left, r = &x->right;
+    while (t) {
+        if (node_less(t, x)) {
+            SETP(*l, t);
+            l = &t->right;
+            t = t->right;
+        } else {
+            SETP(*r, t);
+            r = &t->left;
+            t = t->left;
+        }
+    }
+    SETP(*l, NULL);
+    SETP(*r, NULL);
+    SETP(*p, x);
+}
+
+static void tree_remove(struct heap_state *h, fnode *x)
+{
+    fnode **p = &h->root, *a, *b;
+    while (*p != x) {
+        if (unlikely(!*p))
+            heap_die("heap corrupt: free block missing from the free tree at", x);
+        p = node_less(x, *p) ? &(*p)->left : &(*p)->right;
+    }
+    a = x->left, b = x->right;
+    while (a && b) { /* merge the children: the higher priority on top */
+        if (heap_prio(a) >= heap_prio(b)) {
+            SETP(*p, a);
+            p = &a->right;
+            a = a->right;
+        } else {
+            SETP(*p, b);
+            p = &b->left;
+            b = b->left;
+        }
+    }
+    SETP(*p, a ? a : b);
+}
+
+fnode *heap_tree_max(const struct heap_state *h)
+{
+    fnode *t = h->root;
+    while (t && t->right)
+        t = t->right;
+    return t;
+}
+
+/* The least (size, address) node of at least need bytes, or NULL. */
+static fnode *tree_best(const struct heap_state *h, uint64_t need)
+{
+    fnode *t = h->root, *best = NULL;
+    while (t) {
+        if (blk_size(t) >= need)
+            best = t, t = t->left;
+        else
+            t = t->right;
+    }
+    return best;
+}
+
+/* ---- free blocks ---- */
+
+static void free_add(struct heap_state *h, fnode *b)
+{
+    h->free_bytes += blk_size(b);
+    h->free_blocks++;
+    tree_insert(h, b);
+}
+
+static void free_del(struct heap_state *h, fnode *b)
+{
+    h->free_bytes -= blk_size(b);
+    h->free_blocks--;
+    tree_remove(h, b);
+}
+
+/* Makes [b, b+size) a free block (merging free neighbours) and tells the
+ * successor.  b's header keeps its B_PINUSE flag. */
+static void release(struct heap_state *h, blk *b, uint64_t size)
+{
+    uint64_t pin = b->head & B_PINUSE;
+    blk *n = blk_at(b, size);
+
+    blk_set(h, b, size, pin); /* H5: a stale copy of this header reads free */
+    if (!pin) {
+        blk *p = (blk *)((char *)b - b->prev_foot);
+        free_del(h, (fnode *)p);
+        size += blk_size(p);
+        pin = p->head & B_PINUSE;
+        b = p;
+    }
+    if (!(n->head & B_INUSE)) {
+        free_del(h, (fnode *)n);
+        size += blk_size(n);
+    }
+    blk_set(h, b, size, pin);
+    n = blk_at(b, size);
+    n->prev_foot = size;
+    if (n->head & B_PINUSE)
+        blk_set(h, n, blk_size(n), blk_flags(n) & ~B_PINUSE);
+    free_add(h, (fnode *)b);
+}
+
+/* Where a block of need bytes whose header is at start, with
+ * (start + off) % align == 0, fits in free block x; 0 when it does not.  A
+ * gap left in front must be a block of its own; so must the rest behind
+ * when the size is exact (a span), else a sliver joins the block. */
+static uintptr_t fit(const fnode *x, uint64_t need, uint64_t align, uint64_t off, int exact)
+{
+    uintptr_t b = (uintptr_t)x, end = b + blk_size(x);
+    uintptr_t start = ((b + off + align - 1) & ~(uintptr_t)(align - 1)) - off;
+    if (start != b && start - b < MIN_BLOCK)
+        start += align; /* align >= 32 = MIN_BLOCK here */
+    if (start + need > end)
+        return 0;
+    if (exact && end != start + need && end - (start + need) < MIN_BLOCK)
+        return 0;
+    return start;
+}
+
+/* The first node in (size, address) order from need up where an aligned
+ * block fits.  Visits a bounded number of candidates, then settles for the
+ * least node large enough to fit whatever its alignment. */
+static fnode *tree_best_aligned(const struct heap_state *h, uint64_t need, uint64_t align,
+                                uint64_t off, int exact, uintptr_t *start)
+{
+    fnode *stack[64], *t = h->root, *x;
+    int n = 0, tries = 0;
+    while (t) {
+        if (blk_size(t) >= need) {
+            if (n < 64)
+                stack[n++] = t;
+            t = t->left;
+        } else {
+            t = t->right;
+        }
+    }
+    while (n > 0 && tries++ < 64) {
+        x = stack[--n];
+        if ((*start = fit(x, need, align, off, exact)) != 0)
+            return x;
+        for (t = x->right; t && n < 64; t = t->left)
+            stack[n++] = t;
+    }
+    x = tree_best(h, need + align + 2 * MIN_BLOCK); /* fits, however aligned */
+    if (x)
+        *start = fit(x, need, align, off, exact);
+    return x;
+}
+
+/* Takes [start, start+need) out of free block x: the gap in front and the
+ * rest behind, if big enough, stay free. */
+static blk *carve(struct heap_state *h, fnode *x, uintptr_t start, uint64_t need)
+{
+    uint64_t size = blk_size(x), pin = x->head & B_PINUSE, rest;
+    blk *b = (blk *)start, *n;
+
+    free_del(h, x);
+    if (start != (uintptr_t)x) {
+        uint64_t gap = start - (uintptr_t)x;
+        blk_set(h, x, gap, pin);
+        b->prev_foot = gap;
+        free_add(h, x);
+        size -= gap;
+        pin = 0;
+    }
+    rest = size - need;
+    if (rest >= MIN_BLOCK) {
+        n = blk_at(b, need);
+        blk_set(h, n, rest, B_PINUSE);
+        blk_at(n, rest)->prev_foot = rest;
+        free_add(h, (fnode *)n);
+    } else {
+        need = size;
+        n = blk_at(b, need);
+        blk_set(h, n, blk_size(n), blk_flags(n) | B_PINUSE);
+    }
+    blk_set(h, b, need, B_INUSE | pin);
+    return b;
+}
+
+/* ---- growth ---- */
+
+static int grow(tm_store *st, uint64_t need)
+{
+    struct heap_state *h = heap_state_of(st);
+    uint64_t old = super_of(st)->size, nsize;
+    blk *fence = (blk *)(st->base + old - FENCE_SIZE), *nf;
+    int r = store_grow(st, need);
+    if (r < 0) {
+        errno = r == -TM_EFULL ? ENOMEM : -r;
+        return -1;
+    }
+    nsize = super_of(st)->size;
+    nf = (blk *)(st->base + nsize - FENCE_SIZE);
+    blk_set(h, nf, FENCE_SIZE, B_INUSE | B_FENCE);
+    /* The old fence starts the new free block, which release merges. */
+    blk_set(h, fence, nsize - old, blk_flags(fence) & B_PINUSE);
+    release(h, fence, nsize - old);
+    return 0;
+}
+
+int heap_init(tm_store *st)
+{
+    struct heap_state *h = heap_state_of(st);
+    uint64_t size = super_of(st)->size;
+    blk *first = (blk *)(st->base + HEAP_START), *fence;
+
+    memset(h, 0, sizeof *h);
+    h->magic = HEAP_MAGIC;
+    h->key = (st->store_id * 0x9E3779B97F4A7C15ull) ^ 0x5bd1e9955bd1e995ull;
+    if (size < HEAP_START + MIN_BLOCK + FENCE_SIZE) {
+        int r = store_grow(st, MIN_GROWTH);
+        if (r < 0) {
+            h->magic = 0;
+            errno = r == -TM_EFULL ? ENOMEM : -r;
+            return -1;
+        }
+        size = super_of(st)->size;
+    }
+    fence = (blk *)(st->base + size - FENCE_SIZE);
+    blk_set(h, first, size - FENCE_SIZE - HEAP_START, B_PINUSE);
+    fence->prev_foot = blk_size(first);
+    blk_set(h, fence, FENCE_SIZE, B_INUSE | B_FENCE);
+    free_add(h, (fnode *)first);
+    return 0;
+}
+
+/* ---- the interface to heap.c ---- */
+
+/* A block of need bytes (a multiple of 16, header included) whose header
+ * address plus off is a multiple of align (a power of two; 16 means any
+ * block).  It may be up to MIN_BLOCK - 16 bytes larger unless exact (which
+ * spans use, always with align > 16).  NULL with errno ENOMEM when the arena
+ * cannot grow. */
+blk *heap_large_alloc(tm_store *st, uint64_t need, uint64_t align, uint64_t off, int exact)
+{
+    struct heap_state *h = heap_state_of(st);
+    uintptr_t start = 0;
+    fnode *x;
+    int attempt;
+
+    if (need < MIN_BLOCK)
+        need = MIN_BLOCK;
+    for (attempt = 0; attempt < 2; attempt++) {
+        if (align <= QUANTUM) {
+            if ((x = tree_best(h, need)) != NULL)
+                return carve(h, x, (uintptr_t)x, need);
+        } else if ((x = tree_best_aligned(h, need, align, off, exact, &start)) != NULL && start) {
+            return carve(h, x, start, need);
+        }
+        if (attempt == 0 && grow(st, need + (align > QUANTUM ? align : 0) + 2 * MIN_BLOCK + FENCE_SIZE) < 0)
+            return NULL;
+    }
+    errno = ENOMEM; /* unreachable unless growth lied */
+    return NULL;
+}
+
+void heap_large_free(tm_store *st, blk *b)
+{
+    struct heap_state *h = heap_state_of(st);
+    release(h, b, blk_size(b));
+}
+
+/* Resizes in-use block b to need bytes in place: shrinks, or grows into a
+ * free successor or into new arena space after it.  1 when done. */
+int heap_large_resize(tm_store *st, blk *b, uint64_t need)
+{
+    struct heap_state *h = heap_state_of(st);
+    uint64_t size = blk_size(b), pin = b->head & B_PINUSE, total;
+    blk *n = blk_at(b, size);
+
+    if (need < MIN_BLOCK)
+        need = MIN_BLOCK;
+    if (need <= size) {
+        if (size - need >= MIN_BLOCK) {
+            blk *r = blk_at(b, need);
+            blk_set(h, b, need, B_INUSE | pin);
+            blk_set(h, r, size - need, B_INUSE | B_PINUSE);
+            release(h, r, size - need);
+        }
+        return 1;
+    }
+    if (n->head & B_FENCE) {
+        /* The last block: grow the arena, then take the new free space. */
+        if (grow(st, need - size + MIN_BLOCK + FENCE_SIZE) < 0)
+            return 0;
+        n = blk_at(b, size);
+    }
+    if (n->head & B_INUSE)
+        return 0;
+    total = size + blk_size(n);
+    if (total < need)
+        return 0;
+    free_del(h, (fnode *)n);
+    if (total - need >= MIN_BLOCK) {
+        blk *r = blk_at(b, need);
+        blk_set(h, r, total - need, B_PINUSE);
+        blk_at(r, total - need)->prev_foot = total - need;
+        free_add(h, (fnode *)r);
+    } else {
+        need = total;
+        n = blk_at(b, need);
+        blk_set(h, n, blk_size(n), blk_flags(n) | B_PINUSE);
+    }
+    blk_set(h, b, need, B_INUSE | pin);
+    return 1;
+}

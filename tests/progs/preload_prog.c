@@ -1,0 +1,176 @@
+/*
+ * preload_prog — checks run under LD_PRELOAD=libtmfpreload.so by
+ * test_preload.c.  Each subcommand exits 0 when every check passed, or
+ * prints what failed and exits 1.
+ *
+ *   family    every malloc-family call, outside and inside a transaction:
+ *             ownership by address, alignment, usable size, errno, realloc
+ *             policy, transient escape hatch
+ *   threads   one thread in a transaction while others use glibc
+ *   freeout   frees an arena block outside a transaction (must be reported)
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tmfalloc.h"
+
+static int failures;
+
+#define CHECK(cond)                                                         \
+    do {                                                                    \
+        if (!(cond)) {                                                      \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+            failures++;                                                     \
+        }                                                                   \
+    } while (0)
+
+static uintptr_t lo, hi; /* the default store's reservation */
+
+static int in_store(const void *p)
+{
+    return (uintptr_t)p >= lo && (uintptr_t)p < hi;
+}
+
+void *(*volatile vmalloc)(size_t) = malloc; /* keep the compiler from folding calls */
+static volatile size_t huge = (size_t)1 << 40, size_max = SIZE_MAX;
+
+static void family(void)
+{
+    void *p, *q;
+    tm_stats_t s;
+    /* outside any transaction: glibc */
+    p = vmalloc(100);
+    CHECK(p && !in_store(p));
+    q = pvalloc(100);
+    CHECK(q && !in_store(q) && (uintptr_t)q % 4096 == 0);
+    free(q); /* the pitfall of free(pvalloc(100)) */
+    CHECK(malloc_usable_size(p) >= 100);
+    errno = 1234;
+    free(p);
+    CHECK(errno == 1234);
+
+    /* inside a transaction: the arena */
+    CHECK(tm_begin() == 0);
+    p = vmalloc(100);
+    CHECK(in_store(p) && (uintptr_t)p % 16 == 0);
+    CHECK(malloc_usable_size(p) >= 100);
+    q = calloc(10, 100);
+    CHECK(in_store(q) && ((char *)q)[999] == 0);
+    CHECK(calloc(huge, huge) == NULL && errno == ENOMEM);
+    void *a = aligned_alloc(4096, 5000);
+    CHECK(in_store(a) && (uintptr_t)a % 4096 == 0);
+    void *m = memalign(64, 10);
+    CHECK(in_store(m) && (uintptr_t)m % 64 == 0);
+    void *v = valloc(10), *pv = pvalloc(10);
+    CHECK(in_store(v) && in_store(pv) && (uintptr_t)v % 4096 == 0 && (uintptr_t)pv % 4096 == 0);
+    void *pm = NULL;
+    CHECK(posix_memalign(&pm, 256, 77) == 0 && in_store(pm) && (uintptr_t)pm % 256 == 0);
+    CHECK(posix_memalign(&pm, 3, 77) == EINVAL);
+    void *r = realloc(NULL, 50);
+    CHECK(in_store(r));
+    r = realloc(r, 5000);
+    CHECK(in_store(r));
+    void *ra = reallocarray(NULL, 10, 10);
+    CHECK(in_store(ra));
+    CHECK(reallocarray(NULL, size_max, 2) == NULL && errno == ENOMEM);
+    /* a glibc block stays a glibc block */
+    CHECK(tm_commit() == 0);
+    void *g = vmalloc(10);
+    CHECK(tm_begin() == 0);
+    g = realloc(g, 20000);
+    CHECK(g && !in_store(g));
+    free(g); /* a glibc pointer freed inside a transaction: glibc */
+    /* the escape hatch */
+    tm_transient_begin();
+    void *t = vmalloc(10);
+    CHECK(t && !in_store(t));
+    tm_transient_end();
+    free(t);
+    void *after = vmalloc(10);
+    CHECK(in_store(after));
+    free(p), free(q), free(a), free(m), free(v), free(pv), free(pm), free(r), free(ra), free(after);
+    CHECK(tm_commit() == 0);
+    CHECK(tm_stats(&s) == 0);
+    CHECK(tm_check(NULL, 0) == 0);
+}
+
+static volatile int stop;
+
+static void *glibc_user(void *arg)
+{
+    long bad = 0;
+    (void)arg;
+    while (!stop) {
+        void *ptrs[64];
+        for (int i = 0; i < 64; i++) {
+            ptrs[i] = malloc((size_t)(i * 37 % 3000) + 1);
+            bad += in_store(ptrs[i]);
+        }
+        for (int i = 0; i < 64; i++)
+            free(ptrs[i]);
+    }
+    return (void *)bad;
+}
+
+static void threads(void)
+{
+    pthread_t t[3];
+    void *bad;
+    CHECK(tm_root(64) != NULL);
+    for (int i = 0; i < 3; i++)
+        pthread_create(&t[i], NULL, glibc_user, NULL);
+    for (int round = 0; round < 200; round++) {
+        CHECK(tm_begin() == 0);
+        void **list = tm_root(64);
+        for (int i = 0; i < 8; i++) {
+            void *p = malloc(100 + (size_t)i * 50);
+            CHECK(in_store(p));
+            if (list[i])
+                free(list[i]);
+            list[i] = p;
+        }
+        CHECK(tm_commit() == 0);
+    }
+    stop = 1;
+    for (int i = 0; i < 3; i++) {
+        pthread_join(t[i], &bad);
+        CHECK(bad == NULL);
+    }
+    CHECK(tm_check(NULL, 0) == 0);
+}
+
+static void freeout(void)
+{
+    CHECK(tm_begin() == 0);
+    void *p = malloc(100);
+    CHECK(tm_commit() == 0);
+    fprintf(stderr, "freeing %p outside a transaction\n", p);
+    free(p); /* must stop the process with a report */
+}
+
+int main(int argc, char **argv)
+{
+    tm_stats_t s;
+    if (argc != 2 || tm_stats(&s) != 0) {
+        fprintf(stderr, "usage: preload_prog family|threads|freeout (with TMF_PATH set)\n");
+        return 2;
+    }
+    lo = (uintptr_t)tm_store_base(tm_default());
+    hi = lo + s.max_size;
+    if (strcmp(argv[1], "family") == 0)
+        family();
+    else if (strcmp(argv[1], "threads") == 0)
+        threads();
+    else if (strcmp(argv[1], "freeout") == 0)
+        freeout();
+    else
+        return 2;
+    return failures ? 1 : 0;
+}

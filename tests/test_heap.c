@@ -1,0 +1,692 @@
+/* test_heap.c — the persistent heap: a randomized differential test against
+ * a model, abort and crash recovery of allocation-heavy work, misuse
+ * detection, and the malloc family's edge cases. */
+#include "util.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- helpers ---- */
+
+static tm_store *open_opts(const char *path, size_t max, tm_sync sync)
+{
+    tm_options o = tu_opts(sync);
+    tm_store *st = NULL;
+    int r;
+    if (max)
+        o.max_size = max;
+    r = tm_open(path, &o, &st);
+    cr_assert_eq(r, 0, "tm_open(%s): %s", path, tm_strerror(r));
+    return st;
+}
+
+#define CHECK(st)                                                          \
+    do {                                                                   \
+        char m_[256];                                                      \
+        int r_ = tm_store_check((st), m_, sizeof m_);                      \
+        cr_assert_eq(r_, 0, "heap check: %s", m_);                         \
+    } while (0)
+
+static uint64_t word(uint64_t seed, size_t i)
+{
+    uint64_t z = seed + i * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 31)) * 0xBF58476D1CE4E5B9ull;
+    return z ^ (z >> 29);
+}
+
+static void fill(unsigned char *p, size_t n, uint64_t seed)
+{
+    size_t i;
+    for (i = 0; i + 8 <= n; i += 8) {
+        uint64_t w = word(seed, i);
+        memcpy(p + i, &w, 8);
+    }
+    if (i < n) {
+        uint64_t w = word(seed, i);
+        memcpy(p + i, &w, n - i);
+    }
+}
+
+static int same(const unsigned char *p, size_t n, uint64_t seed)
+{
+    size_t i;
+    for (i = 0; i + 8 <= n; i += 8) {
+        uint64_t w = word(seed, i);
+        if (memcmp(p + i, &w, 8))
+            return 0;
+    }
+    if (i < n) {
+        uint64_t w = word(seed, i);
+        if (memcmp(p + i, &w, n - i))
+            return 0;
+    }
+    return 1;
+}
+
+static uint64_t sum(const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    uint64_t h = 0xcbf29ce484222325ull;
+    size_t i;
+    for (i = 0; i < n; i++)
+        h = (h ^ c[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* Sizes from 1 B to 1 MiB, mostly small. */
+static size_t pick_size(uint64_t *rs)
+{
+    uint64_t r = tu_rand(rs) % 1000;
+    if (r < 600)
+        return 1 + tu_rand(rs) % 128;
+    if (r < 850)
+        return 1 + tu_rand(rs) % 1024;
+    if (r < 960)
+        return 1 + tu_rand(rs) % 8192;
+    if (r < 996)
+        return 1 + tu_rand(rs) % 65536;
+    return 1 + tu_rand(rs) % (1 << 20);
+}
+
+/* ---- (a) randomized differential test ---- */
+
+#define NOBJ 2048
+struct obj {
+    unsigned char *p;
+    size_t size;
+    size_t align;
+    uint64_t seed;
+};
+
+struct model {
+    struct obj o[NOBJ];
+    uint64_t rs;
+    unsigned long ops;
+};
+
+static void obj_check(tm_store *st, const struct obj *o)
+{
+    cr_assert(same(o->p, o->size, o->seed), "contents of %p (%zu bytes) changed", (void *)o->p, o->size);
+    cr_assert_geq(tm_store_usable_size(st, o->p), o->size);
+    cr_assert_eq((uintptr_t)o->p % o->align, 0);
+}
+
+static void do_alloc(tm_store *st, struct model *m, struct obj *o)
+{
+    uint64_t r = tu_rand(&m->rs) % 100;
+    size_t size = pick_size(&m->rs), align = 16;
+    if (r < 8) {
+        align = (size_t)1 << (4 + tu_rand(&m->rs) % (r == 0 ? 17 : 9)); /* to 1 MiB, rarely */
+        o->p = tm_store_aligned_alloc(st, align, size);
+    } else if (r < 16) {
+        size_t n = 1 + tu_rand(&m->rs) % 16;
+        size = (size + n - 1) / n;
+        o->p = tm_store_calloc(st, n, size);
+        cr_assert_not_null(o->p);
+        size *= n;
+        for (size_t i = 0; i < size; i++)
+            cr_assert_eq(o->p[i], 0, "calloc byte %zu not zero", i);
+    } else {
+        o->p = tm_store_malloc(st, size);
+    }
+    cr_assert_not_null(o->p, "alloc %zu/%zu: %s", size, align, strerror(errno));
+    o->size = size;
+    o->align = align;
+    o->seed = tu_rand(&m->rs);
+    fill(o->p, size, o->seed);
+}
+
+static void do_realloc(tm_store *st, struct model *m, struct obj *o)
+{
+    size_t size = tu_rand(&m->rs) % 2 ? pick_size(&m->rs) : o->size + o->size / 2 + 1;
+    size_t keep = size < o->size ? size : o->size;
+    unsigned char *q;
+    if (size > (1 << 20))
+        size = 1 + tu_rand(&m->rs) % 4096;
+    keep = size < o->size ? size : o->size;
+    q = tm_store_realloc(st, o->p, size);
+    cr_assert_not_null(q, "realloc to %zu: %s", size, strerror(errno));
+    cr_assert(same(q, keep, o->seed), "realloc lost contents");
+    cr_assert_eq((uintptr_t)q % 16, 0);
+    o->p = q;
+    o->size = size;
+    o->align = 16;
+    o->seed = tu_rand(&m->rs);
+    fill(q, size, o->seed);
+}
+
+static void one_op(tm_store *st, struct model *m)
+{
+    struct obj *o = &m->o[tu_rand(&m->rs) % NOBJ];
+    m->ops++;
+    if (!o->p) {
+        do_alloc(st, m, o);
+    } else if (tu_rand(&m->rs) % 3 == 0) {
+        do_realloc(st, m, o);
+    } else {
+        obj_check(st, o);
+        tm_store_free(st, o->p);
+        o->p = NULL;
+    }
+}
+
+static void check_all(tm_store *st, const struct model *m)
+{
+    uint64_t live = 0;
+    tm_stats_t s;
+    for (int i = 0; i < NOBJ; i++) {
+        if (m->o[i].p) {
+            obj_check(st, &m->o[i]);
+            live += m->o[i].size;
+        }
+    }
+    CHECK(st);
+    TU_OK(tm_store_stats(st, &s));
+    cr_assert_geq(s.live_bytes, live);
+    cr_assert_leq(s.largest_free, s.free_bytes);
+}
+
+static void differential(uint64_t seed, int rounds, int ops_per_tx)
+{
+    tm_store *st = open_opts(tu_path("diff.tmf"), 0, TM_SYNC_NONE);
+    struct model *m = calloc(2, sizeof *m), *saved = m + 1;
+    tm_stats_t s;
+    m->rs = seed;
+    for (int round = 0; round < rounds; round++) {
+        int abort_it = round % 10 == 9;
+        if (abort_it)
+            *saved = *m;
+        TU_OK(tm_store_begin(st));
+        for (int k = 0; k < ops_per_tx; k++) {
+            one_op(st, m);
+            if (k % 4096 == 4095)
+                CHECK(st);
+        }
+        if (abort_it) {
+            tm_store_abort(st);
+            uint64_t rs = m->rs;
+            *m = *saved;
+            m->rs = rs; /* a different future */
+        } else {
+            TU_OK(tm_store_commit(st));
+        }
+        if (round % 8 == 0 || abort_it)
+            check_all(st, m);
+    }
+    /* Free everything: the heap must account for exactly nothing. */
+    TU_OK(tm_store_begin(st));
+    for (int i = 0; i < NOBJ; i++)
+        if (m->o[i].p)
+            tm_store_free(st, m->o[i].p), m->o[i].p = NULL;
+    TU_OK(tm_store_commit(st));
+    CHECK(st);
+    TU_OK(tm_store_stats(st, &s));
+    cr_assert_eq(s.live_bytes, 0);
+    /* Reopen: the heap is the same after the store is closed. */
+    TU_OK(tm_close(st));
+    st = open_opts(tu_path("diff.tmf"), 0, TM_SYNC_NONE);
+    CHECK(st);
+    TU_OK(tm_close(st));
+    cr_log_info("seed %llu: %lu operations", (unsigned long long)seed, m->ops);
+    free(m);
+}
+
+Test(heap, differential_seed1, .timeout = 300) { differential(1, 480, 2000); }
+Test(heap, differential_seed2, .timeout = 300) { differential(2, 480, 2000); }
+Test(heap, differential_seed3, .timeout = 300) { differential(3, 120, 8000); }
+Test(heap, differential_seed4_small_tx, .timeout = 300) { differential(4, 1600, 200); }
+
+/* ---- (b) abort restores the heap exactly ---- */
+
+static uint64_t arena_sum(tm_store *st)
+{
+    tm_stats_t s;
+    TU_OK(tm_store_stats(st, &s));
+    return sum((char *)tm_store_base(st) + 4096, s.arena_size - 4096);
+}
+
+Test(heap, abort_restores_everything)
+{
+    tm_store *st = open_opts(tu_path("ab.tmf"), 0, TM_SYNC_NONE);
+    struct model *m = calloc(1, sizeof *m);
+    tm_stats_t s0, s1;
+    uint64_t h0;
+    m->rs = 99;
+    TU_OK(tm_store_begin(st));
+    for (int k = 0; k < 20000; k++)
+        one_op(st, m);
+    TU_OK(tm_store_commit(st));
+    CHECK(st);
+    TU_OK(tm_store_stats(st, &s0));
+    h0 = arena_sum(st);
+    for (int rep = 0; rep < 3; rep++) {
+        struct model copy = *m;
+        TU_OK(tm_store_begin(st));
+        for (int k = 0; k < 30000; k++)
+            one_op(st, &copy);
+        for (int k = 0; k < 40; k++) /* and grow the arena */
+            cr_assert_not_null(tm_store_malloc(st, 1 << 20));
+        tm_store_abort(st);
+        TU_OK(tm_store_stats(st, &s1));
+        cr_assert_eq(s1.arena_size, s0.arena_size);
+        cr_assert_eq(s1.live_bytes, s0.live_bytes);
+        cr_assert_eq(s1.free_bytes, s0.free_bytes);
+        cr_assert_eq(s1.free_blocks, s0.free_blocks);
+        cr_assert_eq(s1.largest_free, s0.largest_free);
+        cr_assert_eq(arena_sum(st), h0, "arena contents differ after abort");
+        check_all(st, m);
+    }
+    TU_OK(tm_close(st));
+    free(m);
+}
+
+/* ---- (c) crash during allocation-heavy transactions ---- */
+
+#define CRASH_N 256
+struct centry {
+    unsigned char *p;
+    size_t size;
+    uint64_t sum;
+};
+struct croot {
+    uint64_t seq;
+    struct centry e[CRASH_N];
+};
+
+struct crash_arg {
+    const char *path;
+    uint64_t seed;
+    int fd;
+};
+
+static void crash_child(const struct crash_arg *a)
+{
+    tm_options o = tu_opts(a->seed % 3 == 0 ? TM_SYNC_FULL : TM_SYNC_NONE);
+    tm_store *st;
+    struct croot *root;
+    uint64_t rs = a->seed;
+    if (tm_open(a->path, &o, &st) != 0)
+        _exit(2);
+    if (!(root = tm_store_root(st, sizeof *root)))
+        _exit(3);
+    for (;;) {
+        if (tm_store_begin(st) != 0)
+            _exit(4);
+        for (int k = 0; k < 30; k++) {
+            struct centry *e = &root->e[tu_rand(&rs) % CRASH_N];
+            size_t size = pick_size(&rs);
+            if (size > 200000)
+                size = 200000;
+            if (e->p && tu_rand(&rs) % 2) {
+                tm_store_free(st, e->p);
+                e->p = NULL;
+                e->size = 0;
+                continue;
+            }
+            e->p = e->p ? tm_store_realloc(st, e->p, size) : tm_store_malloc(st, size);
+            if (!e->p)
+                _exit(5);
+            e->size = size;
+            fill(e->p, size, tu_rand(&rs));
+            e->sum = sum(e->p, size);
+        }
+        root->seq++;
+        if (tm_store_commit(st) != 0)
+            _exit(6);
+        if (write(a->fd, &root->seq, sizeof root->seq) != sizeof root->seq)
+            _exit(7);
+    }
+}
+
+Test(heap, crash_recovers_last_commit, .timeout = 300)
+{
+    const char *path = tu_path("crash.tmf");
+    uint64_t rs = 12345, last = 0;
+    for (int iter = 0; iter < 100; iter++) {
+        int pfd[2];
+        struct crash_arg a = {path, 1000 + (uint64_t)iter, 0};
+        struct timespec ts = {0, (long)(2 + tu_rand(&rs) % 80) * 1000000L};
+        pid_t pid;
+        int status;
+        cr_assert_eq(pipe(pfd), 0);
+        a.fd = pfd[1];
+        pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+            close(pfd[0]);
+            crash_child(&a);
+        }
+        close(pfd[1]);
+        nanosleep(&ts, NULL);
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        cr_assert(WIFSIGNALED(status), "child exited with %d", WEXITSTATUS(status));
+        for (uint64_t v; read(pfd[0], &v, sizeof v) == sizeof v;)
+            last = v;
+        close(pfd[0]);
+
+        tm_store *st = open_opts(path, 0, TM_SYNC_NONE);
+        struct croot *root = tm_store_root(st, sizeof *root);
+        cr_assert_not_null(root);
+        cr_assert(root->seq == last || root->seq == last + 1, "seq %llu, last reported %llu",
+                  (unsigned long long)root->seq, (unsigned long long)last);
+        last = root->seq;
+        CHECK(st);
+        for (int i = 0; i < CRASH_N; i++) {
+            struct centry *e = &root->e[i];
+            if (!e->p)
+                continue;
+            cr_assert_eq(sum(e->p, e->size), e->sum, "entry %d changed", i);
+            cr_assert_geq(tm_store_usable_size(st, e->p), e->size);
+        }
+        TU_OK(tm_close(st));
+    }
+}
+
+/* ---- (d) misuse is reported with the address, then abort ---- */
+
+struct misuse {
+    char path[512];
+    int kind;
+    uintptr_t addr; /* written by the child, read by the parent */
+};
+
+static void misuse_child(void *arg)
+{
+    struct misuse *mu = arg;
+    tm_options o = tu_opts(TM_SYNC_NONE);
+    tm_store *st;
+    char *p, *q;
+    if (tm_open(mu->path, &o, &st) != 0)
+        _exit(2);
+    tm_store_begin(st);
+    p = tm_store_malloc(st, 40);
+    q = tm_store_malloc(st, 100000);
+    switch (mu->kind) {
+    case 0: /* double free, small */
+        mu->addr = (uintptr_t)p;
+        tm_store_free(st, p);
+        tm_store_free(st, p);
+        break;
+    case 1: /* double free, large */
+        mu->addr = (uintptr_t)q;
+        tm_store_free(st, q);
+        tm_store_free(st, q);
+        break;
+    case 2: /* a pointer inside a small block */
+        mu->addr = (uintptr_t)(p + 16);
+        tm_store_free(st, p + 16);
+        break;
+    case 3: /* a pointer inside a large block */
+        mu->addr = (uintptr_t)(q + 4096);
+        tm_store_free(st, q + 4096);
+        break;
+    case 4: /* free outside a write transaction */
+        tm_store_commit(st);
+        mu->addr = (uintptr_t)p;
+        tm_store_free(st, p);
+        break;
+    case 5: /* realloc outside a write transaction */
+        tm_store_commit(st);
+        mu->addr = (uintptr_t)q;
+        tm_store_realloc(st, q, 10);
+        break;
+    case 6: { /* a pointer of no store */
+        static char not_ours[64];
+        mu->addr = (uintptr_t)not_ours;
+        tm_free(not_ours);
+        break;
+    }
+    case 7: /* a freed large block, after its neighbours merged */
+        tm_store_free(st, q);
+        tm_store_free(st, p);
+        mu->addr = (uintptr_t)q;
+        tm_store_realloc(st, q, 5);
+        break;
+    }
+    _exit(0);
+}
+
+static void expect_abort(int kind)
+{
+    struct misuse *mu = mmap(NULL, sizeof *mu, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    char err[1024], hex[32];
+    int status;
+    cr_assert_neq(mu, MAP_FAILED);
+    snprintf(mu->path, sizeof mu->path, "%s", tu_path("misuse.tmf"));
+    mu->kind = kind;
+    status = tu_run_child(misuse_child, mu, err, sizeof err);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "kind %d: status %#x, stderr: %s",
+              kind, status, err);
+    snprintf(hex, sizeof hex, "%016lx", (unsigned long)mu->addr);
+    cr_assert(strstr(err, hex), "kind %d: message lacks the address %s: %s", kind, hex, err);
+    munmap(mu, sizeof *mu);
+}
+
+Test(heap, misuse_double_free_small) { expect_abort(0); }
+Test(heap, misuse_double_free_large) { expect_abort(1); }
+Test(heap, misuse_interior_small) { expect_abort(2); }
+Test(heap, misuse_interior_large) { expect_abort(3); }
+Test(heap, misuse_free_outside_tx) { expect_abort(4); }
+Test(heap, misuse_realloc_outside_tx) { expect_abort(5); }
+Test(heap, misuse_foreign_pointer) { expect_abort(6); }
+Test(heap, misuse_realloc_freed) { expect_abort(7); }
+
+/* ---- (e) edge cases ---- */
+
+Test(heap, malloc_zero_calloc_overflow_huge)
+{
+    tm_store *st = open_opts(tu_path("e.tmf"), 0, TM_SYNC_NONE);
+    void *a, *b;
+    tm_stats_t s0, s1;
+    errno = 0;
+    cr_assert_null(tm_store_malloc(st, 10));
+    cr_assert_eq(errno, TM_ENOTX);
+    TU_OK(tm_store_begin(st));
+    a = tm_store_malloc(st, 0);
+    b = tm_store_malloc(st, 0);
+    cr_assert(a && b && a != b);
+    tm_store_free(st, a);
+    tm_store_free(st, b);
+    TU_OK(tm_store_stats(st, &s0));
+    errno = 0;
+    cr_assert_null(tm_store_calloc(st, SIZE_MAX / 2, 3));
+    cr_assert_eq(errno, ENOMEM);
+    size_t huge[] = {SIZE_MAX, SIZE_MAX - 15, SIZE_MAX / 2, ((size_t)1 << 30) + 1, (size_t)1 << 40};
+    for (unsigned i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+        errno = 0;
+        cr_assert_null(tm_store_malloc(st, huge[i]), "size %zu", huge[i]);
+        cr_assert_eq(errno, ENOMEM);
+        errno = 0;
+        cr_assert_null(tm_store_aligned_alloc(st, 4096, huge[i]));
+        cr_assert_eq(errno, ENOMEM);
+    }
+    a = tm_store_malloc(st, 100);
+    cr_assert_null(tm_store_realloc(st, a, SIZE_MAX - 100));
+    cr_assert_eq(errno, ENOMEM);
+    tm_store_free(st, a); /* a survived the failed realloc */
+    TU_OK(tm_store_stats(st, &s1));
+    cr_assert_eq(s1.arena_size, s0.arena_size);
+    cr_assert_eq(s1.live_bytes, s0.live_bytes);
+    /* calloc zeroes reused memory */
+    a = tm_store_malloc(st, 3000);
+    memset(a, 0xff, 3000);
+    tm_store_free(st, a);
+    b = tm_store_calloc(st, 1000, 3);
+    for (int i = 0; i < 3000; i++)
+        cr_assert_eq(((unsigned char *)b)[i], 0);
+    /* realloc(p, 0) frees and returns NULL; realloc(NULL, n) allocates */
+    TU_OK(tm_store_stats(st, &s0));
+    a = tm_store_realloc(st, NULL, 50000);
+    cr_assert_not_null(a);
+    cr_assert_null(tm_store_realloc(st, a, 0));
+    TU_OK(tm_store_stats(st, &s1));
+    cr_assert_eq(s1.live_bytes, s0.live_bytes);
+    TU_OK(tm_store_commit(st));
+    CHECK(st);
+    TU_OK(tm_close(st));
+}
+
+Test(heap, alignment)
+{
+    tm_store *st = open_opts(tu_path("al.tmf"), 0, TM_SYNC_NONE);
+    void *p = (void *)1;
+    TU_OK(tm_store_begin(st));
+    cr_assert_eq(tm_store_posix_memalign(st, &p, 0, 10), EINVAL);
+    cr_assert_eq(tm_store_posix_memalign(st, &p, 3, 10), EINVAL);
+    cr_assert_eq(tm_store_posix_memalign(st, &p, 4, 10), EINVAL);
+    cr_assert_eq(tm_store_posix_memalign(st, &p, 24, 10), EINVAL);
+    cr_assert_eq(p, (void *)1, "posix_memalign changed *out on error");
+    errno = 0;
+    cr_assert_null(tm_store_aligned_alloc(st, 48, 10));
+    cr_assert_eq(errno, EINVAL);
+    for (size_t al = 1; al <= ((size_t)1 << 20); al <<= 1) {
+        for (size_t size = 1; size < 300000; size = size * 7 + 3) {
+            char *q = tm_store_aligned_alloc(st, al, size);
+            cr_assert_not_null(q, "aligned_alloc(%zu, %zu)", al, size);
+            cr_assert_eq((uintptr_t)q % al, 0, "aligned_alloc(%zu, %zu) = %p", al, size, (void *)q);
+            cr_assert_geq(tm_store_usable_size(st, q), size);
+            memset(q, 0x5a, size);
+            if (al >= 8) {
+                void *r = NULL;
+                TU_OK(tm_store_posix_memalign(st, &r, al, size));
+                cr_assert_eq((uintptr_t)r % al, 0);
+                tm_store_free(st, r);
+            }
+            if (size % 2)
+                tm_store_free(st, q);
+        }
+        CHECK(st);
+    }
+    TU_OK(tm_store_commit(st));
+    CHECK(st);
+    TU_OK(tm_close(st));
+}
+
+Test(heap, realloc_in_place_and_usable_size)
+{
+    tm_store *st = open_opts(tu_path("ri.tmf"), 0, TM_SYNC_NONE);
+    char *p, *q, *r;
+    TU_OK(tm_store_begin(st));
+    for (size_t n = 1; n < 200000; n += n / 3 + 1) {
+        q = tm_store_malloc(st, n);
+        cr_assert_geq(tm_store_usable_size(st, q), n);
+        cr_assert_eq((uintptr_t)q % 16, 0);
+        tm_store_free(st, q);
+    }
+    p = tm_store_malloc(st, 10000);
+    q = tm_store_malloc(st, 10000);
+    r = tm_store_malloc(st, 10000); /* keeps q's space from merging with the rest */
+    memset(p, 7, 10000);
+    tm_store_free(st, q);
+    cr_assert_eq(tm_store_realloc(st, p, 15000), p, "grow into the free neighbour");
+    cr_assert_eq(tm_store_realloc(st, p, 20000), p, "grow into all of it");
+    cr_assert_eq(tm_store_realloc(st, p, 3000), p, "shrink");
+    cr_assert_eq(tm_store_realloc(st, p, 19000), p, "grow back");
+    for (int i = 0; i < 3000; i++)
+        cr_assert_eq(p[i], 7);
+    CHECK(st);
+    tm_store_free(st, r);
+    /* the last block grows with the arena, in place */
+    q = tm_store_malloc(st, 300000);
+    tm_stats_t s;
+    TU_OK(tm_store_stats(st, &s));
+    for (size_t n = 400000; n < s.arena_size * 4; n *= 2)
+        q = tm_store_realloc(st, q, n);
+    cr_assert_not_null(q);
+    CHECK(st);
+    /* small blocks keep their place within their class */
+    p = tm_store_malloc(st, 100);
+    cr_assert_eq(tm_store_realloc(st, p, 110), p);
+    cr_assert_eq(tm_store_realloc(st, p, 97), p);
+    TU_OK(tm_store_commit(st));
+    CHECK(st);
+    TU_OK(tm_close(st));
+}
+
+Test(heap, growth_to_max_then_enomem, .timeout = 120)
+{
+    size_t max = (size_t)64 << 20;
+    tm_store *st = open_opts(tu_path("g.tmf"), max, TM_SYNC_NONE);
+    void **v = calloc(100000, sizeof *v);
+    size_t n = 0, big = 0;
+    tm_stats_t s;
+    TU_OK(tm_store_begin(st));
+    while ((v[n] = tm_store_malloc(st, 1 << 20)) != NULL)
+        n++, big++;
+    cr_assert_eq(errno, ENOMEM);
+    while (n < 100000 && (v[n] = tm_store_malloc(st, 1000)) != NULL)
+        n++;
+    cr_assert_eq(errno, ENOMEM);
+    cr_assert_gt(big, 55);
+    TU_OK(tm_store_stats(st, &s));
+    cr_assert_leq(s.arena_size, max);
+    CHECK(st);
+    TU_OK(tm_store_commit(st));
+    CHECK(st);
+    TU_OK(tm_store_begin(st));
+    for (size_t i = 0; i < n; i++)
+        tm_store_free(st, v[i]);
+    TU_OK(tm_store_stats(st, &s));
+    cr_assert_eq(s.live_bytes, 0);
+    cr_assert_geq(s.largest_free, max - (1 << 20), "free space did not coalesce: %llu",
+                  (unsigned long long)s.largest_free);
+    cr_assert_not_null(tm_store_malloc(st, 32 << 20));
+    TU_OK(tm_store_commit(st));
+    CHECK(st);
+    TU_OK(tm_close(st));
+    free(v);
+}
+
+Test(heap, default_store_calls)
+{
+    char msg[256];
+    void *p;
+    setenv("TMF_PATH", tu_path("default.tmf"), 1);
+    setenv("TMF_MAX_SIZE", "1g", 1);
+    setenv("TMF_SYNC", "none", 1);
+    errno = 0;
+    cr_assert_null(tm_malloc(1));
+    cr_assert_eq(errno, TM_ENOTX);
+    TU_OK(tm_begin());
+    p = tm_malloc(100);
+    cr_assert_not_null(p);
+    cr_assert_eq(tm_store_of(p), tm_default());
+    cr_assert_null(tm_store_of(msg));
+    cr_assert_geq(tm_usable_size(p), 100);
+    p = tm_realloc(p, 100000);
+    cr_assert_not_null(p);
+    tm_free(p);
+    p = tm_calloc(10, 10);
+    cr_assert_not_null(p);
+    tm_free(tm_aligned_alloc(4096, 10));
+    void *q = NULL;
+    TU_OK(tm_posix_memalign(&q, 64, 10));
+    tm_free(q);
+    TU_OK(tm_commit());
+    cr_assert_eq(tm_check(msg, sizeof msg), 0, "%s", msg);
+}
+
+Test(heap, checker_finds_corruption)
+{
+    tm_store *st = open_opts(tu_path("cc.tmf"), 0, TM_SYNC_NONE);
+    char msg[256];
+    uint64_t *p;
+    TU_OK(tm_store_begin(st));
+    p = tm_store_malloc(st, 10000);
+    tm_store_malloc(st, 10000);
+    CHECK(st);
+    p[-1] ^= 0x100; /* the block's size in its header */
+    cr_assert_eq(tm_store_check(st, msg, sizeof msg), TM_ECORRUPT);
+    cr_assert(strlen(msg) > 0);
+    tm_store_abort(st);
+    CHECK(st);
+    TU_OK(tm_close(st));
+}

@@ -1,0 +1,258 @@
+/* test_preload.c — libtmfpreload.so: real programs run unchanged under it,
+ * the malloc family routes by transaction and by address, the examples keep
+ * their data across restarts and kill -9. */
+#include "util.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef TMF_PRELOAD
+#error "TMF_PRELOAD (the path of libtmfpreload.so) must be defined by the build"
+#endif
+
+struct run {
+    int status;
+    char out[65536];
+    char err[4096];
+};
+
+static void drain(int fd, char *buf, size_t len)
+{
+    size_t got = 0;
+    ssize_t n;
+    while ((n = read(fd, buf + got, len - 1 - got)) > 0 && got + (size_t)n < len - 1)
+        got += (size_t)n;
+    if (n > 0)
+        got += (size_t)n;
+    buf[got < len ? got : len - 1] = 0;
+    while (read(fd, (char[256]){0}, 256) > 0) /* discard the rest */
+        ;
+}
+
+/* Runs argv with stdin from in (or /dev/null), optionally preloaded, in dir;
+ * the kill_after_us > 0 variant sends SIGKILL after that many microseconds. */
+static void run_in(struct run *r, char *const argv[], int preload, const char *store, long kill_after_us)
+{
+    int out[2], err[2];
+    cr_assert_eq(pipe(out), 0);
+    cr_assert_eq(pipe(err), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDONLY);
+        dup2(devnull, 0);
+        dup2(out[1], 1);
+        dup2(err[1], 2);
+        close(out[0]), close(err[0]);
+        if (preload)
+            setenv("LD_PRELOAD", TMF_PRELOAD, 1);
+        else
+            unsetenv("LD_PRELOAD");
+        if (store)
+            setenv("TMF_PATH", store, 1);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    close(out[1]), close(err[1]);
+    if (kill_after_us > 0) {
+        usleep((useconds_t)kill_after_us);
+        kill(pid, SIGKILL);
+    }
+    /* stderr is small; read stdout first, both fully */
+    drain(out[0], r->out, sizeof r->out);
+    drain(err[0], r->err, sizeof r->err);
+    close(out[0]), close(err[0]);
+    waitpid(pid, &r->status, 0);
+}
+
+static struct run *run(char *const argv[], int preload, const char *store)
+{
+    static struct run r;
+    run_in(&r, argv, preload, store, 0);
+    return &r;
+}
+
+static int exited(const struct run *r, int code)
+{
+    return WIFEXITED(r->status) && WEXITSTATUS(r->status) == code;
+}
+
+/* ---- programs that never call tm_* ---- */
+
+static void same_output(char *const argv[])
+{
+    static struct run plain;
+    struct run *pre;
+    run_in(&plain, argv, 0, NULL, 0);
+    pre = run(argv, 1, NULL);
+    cr_assert_eq(pre->status, plain.status, "%s: status %#x under the preload, %#x without", argv[0],
+                 pre->status, plain.status);
+    cr_assert_str_eq(pre->out, plain.out, "%s: output differs under the preload", argv[0]);
+    cr_assert_str_eq(pre->err, plain.err, "%s: stderr differs under the preload", argv[0]);
+}
+
+Test(preload, python_runs_unchanged)
+{
+    char *argv[] = {"/usr/bin/python3", "-c",
+                    "import json,hashlib;d={str(i):[i]*i for i in range(300)};"
+                    "print(hashlib.sha256(json.dumps(d,sort_keys=True).encode()).hexdigest())",
+                    NULL};
+    same_output(argv);
+}
+
+Test(preload, perl_runs_unchanged)
+{
+    char *argv[] = {"perl", "-e", "my %h; $h{$_} = 'x' x $_ for 1..2000; print join(',', map { length $h{$_} } sort { $a <=> $b } keys %h), qq{\\n}", NULL};
+    same_output(argv);
+}
+
+Test(preload, sort_runs_unchanged)
+{
+    char script[600];
+    snprintf(script, sizeof script, "seq 1 20000 | sed 's/$/ line/' | shuf --random-source=/dev/zero | sort -n | md5sum");
+    char *argv[] = {"sh", "-c", script, NULL};
+    same_output(argv);
+}
+
+Test(preload, gcc_compiles_unchanged, .timeout = 120)
+{
+    char script[1200];
+    snprintf(script, sizeof script,
+             "cd '%s' && printf '#include <stdio.h>\\nint main(void){puts(\"hi\");return 0;}\\n' > h.c && "
+             "gcc -O2 -o h h.c && ./h && rm -f h",
+             tu_dir());
+    char *argv[] = {"sh", "-c", script, NULL};
+    same_output(argv);
+}
+
+Test(preload, git_runs_unchanged, .timeout = 120)
+{
+    char script[1200];
+    snprintf(script, sizeof script,
+             "cd '%s' && rm -rf g && git init -q g && cd g && echo hello > f && git add f && "
+             "git -c user.name=t -c user.email=t@t commit -qm m && git cat-file -p HEAD:f && git log --format=%%s",
+             tu_dir());
+    char *argv[] = {"sh", "-c", script, NULL};
+    same_output(argv);
+}
+
+/* ---- the malloc family ---- */
+
+Test(preload, malloc_family_routes_by_transaction_and_address)
+{
+    char *argv[] = {TMF_PROGS "/preload_prog", "family", NULL};
+    struct run *r = run(argv, 1, tu_path("family.tmf"));
+    cr_assert(exited(r, 0), "status %#x\n%s", r->status, r->err);
+}
+
+Test(preload, other_threads_keep_glibc_during_a_transaction, .timeout = 120)
+{
+    char *argv[] = {TMF_PROGS "/preload_prog", "threads", NULL};
+    struct run *r = run(argv, 1, tu_path("threads.tmf"));
+    cr_assert(exited(r, 0), "status %#x\n%s", r->status, r->err);
+}
+
+Test(preload, free_outside_a_transaction_is_reported)
+{
+    char *argv[] = {TMF_PROGS "/preload_prog", "freeout", NULL};
+    struct run *r = run(argv, 1, tu_path("freeout.tmf"));
+    char addr[64];
+    const char *p = strstr(r->err, "freeing ");
+    cr_assert(WIFSIGNALED(r->status) && WTERMSIG(r->status) == SIGABRT, "status %#x\n%s", r->status, r->err);
+    cr_assert_not_null(p, "%s", r->err);
+    cr_assert_eq(sscanf(p, "freeing %63s", addr), 1);
+    cr_assert_not_null(strstr(strstr(r->err, "tmfalloc:") ? strstr(r->err, "tmfalloc:") : "", addr + 2),
+                       "the report does not name %s:\n%s", addr, r->err);
+}
+
+/* ---- the examples ---- */
+
+static struct run *kv(const char *store, const char *a, const char *b, const char *c)
+{
+    char *argv[] = {TMF_EXAMPLES "/kv", (char *)a, (char *)b, (char *)c, NULL};
+    return run(argv, 1, store);
+}
+
+Test(preload, kv_example_keeps_its_data)
+{
+    const char *store = tu_path("kv.tmf");
+    char *plain[] = {TMF_EXAMPLES "/kv", "list", NULL};
+    cr_assert(exited(kv(store, "put", "b", "two"), 0));
+    cr_assert(exited(kv(store, "put", "a", "one"), 0));
+    cr_assert(exited(kv(store, "put", "b", "deux"), 0));
+    cr_assert(exited(kv(store, "put", "c", "three"), 0));
+    cr_assert(exited(kv(store, "del", "a", NULL), 0));
+    cr_assert(exited(kv(store, "del", "zz", NULL), 1));
+    struct run *r = kv(store, "list", NULL, NULL);
+    cr_assert(exited(r, 0), "%s", r->err);
+    cr_assert_str_eq(r->out, "b=deux\nc=three\n(2 keys)\n");
+    r = kv(store, "get", "c", NULL);
+    cr_assert_str_eq(r->out, "three\n");
+    r = run(plain, 0, store); /* without the preload it says what it needs */
+    cr_assert(exited(r, 2));
+}
+
+Test(preload, stl_map_example_keeps_its_data)
+{
+    const char *store = tu_path("stl.tmf");
+    char *a1[] = {TMF_EXAMPLES "/stlmap", "x=1", "a_key_much_longer_than_the_small_string_buffer=2", NULL};
+    char *a2[] = {TMF_EXAMPLES "/stlmap", "x=3", "y=4", NULL};
+    cr_assert(exited(run(a1, 1, store), 0));
+    struct run *r = run(a2, 1, store);
+    cr_assert(exited(r, 0), "%s", r->err);
+    cr_assert_str_eq(r->out, "a_key_much_longer_than_the_small_string_buffer: 2\nx: 1 3\ny: 4\n");
+}
+
+Test(preload, uthash_example_keeps_its_data)
+{
+    const char *store = tu_path("users.tmf");
+    char *add1[] = {TMF_EXAMPLES "/users", "add", "7", "alice", NULL};
+    char *add2[] = {TMF_EXAMPLES "/users", "add", "9", "bob", NULL};
+    char *del[] = {TMF_EXAMPLES "/users", "del", "7", NULL};
+    char *find[] = {TMF_EXAMPLES "/users", "find", "9", NULL};
+    cr_assert(exited(run(add1, 1, store), 0));
+    cr_assert(exited(run(add2, 1, store), 0));
+    cr_assert(exited(run(del, 1, store), 0));
+    struct run *r = run(find, 1, store);
+    cr_assert(exited(r, 0), "%s", r->err);
+    cr_assert_str_eq(r->out, "9 bob\n");
+}
+
+Test(preload, kv_example_under_kill9, .timeout = 300)
+{
+    /* puts run one after another; some are killed at random moments.  Every
+     * put that exited 0 must be there afterwards, with its value, and the
+     * list must always be readable and sorted. */
+    const char *store = tu_path("kvk.tmf");
+    uint64_t seed = (uint64_t)time(NULL);
+    int acked[200] = {0}, kills = 0;
+    for (int i = 0; i < 200; i++) {
+        char key[32], val[64];
+        char *argv[] = {TMF_EXAMPLES "/kv", "put", key, val, NULL};
+        static struct run r;
+        snprintf(key, sizeof key, "k%03d", i);
+        snprintf(val, sizeof val, "value-%d-%llu", i, (unsigned long long)seed);
+        long kill_after = i % 3 == 1 ? (long)(tu_rand(&seed) % 3000) : 0;
+        run_in(&r, argv, 1, store, kill_after);
+        acked[i] = exited(&r, 0);
+        kills += WIFSIGNALED(r.status);
+        if (i % 10 == 9 || kill_after) {
+            struct run *l = kv(store, "list", NULL, NULL);
+            cr_assert(exited(l, 0), "after put %d: list failed: %s", i, l->err);
+            for (int j = 0; j <= i; j++) {
+                char line[128];
+                snprintf(line, sizeof line, "k%03d=value-%d-", j, j);
+                if (acked[j])
+                    cr_assert_not_null(strstr(l->out, line), "put %d was acknowledged but is gone", j);
+            }
+        }
+    }
+    cr_log_info("%d of 200 puts killed", kills);
+    cr_assert_gt(kills, 0, "no put was ever killed: the test proves nothing");
+}
