@@ -124,7 +124,7 @@ int main(int argc, char **argv)
     const char *dir = argc > 1 ? argv[1] : ".";
     int n = argc > 2 ? atoi(argv[2]) : 1000, rounds = argc > 3 ? atoi(argv[3]) : 5;
     size_t sizes[] = {(size_t)4 << 20, (size_t)256 << 20, (size_t)4 << 30};
-    const char *names[] = {"4 MiB", "256 MiB", "4 GiB"};
+    const char *names[] = {"4 MiB", "256 MiB", "4 GiB"}, *keys[] = {"4m", "256m", "4g"};
     double full[3][16], none[3][16], syncs[3][16], raw[16];
 
     if (rounds > 16)
@@ -150,7 +150,14 @@ int main(int argc, char **argv)
         printf("%-10s %14.1f %16.3f %14.1f %12.2f\n", names[s], f, y, z, f / rawm);
     }
     printf("limit: pwrite 4 KiB + fdatasync: %.1f us\n", rawm);
-    printf("ratio 4 GiB / 4 MiB: full %.2f, none %.2f\n", median(full[2], rounds) / full4,
+    printf("ratio 4 GiB / 4 MiB: full %.2f (target <= 1.2), none %.2f\n", median(full[2], rounds) / full4,
            median(none[2], rounds) / none4);
+    printf("RESULT commit_rounds=%d\nRESULT commit_n=%d\nRESULT commit_limit_us=%.2f\n", rounds, n, rawm);
+    for (int s = 0; s < 3; s++)
+        printf("RESULT commit_%s_full_us=%.2f\nRESULT commit_%s_none_us=%.2f\nRESULT commit_%s_syncs=%.4f\n",
+               keys[s], median(full[s], rounds), keys[s], median(none[s], rounds), keys[s],
+               median(syncs[s], rounds));
+    printf("RESULT commit_size_ratio_full=%.4f\nRESULT commit_size_ratio_none=%.4f\n",
+           median(full[2], rounds) / full4, median(none[2], rounds) / none4);
     return 0;
 }

@@ -86,6 +86,13 @@ typedef struct tm_options {
     tm_sync sync;       /* durability of commits */
     unsigned mode;      /* permission bits of a new file; 0: 0600 */
     int no_create;      /* nonzero: fail with ENOENT rather than create */
+    int read_only;      /* nonzero: inspect only.  The files are opened
+                         * O_RDONLY and never created, recovered, replayed,
+                         * truncated or checkpointed; the handle takes the
+                         * open lock shared only.  Write transactions fail
+                         * with EROFS; a read transaction fails with EROFS
+                         * when a dead writer left a durable commit
+                         * unapplied (a read-write open must recover it). */
 } tm_options;
 
 typedef struct tm_store tm_store;

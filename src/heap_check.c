@@ -232,3 +232,67 @@ void heap_stats(tm_store *st, tm_stats_t *out)
     top = heap_tree_max(h);
     out->largest_free = top ? blk_size(top) : 0;
 }
+
+/* ---- the walk for tools (heap.h heap_walk) ---- */
+
+/* The slots of a checked span, in runs of used and free slots. */
+static void walk_span_slots(const span *s, uintptr_t base, heap_walk_fn *fn, void *ctx)
+{
+    uint64_t off = (uintptr_t)s - base, run = off + SPAN_HDR;
+    int kind = -1;
+    unsigned i;
+    fn(ctx, off, SPAN_HDR, HK_SPAN_META);
+    for (i = 0; i < s->nslots; i++) {
+        int k = (s->bitmap[i / 64] >> (i % 64)) & 1 ? HK_SPAN_FREE : HK_SPAN_USED;
+        uint64_t at = off + SPAN_HDR + (uint64_t)i * s->slot;
+        if (k != kind && kind >= 0) {
+            fn(ctx, run, at - run, kind);
+            run = at;
+        }
+        kind = k;
+    }
+    if (kind >= 0)
+        fn(ctx, run, off + SPAN_HDR + (uint64_t)s->nslots * s->slot - run, kind);
+    run = off + SPAN_HDR + (uint64_t)s->nslots * s->slot; /* the tail no slot fits in */
+    if (run < off + SPAN_SIZE)
+        fn(ctx, run, off + SPAN_SIZE - run, HK_SPAN_META);
+}
+
+int heap_walk(tm_store *st, heap_walk_fn *fn, void *ctx)
+{
+    struct walk w;
+    const blk *b;
+    uintptr_t base = (uintptr_t)st->base;
+
+    memset(&w, 0, sizeof w);
+    w.st = st, w.h = heap_state_of(st);
+    w.lo = base + HEAP_START;
+    w.hi = base + super_of(st)->size;
+    fn(ctx, 0, PAGE, HK_HEADER);
+    fn(ctx, PAGE, PAGE, HK_SUPER);
+    if (w.h->magic == 0) { /* nothing allocated yet: one free stretch */
+        fn(ctx, HEAP_START, w.hi - w.lo, HK_FREE);
+        return 0;
+    }
+    if (w.h->magic != HEAP_MAGIC)
+        return TM_ECORRUPT;
+    for (b = (const blk *)w.lo;; b = blk_at(b, blk_size(b))) {
+        uint64_t size, fl;
+        if (!in_heap(&w, b, HDR) || !blk_valid(w.h, b))
+            return TM_ECORRUPT;
+        size = blk_size(b), fl = blk_flags(b);
+        if (size < QUANTUM || !in_heap(&w, b, size))
+            return TM_ECORRUPT;
+        if (fl & B_FENCE) {
+            fn(ctx, (uintptr_t)b - base, size, HK_FENCE);
+            return (uintptr_t)b + size == w.hi ? 0 : TM_ECORRUPT;
+        }
+        if ((fl & (B_INUSE | B_SPAN)) == (B_INUSE | B_SPAN)) {
+            if (check_span(&w, (const span *)b) != 0)
+                return TM_ECORRUPT;
+            walk_span_slots((const span *)b, base, fn, ctx);
+        } else {
+            fn(ctx, (uintptr_t)b - base, size, fl & B_INUSE ? HK_USED : HK_FREE);
+        }
+    }
+}

@@ -47,6 +47,7 @@
 #define DEFAULT_MAX ((size_t)64 << 30)
 #define DEFAULT_INITIAL ((size_t)1 << 20)
 #define MIN_GROWTH ((size_t)1 << 20)
+#define RETAIN_MAX 256               /* clean private copies kept after small commits */
 #define BULK_PAGES 16384             /* past this many dirty pages, stop splitting mappings */
 #define CKPT_BYTES ((uint64_t)64 << 20) /* checkpoint when the log passes this */
 #define LOG_CHUNK ((uint64_t)1 << 20)   /* the log grows by written zeros in these steps */
@@ -108,6 +109,7 @@ struct tm_store {
     ino_t ino;
     pid_t pid;           /* process that opened or revived the handle */
     int slot;            /* index in the registry */
+    int read_only;       /* tm_options.read_only: never writes either file */
     atomic_int poisoned;
     atomic_int forked;   /* set in a child after fork: revive before use */
     int apply_pending;   /* a durable record is not fully in the store file: */
@@ -124,6 +126,10 @@ struct tm_store {
     size_t tx_size0;     /* arena size at begin */
     uint64_t *dirty;     /* page numbers, capacity max/PAGE */
     volatile size_t ndirty; /* the fault handler appends: always reload */
+    volatile int sb_dirty;  /* the superblock is among them */
+    uint64_t retained[RETAIN_MAX]; /* clean private copies kept (tx.c) */
+    size_t nretained;
+    uint64_t seq_mine;   /* commit sequence number they belong to */
 
     /* the log, and the header it belongs to */
     struct hdr_slot hdr; /* the current slot: gen, ckpt_seq, ... */
@@ -145,6 +151,7 @@ extern tm_store *_Atomic store_registry[MAX_STORES];
 extern _Atomic uintptr_t tm_arena_lo, tm_arena_hi; /* bounds of all reservations */
 int store_grow(tm_store *st, size_t need);
 int store_refresh(tm_store *st);
+int store_map_size(tm_store *st, size_t size);
 int store_revive(tm_store *st);
 int store_checkpoint(tm_store *st);
 int store_heal(tm_store *st);
@@ -169,6 +176,7 @@ struct log_rec {
 #define LOG_HDR_MAGIC "TMFLOG\0\0"
 #define LOG_START PAGE  /* records start after the log file's header page */
 int log_create(tm_store *st);
+int log_refresh_len(tm_store *st);
 int log_check_file(tm_store *st);
 int log_append(tm_store *st, uint64_t seq, const uint64_t *pages, size_t n, uint64_t *len_out);
 uint64_t log_record_len(size_t npages);
@@ -213,6 +221,8 @@ static inline int tx_owned(const tm_store *st)
 }
 int tx_dirty_scan(tm_store *st);
 void tx_release(tm_store *st);
+void tx_drop_retained(tm_store *st);
+int tx_check_retained(tm_store *st);
 
 /* heap.c, heap_check.c (layout and invariants in heap.h).  All but
  * heap_stats, heap_check and heap_usable need the caller to own the write

@@ -87,17 +87,31 @@ int log_check_file(tm_store *st)
     return 0;
 }
 
+/* The log's length as the file has it now: other processes append too. */
+int log_refresh_len(tm_store *st)
+{
+    struct stat sb;
+    if (fstat(st->log_fd, &sb) < 0)
+        return -errno;
+    st->log_len = (uint64_t)sb.st_size;
+    return 0;
+}
+
 /* L5: make room for len bytes at st->log_off. */
 static int reserve(tm_store *st, uint64_t len)
 {
     uint64_t end = st->log_off + len;
+    int r;
     if (end <= st->log_len || len >= LOG_CHUNK)
         return 0; /* a large record extends the file itself */
+    if ((r = log_refresh_len(st)) < 0) /* never write zeros over another's record */
+        return r;
+    if (end <= st->log_len)
+        return 0;
     end = (end + LOG_CHUNK - 1) & ~(LOG_CHUNK - 1);
     while (st->log_len < end) {
         uint64_t n = end - st->log_len < sizeof zeros ? end - st->log_len : sizeof zeros;
-        int r = os_pwrite_all(st->log_fd, zeros, n, (off_t)st->log_len);
-        if (r < 0)
+        if ((r = os_pwrite_all(st->log_fd, zeros, n, (off_t)st->log_len)) < 0)
             return r;
         st->log_len += n;
     }
@@ -196,19 +210,23 @@ int log_invalidate(tm_store *st, uint64_t off)
 
 /* ---- replay ---- */
 
-#define RBUF (1u << 20)
+#define RBUF (4u << 20)                 /* pages read per step */
+#define RBUF_ALLOC (RBUF + RBUF / PAGE * 8) /* and their page numbers */
 
 /* Reads and checks the record header at off (L1, all but the checksum). */
 static int read_header(tm_store *st, uint64_t off, uint64_t seq, struct log_rec *rec)
 {
-    if (off + sizeof *rec > st->log_len)
-        return 0;
+    /* no length test first: the file may have grown since st->log_len */
     if (os_pread_all(st->log_fd, rec, sizeof *rec, (off_t)off) < 0)
         return 0;
-    return rec->magic == (uint32_t)LOG_MAGIC && rec->store_id == st->store_id &&
-           rec->gen == st->gen && rec->seq == seq && rec->npages > 0 &&
-           rec->len == log_record_len(rec->npages) && off + rec->len <= st->log_len &&
-           rec->size >= 2 * PAGE && rec->size % PAGE == 0 && rec->size <= st->max;
+    if (!(rec->magic == (uint32_t)LOG_MAGIC && rec->store_id == st->store_id &&
+          rec->gen == st->gen && rec->seq == seq && rec->npages > 0 &&
+          rec->len == log_record_len(rec->npages) && rec->size >= 2 * PAGE &&
+          rec->size % PAGE == 0 && rec->size <= st->max))
+        return 0;
+    if (off + rec->len > st->log_len && log_refresh_len(st) < 0)
+        return 0;
+    return off + rec->len <= st->log_len;
 }
 
 int log_pending(tm_store *st, uint64_t off, uint64_t seq)
@@ -289,14 +307,14 @@ static int verify(tm_store *st, uint64_t off, const struct log_rec *rec, uint8_t
  * is in place (the test store_heal relies on). */
 static int apply_record(tm_store *st, uint64_t off, const struct log_rec *rec, uint8_t *buf)
 {
-    uint64_t *index = (uint64_t *)buf;
-    uint8_t *pages = buf + RBUF / 2;
-    uint64_t per = (RBUF / 2) / PAGE, done = 0;
+    uint8_t *pages = buf;
+    uint64_t *index = (uint64_t *)(buf + RBUF);
+    uint64_t per = RBUF / PAGE, done = 0;
     uint8_t super_img[PAGE];
     int have_super = 0, r;
 
     while (done < rec->npages) {
-        uint64_t k = rec->npages - done < per ? rec->npages - done : per, i;
+        uint64_t k = rec->npages - done < per ? rec->npages - done : per, i, j;
         r = os_pread_all(st->log_fd, index, k * 8, (off_t)(off + sizeof *rec + done * 8));
         if (r < 0)
             return r;
@@ -304,13 +322,16 @@ static int apply_record(tm_store *st, uint64_t off, const struct log_rec *rec, u
                          (off_t)(off + sizeof *rec + (uint64_t)rec->npages * 8 + done * PAGE));
         if (r < 0)
             return r;
-        for (i = 0; i < k; i++) {
+        for (i = 0; i < k; i = j) { /* runs of neighbours in one write */
             if (index[i] == 1) {
                 memcpy(super_img, pages + i * PAGE, PAGE);
                 have_super = 1;
+                j = i + 1;
                 continue;
             }
-            r = os_pwrite_all(st->fd, pages + i * PAGE, PAGE, (off_t)(index[i] * PAGE));
+            for (j = i + 1; j < k && index[j] == index[j - 1] + 1; j++)
+                ;
+            r = os_pwrite_all(st->fd, pages + i * PAGE, (j - i) * PAGE, (off_t)(index[i] * PAGE));
             if (r < 0)
                 return r;
         }
@@ -327,7 +348,7 @@ long log_replay(tm_store *st, uint64_t *off, uint64_t *seq, uint64_t *size)
     int r = 0;
 
     while (read_header(st, *off, *seq + 1, &rec)) {
-        if (!buf && !(buf = os_alloc(RBUF)))
+        if (!buf && !(buf = os_alloc(RBUF_ALLOC)))
             return -ENOMEM;
         if ((r = verify(st, *off, &rec, buf)) <= 0)
             break;
@@ -341,6 +362,6 @@ long log_replay(tm_store *st, uint64_t *off, uint64_t *seq, uint64_t *size)
         count++;
     }
     if (buf)
-        os_free(buf, RBUF);
+        os_free(buf, RBUF_ALLOC);
     return r < 0 ? r : count;
 }

@@ -69,7 +69,7 @@ int tm_store_stats(tm_store *st, tm_stats_t *out)
     out->arena_size = sb->size;
     out->max_size = st->max;
     out->commits = sb->seq;
-    out->log_bytes = st->log_off - LOG_START;
+    out->log_bytes = st->log_off > LOG_START ? st->log_off - LOG_START : 0; /* 0 before a first heal */
     out->checkpoints = st->n_ckpts;
     out->syncs = st->n_syncs;
     out->tx_commits = st->n_commits;

@@ -246,13 +246,17 @@ static int map_arena(tm_store *st, int replace)
  * grown it.  Called under a lock that keeps the size still. */
 int store_refresh(tm_store *st)
 {
-    size_t size;
     if (st->mapped < 2 * PAGE) {
         if (mprotect(st->base, 2 * PAGE, PROT_READ) < 0)
             return -errno;
         st->mapped = 2 * PAGE;
     }
-    size = super_of(st)->size;
+    return store_map_size(st, super_of(st)->size);
+}
+
+/* Makes exactly [base, base+size) readable. */
+int store_map_size(tm_store *st, size_t size)
+{
     if (size == st->mapped)
         return 0;
     if (size > st->max || size % PAGE)
@@ -333,15 +337,6 @@ int store_checkpoint(tm_store *st)
     return r;
 }
 
-static int log_refresh_len(tm_store *st)
-{
-    struct stat sb;
-    if (fstat(st->log_fd, &sb) < 0)
-        return -errno;
-    st->log_len = (uint64_t)sb.st_size;
-    return 0;
-}
-
 /* Finds where the next record goes and replays any durable record that a
  * dead writer did not finish applying (S2).  Caller holds LOCK_WRITER. */
 int store_heal(tm_store *st)
@@ -351,9 +346,11 @@ int store_heal(tm_store *st)
     long n;
     int r;
 
-    if ((r = hdr_current(st)) < 0 || (r = log_refresh_len(st)) < 0)
+    if ((r = hdr_current(st)) < 0)
         return r;
     off = sb->log_gen == st->gen ? sb->log_tail : LOG_START;
+    if (off > st->log_len && (r = log_refresh_len(st)) < 0)
+        return r;
     if (off < LOG_START || off > st->log_len)
         return -TM_ECORRUPT;
     seq = sb->seq, size = sb->size;
@@ -362,6 +359,7 @@ int store_heal(tm_store *st)
         return 0;
     if ((r = os_lock(st->fd, LOCK_DATA, F_WRLCK, 1)) < 0)
         return r;
+    tx_drop_retained(st); /* the replay changes the file under them */
     n = log_replay(st, &off, &seq, &size);
     os_lock(st->fd, LOCK_DATA, F_UNLCK, 0);
     if (n < 0)
@@ -385,6 +383,7 @@ int store_reapply(tm_store *st)
     int r;
     if ((r = log_refresh_len(st)) < 0)
         return r;
+    tx_drop_retained(st);
     n = log_replay(st, &off, &seq, &size);
     if (n < 0)
         return (int)n;
@@ -419,7 +418,7 @@ void tm_options_init(tm_options *o)
 
 static int open_log(tm_store *st, int first)
 {
-    int flags = O_RDWR | O_CLOEXEC | (first ? O_CREAT : 0);
+    int flags = (st->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | (first ? O_CREAT : 0);
     struct stat sb;
     st->log_fd = open(st->log_path, flags, st->mode);
     if (st->log_fd < 0)
@@ -574,7 +573,11 @@ static void destroy(tm_store *st)
  * (*first = 1), else shared.  Waits out a first opener's recovery. */
 static int lock_open(tm_store *st, int *first)
 {
-    int r = os_lock(st->fd, LOCK_OPEN, F_WRLCK, 0);
+    int r;
+    *first = 0;
+    if (st->read_only) /* never the first opener: it must not recover */
+        return os_lock(st->fd, LOCK_OPEN, F_RDLCK, 1);
+    r = os_lock(st->fd, LOCK_OPEN, F_WRLCK, 0);
     *first = r == 0;
     if (r == -EAGAIN)
         r = os_lock(st->fd, LOCK_OPEN, F_RDLCK, 1);
@@ -611,6 +614,7 @@ int tm_open(const char *path, const tm_options *opts, tm_store **out)
     st->sync = o.sync;
     st->mode = o.mode ? o.mode : 0600;
     st->max = o.max_size;
+    st->read_only = o.read_only != 0;
     st->pid = getpid();
     init_locks(st);
     st->path = dup_path(path, "");
@@ -620,8 +624,8 @@ int tm_open(const char *path, const tm_options *opts, tm_store **out)
         return ENOMEM;
     }
 
-    st->fd = open(path, O_RDWR | O_CLOEXEC);
-    if (st->fd < 0 && errno == ENOENT && !o.no_create) {
+    st->fd = open(path, (st->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    if (st->fd < 0 && errno == ENOENT && !o.no_create && !st->read_only) {
         r = create_file(path, &o);
         if (r < 0 && r != -EEXIST) {
             destroy(st);
@@ -666,6 +670,7 @@ int store_revive(tm_store *st)
     st->tx_bulk = 0;
     st->ndirty = 0;
     st->apply_pending = 0;
+    st->nretained = 0; /* map_arena below starts afresh */
     st->pid = getpid();
     if ((r = os_lock(st->fd, LOCK_OPEN, F_RDLCK, 1)) < 0 || (r = map_arena(st, 1)) < 0) {
         st->poisoned = 1;
@@ -678,7 +683,7 @@ int store_revive(tm_store *st)
 /* The last handle to close checkpoints, so the next open has no log to replay. */
 static void checkpoint_if_last(tm_store *st)
 {
-    if (st->poisoned || st->apply_pending)
+    if (st->poisoned || st->apply_pending || st->read_only)
         return;
     if (os_lock(st->fd, LOCK_OPEN, F_WRLCK, 0) < 0)
         return;

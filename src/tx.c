@@ -30,8 +30,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -96,8 +98,12 @@ static int fault(tm_store *st, uintptr_t addr)
     uint64_t off = addr - (uintptr_t)st->base, page = off / PAGE;
 
     if (off >= st->mapped) {
-        /* Another process may have grown the arena: map what it committed. */
-        if (off < super_of(st)->size && off < st->max && !tx_owned(st) && store_refresh(st) == 0)
+        /* Another process may have grown the arena: map what it committed
+         * (the file's superblock: ours may be a retained copy). */
+        uint64_t size = 0;
+        if (!tx_owned(st) &&
+            os_pread_all(st->fd, &size, sizeof size, PAGE + offsetof(struct tm_super, size)) == 0 &&
+            off < size && size <= st->max && size % PAGE == 0 && store_map_size(st, size) == 0)
             return 1;
         die(SIGSEGV, "access beyond the end of the arena at", NULL, addr);
         return 1;
@@ -115,6 +121,7 @@ static int fault(tm_store *st, uintptr_t addr)
         return 1;
     }
     st->dirty[st->ndirty++] = page;
+    st->sb_dirty |= page == 1;
     if (st->ndirty >= BULK_PAGES && !st->tx_bulk)
         enter_bulk(st);
     return 1;
@@ -246,6 +253,8 @@ int tm_store_begin(tm_store *st)
     int r;
     if ((r = check_usable(st)) != 0)
         return r;
+    if (st->read_only)
+        return EROFS;
     if (tx_owned(st)) {
         st->tx_depth++;
         return 0;
@@ -257,13 +266,14 @@ int tm_store_begin(tm_store *st)
         pthread_rwlock_unlock(&st->rw);
         return tm__err(r);
     }
-    if ((r = store_heal(st)) < 0 || (r = store_refresh(st)) < 0) {
+    if ((r = tx_check_retained(st)) < 0 || (r = store_heal(st)) < 0 || (r = store_refresh(st)) < 0) {
         os_lock(st->fd, LOCK_WRITER, F_UNLCK, 0);
         pthread_rwlock_unlock(&st->rw);
         return tm__err(r);
     }
     st->tx_size0 = super_of(st)->size;
     st->ndirty = 0;
+    st->sb_dirty = 0;
     st->tx_bulk = 0;
     st->tx_depth = 1;
     st->tx_tid = tx_my_tid();
@@ -310,22 +320,86 @@ void tx_release(tm_store *st)
     pthread_rwlock_unlock(&st->rw);
 }
 
-/* Drops the private copies of the dirty pages and write-protects them; runs
- * of neighbouring pages go in one call. */
-static void drop_copies(tm_store *st)
+/* Calls fn on each run of consecutive page numbers in pages[0..n). */
+static void for_runs(tm_store *st, const uint64_t *pages, size_t n, void (*fn)(char *, size_t))
 {
     size_t i = 0, j;
-    if (st->tx_bulk) {
-        mprotect(st->base + PAGE, st->mapped - PAGE, PROT_READ);
-    }
-    while (i < st->ndirty) {
-        for (j = i + 1; j < st->ndirty && st->dirty[j] == st->dirty[j - 1] + 1; j++)
+    while (i < n) {
+        for (j = i + 1; j < n && pages[j] == pages[j - 1] + 1; j++)
             ;
-        madvise(st->base + st->dirty[i] * PAGE, (j - i) * PAGE, MADV_DONTNEED);
-        if (!st->tx_bulk)
-            mprotect(st->base + st->dirty[i] * PAGE, (j - i) * PAGE, PROT_READ);
+        fn(st->base + pages[i] * PAGE, (j - i) * PAGE);
         i = j;
     }
+}
+
+static void protect(char *p, size_t len)
+{
+    mprotect(p, len, PROT_READ);
+}
+
+static void discard(char *p, size_t len)
+{
+    madvise(p, len, MADV_DONTNEED);
+}
+
+/* Write-protects the dirty pages again and drops their private copies. */
+static void drop_copies(tm_store *st)
+{
+    if (st->tx_bulk)
+        mprotect(st->base + PAGE, st->mapped - PAGE, PROT_READ);
+    else
+        for_runs(st, st->dirty, st->ndirty, protect);
+    for_runs(st, st->dirty, st->ndirty, discard);
+}
+
+/*
+ * Retained copies.  After a small commit the private copies hold exactly
+ * what the store file now holds, so they are kept (read-only) instead of
+ * dropped: the next transaction that writes them again is spared the copy,
+ * and nobody pays the madvise.  They go stale only when the store file
+ * changes under them — another process commits, or a record is replayed —
+ * which tx_check_retained and store_heal detect before anyone reads them
+ * inside a transaction.  At most RETAIN_MAX pages per store.
+ */
+void tx_drop_retained(tm_store *st)
+{
+    for_runs(st, st->retained, st->nretained, discard);
+    st->nretained = 0;
+}
+
+/* Merges the sorted dirty list into the sorted retained list; 0 when the
+ * result would not fit. */
+static int retain(tm_store *st)
+{
+    uint64_t merged[RETAIN_MAX];
+    size_t i = 0, j = 0, n = 0;
+    if (st->tx_bulk || st->ndirty > RETAIN_MAX)
+        return 0;
+    while (i < st->nretained || j < st->ndirty) {
+        uint64_t a = i < st->nretained ? st->retained[i] : UINT64_MAX;
+        uint64_t b = j < st->ndirty ? st->dirty[j] : UINT64_MAX;
+        if (n == RETAIN_MAX)
+            return 0;
+        merged[n++] = a < b ? a : b;
+        i += a <= b;
+        j += b <= a;
+    }
+    memcpy(st->retained, merged, n * sizeof *merged);
+    st->nretained = n;
+    return 1;
+}
+
+/* Drops the retained copies if the store file changed since our commit. */
+int tx_check_retained(tm_store *st)
+{
+    uint64_t seq;
+    int r;
+    if (!st->nretained)
+        return 0;
+    r = os_pread_all(st->fd, &seq, sizeof seq, PAGE + offsetof(struct tm_super, seq));
+    if (r < 0 || seq != st->seq_mine)
+        tx_drop_retained(st);
+    return r;
 }
 
 /* Undoes the size change of the transaction. */
@@ -341,6 +415,7 @@ static void restore_size(tm_store *st)
 
 void tx_rollback(tm_store *st)
 {
+    tx_drop_retained(st);
     if (st->tx_bulk) { /* no list of the copies: drop them all */
         madvise(st->base + PAGE, st->mapped - PAGE, MADV_DONTNEED);
         mprotect(st->base + PAGE, st->mapped - PAGE, PROT_READ);
@@ -395,7 +470,13 @@ static int write_record(tm_store *st)
     uint64_t len;
     int r;
 
-    sb->seq += 1;            /* faults the superblock into the dirty set */
+    if (!st->sb_dirty && !st->tx_bulk) { /* always written: spare the fault */
+        if (mprotect(st->base + PAGE, PAGE, PROT_READ | PROT_WRITE) < 0)
+            return -errno;
+        st->dirty[st->ndirty++] = 1;
+        st->sb_dirty = 1;
+    }
+    sb->seq += 1;
     sb->log_gen = st->gen;
     /* The fault handler changed st->ndirty behind the compiler's back. */
     atomic_signal_fence(memory_order_seq_cst);
@@ -420,13 +501,15 @@ static int write_record(tm_store *st)
 /* Step 4 (store.c S2). */
 static int apply(tm_store *st)
 {
-    size_t i;
+    size_t i, j;
     int r;
     if ((r = os_lock(st->fd, LOCK_DATA, F_WRLCK, 1)) < 0)
         return r;
-    for (i = 0; i < st->ndirty; i++) {
+    for (i = 0; i < st->ndirty; i = j) { /* runs of neighbours in one write */
         uint64_t pg = st->dirty[i];
-        if (pg != 1 && (r = os_pwrite_all(st->fd, st->base + pg * PAGE, PAGE, (off_t)(pg * PAGE))) < 0)
+        for (j = i + 1; pg != 1 && j < st->ndirty && st->dirty[j] == st->dirty[j - 1] + 1; j++)
+            ;
+        if (pg != 1 && (r = os_pwrite_all(st->fd, st->base + pg * PAGE, (j - i) * PAGE, (off_t)(pg * PAGE))) < 0)
             return r;
     }
     if ((r = os_pwrite_all(st->fd, st->base + PAGE, PAGE, PAGE)) < 0)
@@ -460,7 +543,13 @@ int tm_store_commit(tm_store *st)
         st->poisoned = 1;
         st->apply_pending = 1; /* keeps LOCK_DATA and LOCK_WRITER: store_reapply */
     }
-    drop_copies(st);
+    if (r == 0 && retain(st)) {
+        for_runs(st, st->dirty, st->ndirty, protect);
+        st->seq_mine = super_of(st)->seq;
+    } else {
+        drop_copies(st);
+        tx_drop_retained(st);
+    }
     if (r == 0 && st->log_off - LOG_START >= CKPT_BYTES && (r = store_checkpoint(st)) < 0)
         st->poisoned = 1;
     tx_release(st);
@@ -468,6 +557,36 @@ int tm_store_commit(tm_store *st)
 }
 
 /* ---- read transactions ---- */
+
+/* A read-only handle never heals, which is what refreshes the log length
+ * of a read-write one: it looks at the log's length itself. */
+static void ro_log_len(tm_store *st)
+{
+    struct stat ls;
+    if (st->read_only && fstat(st->log_fd, &ls) == 0)
+        st->log_len = (uint64_t)ls.st_size;
+}
+
+/* A read-only handle cannot heal: it waits for the live writer, if any, to
+ * finish (a shared hold of the writer lock), then looks again.  A record
+ * still pending then belongs to a dead writer: EROFS, recovery needed. */
+static int lock_readers_ro(tm_store *st)
+{
+    struct tm_super *sb = super_of(st);
+    uint64_t off;
+    int r;
+    if ((r = os_lock(st->fd, LOCK_WRITER, F_RDLCK, 1)) < 0)
+        return r;
+    if ((r = os_lock(st->fd, LOCK_DATA, F_RDLCK, 1)) == 0 && (r = hdr_current(st)) == 0) {
+        ro_log_len(st);
+        off = sb->log_gen == st->gen ? sb->log_tail : LOG_START;
+        r = log_pending(st, off, sb->seq + 1) ? -EROFS : store_refresh(st);
+        if (r < 0)
+            os_lock(st->fd, LOCK_DATA, F_UNLCK, 0);
+    }
+    os_lock(st->fd, LOCK_WRITER, F_UNLCK, 0);
+    return r;
+}
 
 /* The process's first reader takes the shared data lock, after healing a
  * record that a dead writer left half applied. */
@@ -479,14 +598,17 @@ static int lock_readers(tm_store *st)
         uint64_t off;
         if ((r = os_lock(st->fd, LOCK_DATA, F_RDLCK, 1)) < 0)
             return r;
-        if ((r = hdr_current(st)) < 0)
+        if ((r = tx_check_retained(st)) < 0 || (r = hdr_current(st)) < 0)
             break;
+        ro_log_len(st);
         off = sb->log_gen == st->gen ? sb->log_tail : LOG_START;
         if (!log_pending(st, off, sb->seq + 1))
             return store_refresh(st);
         /* A commit is being applied, or its writer died: wait for the
          * writer lock (never while holding the data lock) and heal. */
         os_lock(st->fd, LOCK_DATA, F_UNLCK, 0);
+        if (st->read_only)
+            return lock_readers_ro(st);
         if ((r = os_lock(st->fd, LOCK_WRITER, F_WRLCK, 1)) < 0)
             return r;
         r = store_heal(st);

@@ -485,3 +485,58 @@ Test(tx, faults_elsewhere_keep_their_default_action)
     cr_assert_null(strstr(err, "tmfalloc"), "stderr: %s", err);
     TU_OK(tm_close(misuse_st));
 }
+
+/* ---- retained private copies ---- */
+
+static tm_store *retain_st;
+
+static void commit_in_child(void *arg)
+{
+    tm_store *st = reopen_in_child(retain_st, arg);
+    long *root = tm_store_root(st, 2 * sizeof(long));
+    /* a big commit first: the log passes CKPT_BYTES and is checkpointed, so
+     * the parent cannot learn of these commits by finding their records */
+    if (tm_store_begin(st))
+        _exit(2);
+    char *big = tm_store_malloc(st, CKPT_BYTES + PAGE);
+    if (!big)
+        _exit(4);
+    memset(big, 1, CKPT_BYTES + PAGE);
+    tm_store_free(st, big);
+    if (tm_store_commit(st) || tm_store_begin(st))
+        _exit(2);
+    root[0] = 200;
+    root[1] += 1;
+    _exit(tm_store_commit(st) ? 3 : 0);
+}
+
+Test(tx, retained_copies_never_hide_another_process_commit, .timeout = 120)
+{
+    const char *path = tu_path("r.tmf");
+    char arg[512];
+    tm_store *st = retain_st = tu_open(path);
+    long *root = tm_store_root(st, 2 * sizeof(long));
+    snprintf(arg, sizeof arg, "%s", path);
+    TU_OK(tm_store_begin(st)); /* a small commit: its pages are kept */
+    root[0] = 100;
+    TU_OK(tm_store_commit(st));
+    cr_assert_eq(tu_run_child(commit_in_child, arg, NULL, 0), 0);
+    TU_OK(tm_store_read_begin(st));
+    cr_assert_eq(root[0], 200, "a read transaction saw our own older copy");
+    TU_OK(tm_store_read_end(st));
+    TU_OK(tm_store_begin(st)); /* and again, through a write transaction */
+    root[0] = 101;
+    TU_OK(tm_store_commit(st));
+    cr_assert_eq(tu_run_child(commit_in_child, arg, NULL, 0), 0);
+    TU_OK(tm_store_begin(st));
+    cr_assert_eq(root[0], 200);
+    cr_assert_eq(root[1], 2);
+    root[0] = 300;
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_close(st));
+    st = tu_open(path);
+    root = tm_store_root(st, 2 * sizeof(long));
+    cr_assert_eq(root[0], 300);
+    cr_assert_eq(root[1], 2);
+    TU_OK(tm_close(st));
+}

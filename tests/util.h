@@ -13,7 +13,8 @@
 const char *tu_dir(void);
 /* "<tu_dir()>/<name>" in a static buffer per call slot (4 slots). */
 const char *tu_path(const char *name);
-/* Options for tests: default base, 1 GiB reservation, given sync. */
+/* Options for tests: base TMF_ADDR (hex) or the default, 1 GiB reservation,
+ * given sync. */
 tm_options tu_opts(tm_sync sync);
 /* Opens (creating) path with tu_opts(TM_SYNC_FULL); fails the test on error. */
 tm_store *tu_open(const char *path);

@@ -1,0 +1,321 @@
+/*
+ * tmf.c — the tmf command-line tool: command dispatch, option parsing, help
+ * texts, and opening a store for inspection with a precise diagnosis of why
+ * it cannot be opened.  The subcommands live in tmf_inspect.c (info, stats,
+ * check), tmf_copy.c (copy, recover) and tmf_map.c (map).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tmf.h"
+
+struct command {
+    const char *name;
+    tmf_cmd *run;
+    int operands;       /* 1: FILE, 2: FILE DEST */
+    const char *options; /* accepted: j json, f force, p png, w width, c color */
+    const char *help;
+};
+
+static const struct command commands[] = {
+    {"info", tmf_info, 1, "",
+     "usage: tmf info FILE\n"
+     "Prints the header (magic, version, base, max size, store id, checkpoint),\n"
+     "the superblock (commit seq, arena size, root), heap statistics and the\n"
+     "state of the redo log (records after the checkpoint, recovery pending).\n"},
+    {"check", tmf_check, 1, "",
+     "usage: tmf check FILE\n"
+     "Checks the header slots, the superblock, the redo log and the whole heap,\n"
+     "read-only, inside a read transaction (writers elsewhere wait for it).\n"
+     "Prints one line.  Exit 0: clean (a note says so when recovery is pending:\n"
+     "the heap is then not checked); 1: damaged; 2: unusable (cannot be opened).\n"},
+    {"recover", tmf_recover, 1, "",
+     "usage: tmf recover FILE\n"
+     "Opens the store read-write: the first opener replays the redo log and\n"
+     "checkpoints; when other processes have it open, a commit a dead writer\n"
+     "left unapplied is healed and the rest is left to them.  Reports what it did.\n"},
+    {"stats", tmf_stats, 1, "j",
+     "usage: tmf stats [--json] FILE\n"
+     "Prints the heap and log statistics, one \"name value\" per line, or as a\n"
+     "JSON object with --json.\n"},
+    {"copy", tmf_copy, 2, "f",
+     "usage: tmf copy [--force] FILE DEST\n"
+     "Writes a consistent copy of the store to DEST (and a fresh, empty log\n"
+     "DEST.log) while writers keep running: the bytes are read inside a read\n"
+     "transaction, written to DEST.tmp, synced and renamed into place.\n"
+     "An existing DEST is refused unless --force is given.\n"},
+    {"map", tmf_map, 1, "pwc",
+     "usage: tmf map [--width N] [--color=auto|always|never] [--png OUT.png] FILE\n"
+     "Draws the arena: header, superblock, used and free blocks, small-object\n"
+     "spans (their used and free slots) and the fence, one character cell per\n"
+     "chunk of the arena, with a legend; or a PNG drawn by gnuplot (--png).\n"},
+};
+
+static void usage(FILE *f)
+{
+    size_t i;
+    fputs("usage: tmf COMMAND [OPTIONS] FILE...\n"
+          "Inspects and maintains tmfalloc stores.  Commands:\n", f);
+    for (i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    {
+        const char *h = commands[i].help + strlen("usage: tmf ");
+        fprintf(f, "  %.*s\n", (int)(strchr(h, '\n') - h), h);
+    }
+    fputs("\"tmf COMMAND --help\" describes one.  Exit status: 0 success, 1 damaged or\n"
+          "failed, 2 store unusable, 64 usage error.\n", f);
+}
+
+void tmf_err(const char *a, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "tmf: %s: ", a);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static int bad_usage(const struct command *c, const char *fmt, const char *arg)
+{
+    fprintf(stderr, "tmf %s: ", c->name);
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n%s", c->help);
+    return EXIT_USAGE;
+}
+
+/* --name=value or --name value: the value, or NULL when missing. */
+static const char *opt_value(const char *arg, size_t n, char **argv, int *i, int argc)
+{
+    if (arg[n] == '=')
+        return arg + n + 1;
+    if (arg[n] == 0 && *i + 1 < argc)
+        return argv[++*i];
+    return NULL;
+}
+
+static int parse_option(const struct command *c, struct tmf_args *a, char **argv, int *i, int argc)
+{
+    const char *arg = argv[*i], *v;
+    if (!strcmp(arg, "--help") || !strcmp(arg, "-h"))
+        return a->help = 1, 0;
+    if (strchr(c->options, 'j') && !strcmp(arg, "--json"))
+        return a->json = 1, 0;
+    if (strchr(c->options, 'f') && !strcmp(arg, "--force"))
+        return a->force = 1, 0;
+    if (strchr(c->options, 'p') && !strncmp(arg, "--png", 5) && (arg[5] == 0 || arg[5] == '='))
+        return (a->png = opt_value(arg, 5, argv, i, argc)) ? 0 : -1;
+    if (strchr(c->options, 'w') && !strncmp(arg, "--width", 7) && (arg[7] == 0 || arg[7] == '=')) {
+        char *end;
+        long w;
+        if (!(v = opt_value(arg, 7, argv, i, argc)))
+            return -1;
+        w = strtol(v, &end, 10);
+        if (*end || w < 8 || w > 1024)
+            return -1;
+        return a->width = (unsigned)w, 0;
+    }
+    if (strchr(c->options, 'c') && !strncmp(arg, "--color", 7)) {
+        v = arg[7] == '=' ? arg + 8 : arg[7] == 0 ? "always" : "";
+        a->color = !strcmp(v, "always") ? 1 : !strcmp(v, "never") ? 0 : !strcmp(v, "auto") ? -1 : 2;
+        return a->color == 2 ? -1 : 0;
+    }
+    return -1;
+}
+
+static int run(const struct command *c, int argc, char **argv)
+{
+    struct tmf_args a = {NULL, NULL, NULL, 0, 0, 0, -1, 64};
+    int i, nops = 0, dashdash = 0;
+    for (i = 0; i < argc; i++) {
+        if (!dashdash && !strcmp(argv[i], "--")) {
+            dashdash = 1;
+        } else if (!dashdash && argv[i][0] == '-' && argv[i][1]) {
+            if (parse_option(c, &a, argv, &i, argc) < 0)
+                return bad_usage(c, "bad option or value: %s", argv[i]);
+        } else if (nops++ == 0) {
+            a.file = argv[i];
+        } else if (nops == 2 && c->operands == 2) {
+            a.dest = argv[i];
+        } else {
+            return bad_usage(c, "unexpected operand: %s", argv[i]);
+        }
+    }
+    if (a.help) {
+        fputs(c->help, stdout);
+        return EXIT_CLEAN;
+    }
+    if (nops < c->operands)
+        return bad_usage(c, "%s", c->operands == 2 ? "FILE and DEST are needed" : "FILE is needed");
+    return c->run(&a);
+}
+
+int main(int argc, char **argv)
+{
+    size_t i;
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return EXIT_CLEAN;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("tmf (tmfalloc) %d.%d\n", TMFALLOC_VERSION_MAJOR, TMFALLOC_VERSION_MINOR);
+        return EXIT_CLEAN;
+    }
+    for (i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return run(&commands[i], argc - 2, argv + 2);
+    fprintf(stderr, "tmf: unknown command: %s\n", argv[1]);
+    usage(stderr);
+    return EXIT_USAGE;
+}
+
+/* ---- progress ---- */
+
+static int progress_shown;
+
+void tmf_progress(const char *what, uint64_t done, uint64_t total)
+{
+    if (!isatty(STDERR_FILENO) || total == 0)
+        return;
+    fprintf(stderr, "\r%s: %3u%% (%llu of %llu MiB)", what, (unsigned)(done * 100 / total),
+            (unsigned long long)(done >> 20), (unsigned long long)(total >> 20));
+    progress_shown = 1;
+}
+
+void tmf_progress_end(void)
+{
+    if (progress_shown)
+        fputs("\r\033[K", stderr);
+    progress_shown = 0;
+}
+
+/* ---- opening and diagnosis ---- */
+
+/* Reads the first two pages of path (zero-filled past its end). */
+static int read_head(const char *path, uint8_t *buf, uint64_t *size)
+{
+    struct stat sb;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = -1;
+    if (fd < 0)
+        return -1;
+    memset(buf, 0, 2 * PAGE);
+    if (fstat(fd, &sb) == 0) {
+        *size = (uint64_t)sb.st_size;
+        n = pread(fd, buf, 2 * PAGE, 0);
+    }
+    close(fd);
+    return n < 0 ? -1 : 0;
+}
+
+/* The current slot, as the library picks it: valid checksum, highest gen. */
+static const struct hdr_slot *pick_slot(const uint8_t *page0)
+{
+    const struct hdr_slot *s0 = (const void *)page0, *s1 = (const void *)(page0 + HDR_SLOT_SIZE);
+    int ok0 = !memcmp(s0->magic, HDR_MAGIC, 8) && hdr_checksum(s0) == s0->checksum;
+    int ok1 = !memcmp(s1->magic, HDR_MAGIC, 8) && hdr_checksum(s1) == s1->checksum;
+    if (ok0 && ok1)
+        return s1->gen > s0->gen ? s1 : s0;
+    return ok0 ? s0 : ok1 ? s1 : NULL;
+}
+
+static int diagnose_log(const char *path, const struct hdr_slot *h, char *msg, size_t len)
+{
+    char lp[PATH_MAX];
+    uint8_t head[16];
+    uint64_t id;
+    int fd;
+    ssize_t n;
+    snprintf(lp, sizeof lp, "%s.log", path);
+    if ((fd = open(lp, O_RDONLY | O_CLOEXEC)) < 0) {
+        snprintf(msg, len, "redo log %s: %s", lp, strerror(errno));
+        return EXIT_DAMAGED;
+    }
+    n = pread(fd, head, sizeof head, 0);
+    close(fd);
+    memcpy(&id, head + 8, 8);
+    if (n != (ssize_t)sizeof head || memcmp(head, LOG_HDR_MAGIC, 8) || id != h->store_id) {
+        snprintf(msg, len, "redo log %s has no valid log header for this store", lp);
+        return EXIT_DAMAGED;
+    }
+    snprintf(msg, len, "redo log %s is shorter than its header page", lp);
+    return EXIT_DAMAGED;
+}
+
+/* TM_ECORRUPT: which part? */
+static int diagnose_corrupt(const char *path, const uint8_t *buf, uint64_t size, char *msg,
+                            size_t len)
+{
+    const struct hdr_slot *h = pick_slot(buf);
+    const struct tm_super *sb = (const void *)(buf + PAGE);
+    if (!h) {
+        snprintf(msg, len, "damaged: both header slots are corrupt (bad checksum)");
+        return EXIT_DAMAGED;
+    }
+    if (h->version != FORMAT_VERSION || h->page_size != PAGE || h->store_id == 0) {
+        snprintf(msg, len, "damaged: the header has impossible values (version, page size, id)");
+        return EXIT_DAMAGED;
+    }
+    if (sb->magic != SUPER_MAGIC || sb->checksum != super_checksum(sb)) {
+        snprintf(msg, len, "damaged: the superblock (page 1) is corrupt (bad magic or checksum)");
+        return EXIT_DAMAGED;
+    }
+    if (sb->size < 2 * PAGE || sb->size % PAGE || sb->seq < h->ckpt_seq || sb->size > h->max_size) {
+        snprintf(msg, len, "damaged: the superblock has impossible values (size %llu, seq %llu)",
+                 (unsigned long long)sb->size, (unsigned long long)sb->seq);
+        return EXIT_DAMAGED;
+    }
+    if (sb->root && (sb->root < h->base + 2 * PAGE || sb->root + sb->root_size > h->base + sb->size)) {
+        snprintf(msg, len, "damaged: the superblock's root pointer lies outside the arena");
+        return EXIT_DAMAGED;
+    }
+    (void)size;
+    return diagnose_log(path, h, msg, len);
+}
+
+int tmf_diagnose(const char *path, int code, char *msg, size_t len)
+{
+    uint8_t buf[2 * PAGE];
+    uint64_t size = 0;
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        snprintf(msg, len, "unusable: is a directory, not a store");
+        return EXIT_UNUSABLE;
+    }
+    if (stat(path, &sb) == 0 && sb.st_size == 0) {
+        snprintf(msg, len, "unusable: an empty file, not a tmfalloc store");
+        return EXIT_UNUSABLE;
+    }
+    if (code == TM_ECORRUPT && read_head(path, buf, &size) == 0)
+        return diagnose_corrupt(path, buf, size, msg, len);
+    if (code == TM_ECORRUPT) {
+        snprintf(msg, len, "damaged: %s", tm_strerror(code));
+        return EXIT_DAMAGED;
+    }
+    snprintf(msg, len, "unusable: %s", tm_strerror(code));
+    return EXIT_UNUSABLE;
+}
+
+int tmf_open_ro(const char *path, tm_store **st, char *msg, size_t len)
+{
+    tm_options o;
+    char buf[512];
+    int r, ex;
+    tm_options_init(&o);
+    o.read_only = 1;
+    o.no_create = 1;
+    if ((r = tm_open(path, &o, st)) == 0)
+        return EXIT_CLEAN;
+    ex = tmf_diagnose(path, r, msg ? msg : buf, msg ? len : sizeof buf);
+    if (!msg)
+        tmf_err(path, "%s", buf);
+    return ex;
+}

@@ -1,0 +1,79 @@
+/*
+ * tmf.h — shared pieces of the tmf command-line tool: exit codes, opening a
+ * store for inspection with a diagnosis of why it cannot be opened, the log
+ * scan, and the subcommands.
+ *
+ * The tool links the static library and reads the core's internal headers:
+ * it inspects on-disk structures (header slots, log records, heap blocks)
+ * that the public API does not expose.  It never writes a store except in
+ * "tmf recover", which goes through the library's read-write open.
+ *
+ * Never open a second descriptor of a store file while a handle is open on
+ * it: closing any descriptor of a file drops all of the process's POSIX
+ * locks on it.  Use st->fd and st->log_fd instead.
+ */
+#ifndef TMF_TOOL_H
+#define TMF_TOOL_H
+
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "internal.h"
+
+/* Exit codes (documented in man/tmf.1). */
+enum {
+    EXIT_CLEAN = 0,    /* success; check: no damage found */
+    EXIT_DAMAGED = 1,  /* check: damage found; other commands: failed */
+    EXIT_UNUSABLE = 2, /* cannot be opened: not a store, newer version, truncated, ... */
+    EXIT_USAGE = 64    /* bad command line */
+};
+
+/* What a scan of the redo log found (the rules of src/log.c, L1). */
+struct log_scan {
+    uint64_t log_size;   /* bytes of the log file */
+    uint64_t records;    /* valid records after the checkpoint */
+    uint64_t bytes;      /* their bytes */
+    uint64_t applied;    /* of them, in the store file already (seq <= superblock's) */
+    uint64_t pending;    /* of them, durable but not applied: recovery needed */
+    uint64_t first_seq, last_seq;
+    uint64_t end;        /* offset just past the last valid record */
+    int corrupt;         /* a record the superblock proves committed is corrupt */
+    int torn;            /* an uncommitted record with a valid header, torn: discarded */
+    uint64_t bad_off, bad_seq;
+};
+
+/* Scans the log on fd for records of header h; sb is the superblock. */
+int tmf_scan_log(int fd, const struct hdr_slot *h, const struct tm_super *sb, uint64_t max,
+                 struct log_scan *out);
+/* A read transaction on a read-only handle, or the shared data lock taken
+ * directly when only a torn record stood in the way (*own = 1), with a
+ * scan of the log.  0, EROFS when recovery is pending, or an error code. */
+int tmf_read_begin(tm_store *st, struct log_scan *scan, int *own);
+void tmf_read_end(tm_store *st, int own);
+/* Checks both header slots of page 0; 0, or -1 with a message in msg. */
+int tmf_check_slots(const uint8_t *page0, char *msg, size_t len);
+
+/* Opens path read-only.  On failure returns EXIT_DAMAGED (a corrupt
+ * header, superblock or log header) or EXIT_UNUSABLE, with the diagnosis in
+ * msg, or printed as "tmf: path: why" when msg is NULL; *st is NULL then. */
+int tmf_open_ro(const char *path, tm_store **st, char *msg, size_t len);
+/* Why tm_open failed with code: a diagnosis read from the files; returns
+ * the exit code it deserves. */
+int tmf_diagnose(const char *path, int code, char *msg, size_t len);
+/* Prints "tmf: a: b" on stderr. */
+void tmf_err(const char *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Progress on stderr when it is a terminal: done of total bytes. */
+void tmf_progress(const char *what, uint64_t done, uint64_t total);
+void tmf_progress_end(void);
+
+/* Subcommand arguments: the one or two operands and the options seen. */
+struct tmf_args {
+    const char *file, *dest, *png;
+    int json, force, help, color;  /* color: -1 auto, 0 never, 1 always */
+    unsigned width;
+};
+typedef int tmf_cmd(const struct tmf_args *a);
+tmf_cmd tmf_info, tmf_stats, tmf_check, tmf_recover, tmf_copy, tmf_map;
+
+#endif

@@ -1,0 +1,257 @@
+/*
+ * tmf_inspect.c — the read-only subcommands: info, stats, check.
+ *
+ * Each opens the store read-only (tm_options.read_only), takes a read
+ * transaction — no commit is applied meanwhile, so header, superblock and
+ * heap agree — and takes a snapshot: header page, superblock, heap
+ * statistics and a scan of the log.  When a dead writer left a durable
+ * commit unapplied, the read transaction is refused (EROFS): the store file
+ * may then be half written, so the heap is not read, and the tools say that
+ * recovery is pending.
+ */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tmf.h"
+
+struct snap {
+    uint8_t page0[PAGE];
+    struct hdr_slot hdr;
+    struct tm_super sb;
+    tm_stats_t stats;
+    struct log_scan log;
+    int pending;  /* the read transaction was refused: recovery needed */
+    int in_tx, own;
+};
+
+/* Starts a read transaction and reads everything but the heap walk. */
+static int take_snap(tm_store *st, struct snap *s, char *msg, size_t len)
+{
+    int r;
+    memset(s, 0, sizeof *s);
+    r = tmf_read_begin(st, &s->log, &s->own);
+    if (r != 0 && r != EROFS) {
+        snprintf(msg, len, "unusable: cannot start a read transaction: %s", tm_strerror(r));
+        return EXIT_UNUSABLE;
+    }
+    s->in_tx = r == 0;
+    s->pending = r == EROFS;
+    if (pread(st->fd, s->page0, PAGE, 0) != PAGE) {
+        snprintf(msg, len, "unusable: cannot read the header: %s", strerror(errno));
+        return EXIT_UNUSABLE;
+    }
+    s->hdr = st->hdr;
+    memcpy(&s->sb, super_of(st), sizeof s->sb);
+    if (!s->pending)
+        tm_store_stats(st, &s->stats);
+    s->stats.log_bytes = s->log.bytes;
+    return EXIT_CLEAN;
+}
+
+/* Opens, snapshots; on failure reports (stderr) and returns the exit code. */
+static int open_snap(const char *path, tm_store **st, struct snap *s)
+{
+    char msg[512];
+    int ex = tmf_open_ro(path, st, NULL, 0);
+    if (ex != EXIT_CLEAN)
+        return ex;
+    if ((ex = take_snap(*st, s, msg, sizeof msg)) != EXIT_CLEAN) {
+        tmf_err(path, "%s", msg);
+        tm_close(*st);
+    }
+    return ex;
+}
+
+static void close_snap(tm_store *st, struct snap *s)
+{
+    if (s->in_tx)
+        tmf_read_end(st, s->own);
+    tm_close(st);
+}
+
+/* "1.5 MiB" */
+static const char *human(uint64_t n, char *buf, size_t len)
+{
+    static const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)n;
+    int u = 0;
+    while (v >= 1024 && u < 4)
+        v /= 1024, u++;
+    snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
+    return buf;
+}
+
+/* ---- info ---- */
+
+static void info_log(const tm_store *st, const struct snap *s)
+{
+    const struct log_scan *l = &s->log;
+    printf("log file:        %s, %llu bytes\n", st->log_path, (unsigned long long)l->log_size);
+    if (l->records)
+        printf("log records:     %llu after the checkpoint (seq %llu..%llu, %llu bytes), %llu applied\n",
+               (unsigned long long)l->records, (unsigned long long)l->first_seq,
+               (unsigned long long)l->last_seq, (unsigned long long)l->bytes,
+               (unsigned long long)l->applied);
+    else
+        printf("log records:     none after the checkpoint\n");
+    if (l->corrupt || l->torn)
+        printf("log damage:      %s record seq %llu at offset %llu\n",
+               l->corrupt ? "corrupt committed" : "torn uncommitted (ignored)",
+               (unsigned long long)l->bad_seq, (unsigned long long)l->bad_off);
+    if (s->pending || l->pending)
+        printf("recovery:        pending: %llu durable commit(s) not applied (run tmf recover)\n",
+               (unsigned long long)(l->pending ? l->pending : 1));
+    else
+        printf("recovery:        not needed\n");
+}
+
+static void info_print(const tm_store *st, const struct snap *s)
+{
+    const struct hdr_slot *h = &s->hdr;
+    char b1[32], b2[32], b3[32], b4[32], slots[128];
+    printf("file:            %s\n", st->path);
+    printf("magic:           %.8s\n", h->magic);
+    printf("version:         %u\n", h->version);
+    printf("page size:       %u\n", h->page_size);
+    printf("base:            %#llx\n", (unsigned long long)h->base);
+    printf("max size:        %llu (%s)\n", (unsigned long long)h->max_size, human(h->max_size, b1, 32));
+    printf("store id:        %#018llx\n", (unsigned long long)h->store_id);
+    printf("header slots:    %s\n", tmf_check_slots(s->page0, slots, sizeof slots) ? slots : "both valid");
+    printf("checkpoint:      generation %llu, commit seq %llu, arena size %llu\n",
+           (unsigned long long)h->gen, (unsigned long long)h->ckpt_seq,
+           (unsigned long long)h->ckpt_size);
+    printf("superblock:      commit seq %llu, arena size %llu (%s)\n", (unsigned long long)s->sb.seq,
+           (unsigned long long)s->sb.size, human(s->sb.size, b1, 32));
+    if (s->sb.root)
+        printf("root:            %#llx, %llu bytes\n", (unsigned long long)s->sb.root,
+               (unsigned long long)s->sb.root_size);
+    else
+        printf("root:            none\n");
+    if (s->pending)
+        printf("heap:            not read (recovery pending)\n");
+    else
+        printf("heap:            live %s, free %s in %llu blocks, largest free block %s\n",
+               human(s->stats.live_bytes, b2, 32), human(s->stats.free_bytes, b3, 32),
+               (unsigned long long)s->stats.free_blocks, human(s->stats.largest_free, b4, 32));
+    info_log(st, s);
+    printf("last commit:     %llu\n",
+           (unsigned long long)(s->log.last_seq > s->sb.seq ? s->log.last_seq : s->sb.seq));
+}
+
+int tmf_info(const struct tmf_args *a)
+{
+    tm_store *st;
+    struct snap s;
+    int ex = open_snap(a->file, &st, &s);
+    if (ex != EXIT_CLEAN)
+        return ex;
+    info_print(st, &s);
+    close_snap(st, &s);
+    return EXIT_CLEAN;
+}
+
+/* ---- stats ---- */
+
+static void json_string(const char *p)
+{
+    putchar('"');
+    for (; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
+int tmf_stats(const struct tmf_args *a)
+{
+    tm_store *st;
+    struct snap s;
+    const tm_stats_t *t = &s.stats;
+    const char *names[] = {"arena_size", "max_size", "live_bytes", "free_bytes", "free_blocks",
+                           "largest_free", "commits", "log_bytes", "log_records", "pending_records"};
+    uint64_t v[10];
+    int ex = open_snap(a->file, &st, &s), i;
+    if (ex != EXIT_CLEAN)
+        return ex;
+    v[0] = s.sb.size, v[1] = st->max, v[2] = t->live_bytes, v[3] = t->free_bytes;
+    v[4] = t->free_blocks, v[5] = t->largest_free, v[6] = s.sb.seq, v[7] = s.log.bytes;
+    v[8] = s.log.records, v[9] = s.pending && !s.log.pending ? 1 : s.log.pending;
+    if (a->json) {
+        printf("{\"file\": ");
+        json_string(st->path);
+        for (i = 0; i < 10; i++)
+            printf(", \"%s\": %llu", names[i], (unsigned long long)v[i]);
+        printf(", \"recovery_pending\": %s}\n", s.pending || s.log.pending ? "true" : "false");
+    } else {
+        for (i = 0; i < 10; i++)
+            printf("%-16s %llu\n", names[i], (unsigned long long)v[i]);
+        printf("%-16s %s\n", "recovery_pending", s.pending || s.log.pending ? "yes" : "no");
+    }
+    close_snap(st, &s);
+    return EXIT_CLEAN;
+}
+
+/* ---- check ---- */
+
+/* The verdict on everything but the heap; EXIT_CLEAN when the heap is next. */
+static int check_parts(const struct snap *s, char *msg, size_t len)
+{
+    const struct log_scan *l = &s->log;
+    if (tmf_check_slots(s->page0, msg + 9, len - 9) < 0)
+        return memcpy(msg, "damaged: ", 9), EXIT_DAMAGED;
+    if (l->corrupt) {
+        snprintf(msg, len, "damaged: log record seq %llu at offset %llu is corrupt, "
+                 "though the superblock shows it committed",
+                 (unsigned long long)l->bad_seq, (unsigned long long)l->bad_off);
+        return EXIT_DAMAGED;
+    }
+    if (s->pending || l->pending) {
+        snprintf(msg, len, "recovery pending: %llu durable commit(s) not yet applied; "
+                 "heap not checked; run 'tmf recover'",
+                 (unsigned long long)(l->pending ? l->pending : 1));
+        return -1;
+    }
+    return EXIT_CLEAN;
+}
+
+static int check_heap(tm_store *st, const struct snap *s, char *msg, size_t len)
+{
+    char hm[256];
+    int r;
+    if (s->sb.size >= ((uint64_t)256 << 20))
+        tmf_progress("checking the heap", 0, s->sb.size);
+    r = tm_store_check(st, hm, sizeof hm);
+    tmf_progress_end();
+    if (r == 0)
+        return EXIT_CLEAN;
+    snprintf(msg, len, "damaged: heap: %s", hm[0] ? hm : tm_strerror(r));
+    return EXIT_DAMAGED;
+}
+
+int tmf_check(const struct tmf_args *a)
+{
+    char msg[512];
+    tm_store *st;
+    struct snap s;
+    int ex = tmf_open_ro(a->file, &st, msg, sizeof msg);
+    if (ex != EXIT_CLEAN) {
+        printf("%s: %s\n", a->file, msg);
+        return ex;
+    }
+    if ((ex = take_snap(st, &s, msg, sizeof msg)) == EXIT_CLEAN &&
+        (ex = check_parts(&s, msg, sizeof msg)) == EXIT_CLEAN &&
+        (ex = check_heap(st, &s, msg, sizeof msg)) == EXIT_CLEAN)
+        snprintf(msg, sizeof msg, "clean: commit seq %llu, arena %llu bytes, %llu log records after the checkpoint%s",
+                 (unsigned long long)s.sb.seq, (unsigned long long)s.sb.size,
+                 (unsigned long long)s.log.records,
+                 s.log.torn ? " (a torn uncommitted log record is ignored)" : "");
+    printf("%s: %s\n", a->file, msg);
+    close_snap(st, &s);
+    return ex < 0 ? EXIT_CLEAN : ex;
+}
