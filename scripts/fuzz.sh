@@ -66,7 +66,7 @@ for t in $targets; do
   rc=$?
   set -e
   [ "$jobs" -gt 1 ] && cat fuzz-*.log >>"$log" 2>/dev/null && rm -f fuzz-*.log
-  grep -E "^stat::number_of_executed_units|^stat::new_units_added|^Done [0-9]+ runs" "$log" || true
+  grep -E "^stat::number_of_executed_units|^stat::new_units_added|^Done [0-9]+ runs|^tmf-fuzz:" "$log" || true
   if [ $rc -ne 0 ]; then
     echo "fuzz_$t FAILED (exit $rc); last lines of $log:"
     tail -40 "$log"

@@ -51,6 +51,7 @@
 #define BULK_PAGES 16384             /* past this many dirty pages, stop splitting mappings */
 #define CKPT_BYTES ((uint64_t)64 << 20) /* checkpoint when the log passes this */
 #define LOG_CHUNK ((uint64_t)1 << 20)   /* the log grows by written zeros in these steps */
+#define RING_MIN_COMMITS 256            /* a ring that fills faster doubles */
 
 /* Lock bytes in the store file (POSIX record locks: per process, dropped at
  * exit, not inherited across fork). */
@@ -139,6 +140,7 @@ struct tm_store {
 
     /* counters of this handle */
     uint64_t n_syncs, n_ckpts, n_commits;
+    uint64_t ckpt_commits; /* n_commits at the last checkpoint */
 };
 
 static inline struct tm_super *super_of(const tm_store *st)
@@ -154,6 +156,7 @@ int store_refresh(tm_store *st);
 int store_map_size(tm_store *st, size_t size);
 int store_revive(tm_store *st);
 int store_checkpoint(tm_store *st);
+int store_checkpoint_at(tm_store *st, uint64_t seq, uint64_t size);
 int store_heal(tm_store *st);
 int store_reapply(tm_store *st);
 uint64_t super_checksum(const struct tm_super *sb);
@@ -177,6 +180,11 @@ struct log_rec {
 #define LOG_START PAGE  /* records start after the log file's header page */
 int log_create(tm_store *st);
 int log_refresh_len(tm_store *st);
+/* Does a record of len bytes fit at st->log_off without extending the ring
+ * (or is the ring empty)?  0 means: checkpoint first. */
+int log_fits(tm_store *st, uint64_t len);
+/* Doubles the ring of written zeros, up to CKPT_BYTES. */
+int log_grow_ring(tm_store *st);
 int log_check_file(tm_store *st);
 int log_append(tm_store *st, uint64_t seq, const uint64_t *pages, size_t n, uint64_t *len_out);
 uint64_t log_record_len(size_t npages);

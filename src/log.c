@@ -34,9 +34,13 @@
  *       TMF_SYNC=full).  Pages reach the store file only after that.
  *   L4. Replaying a record writes whole page images: replay is idempotent, so
  *       a crash during replay is repaired by replaying again.
- *   L5. The log is extended with written zeros in LOG_CHUNK steps, so that a
- *       small commit overwrites allocated blocks and its fdatasync flushes
- *       data, not file-system metadata.
+ *   L5. The log is a ring of written zeros (LOG_CHUNK at creation) that
+ *       records overwrite, so that a small commit's fdatasync flushes data,
+ *       not file-system metadata.  A record that does not fit in what is
+ *       left of the ring first checkpoints (the ring restarts at LOG_START);
+ *       a ring that fills in fewer than RING_MIN_COMMITS commits doubles,
+ *       up to CKPT_BYTES.  Only a record larger than the ring extends the
+ *       file by itself.
  */
 #include <errno.h>
 #include <string.h>
@@ -54,6 +58,20 @@ uint64_t log_record_len(size_t npages)
     return sizeof(struct log_rec) + (uint64_t)npages * (8 + PAGE);
 }
 
+/* L5: the log grows by written zeros, LOG_CHUNK at a time, up to end. */
+static int zero_fill(tm_store *st, uint64_t end)
+{
+    int r;
+    end = (end + LOG_CHUNK - 1) & ~(LOG_CHUNK - 1);
+    while (st->log_len < end) {
+        uint64_t n = end - st->log_len < sizeof zeros ? end - st->log_len : sizeof zeros;
+        if ((r = os_pwrite_all(st->log_fd, zeros, n, (off_t)st->log_len)) < 0)
+            return r;
+        st->log_len += n;
+    }
+    return 0;
+}
+
 int log_create(tm_store *st)
 {
     uint8_t page[PAGE];
@@ -63,10 +81,10 @@ int log_create(tm_store *st)
     memcpy(page + 8, &st->store_id, 8);
     if ((r = os_pwrite_all(st->log_fd, page, PAGE, 0)) < 0)
         return r;
-    if ((r = os_fdatasync(st->log_fd)) < 0)
-        return r;
     st->log_len = PAGE;
-    return 0;
+    if ((r = zero_fill(st, LOG_START + LOG_CHUNK)) < 0) /* the first ring */
+        return r;
+    return os_fdatasync(st->log_fd);
 }
 
 int log_check_file(tm_store *st)
@@ -106,16 +124,24 @@ static int reserve(tm_store *st, uint64_t len)
         return 0; /* a large record extends the file itself */
     if ((r = log_refresh_len(st)) < 0) /* never write zeros over another's record */
         return r;
-    if (end <= st->log_len)
+    return end <= st->log_len ? 0 : zero_fill(st, end);
+}
+
+int log_fits(tm_store *st, uint64_t len)
+{
+    if (st->log_off + len <= st->log_len || st->log_off == LOG_START)
+        return 1;
+    if (log_refresh_len(st) < 0)
+        return 1; /* reserve() will meet the error */
+    return st->log_off + len <= st->log_len;
+}
+
+int log_grow_ring(tm_store *st)
+{
+    uint64_t ring = st->log_len > LOG_START ? st->log_len - LOG_START : LOG_CHUNK / 2;
+    if (ring >= CKPT_BYTES)
         return 0;
-    end = (end + LOG_CHUNK - 1) & ~(LOG_CHUNK - 1);
-    while (st->log_len < end) {
-        uint64_t n = end - st->log_len < sizeof zeros ? end - st->log_len : sizeof zeros;
-        if ((r = os_pwrite_all(st->log_fd, zeros, n, (off_t)st->log_len)) < 0)
-            return r;
-        st->log_len += n;
-    }
-    return 0;
+    return zero_fill(st, LOG_START + (2 * ring < CKPT_BYTES ? 2 * ring : CKPT_BYTES));
 }
 
 struct writer {

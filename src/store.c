@@ -320,6 +320,7 @@ static int write_checkpoint(tm_store *st, uint64_t seq, uint64_t size)
         return r;
     st->n_syncs += full ? 2 : 0;
     st->n_ckpts++;
+    st->ckpt_commits = st->n_commits;
     st->hdr = h;
     st->gen = h.gen;
     st->ckpt_seq = seq;
@@ -329,8 +330,14 @@ static int write_checkpoint(tm_store *st, uint64_t seq, uint64_t size)
 
 int store_checkpoint(tm_store *st)
 {
-    struct tm_super *sb = super_of(st);
-    int r = write_checkpoint(st, sb->seq, sb->size);
+    return store_checkpoint_at(st, super_of(st)->seq, super_of(st)->size);
+}
+
+/* A checkpoint of the committed state (seq, size): callable inside a write
+ * transaction, whose superblock already holds uncommitted changes. */
+int store_checkpoint_at(tm_store *st, uint64_t seq, uint64_t size)
+{
+    int r = write_checkpoint(st, seq, size);
     if (r == 0 && st->log_len > LOG_START + 2 * CKPT_BYTES &&
         os_ftruncate(st->log_fd, LOG_START + CKPT_BYTES) == 0)
         st->log_len = LOG_START + CKPT_BYTES;

@@ -476,8 +476,7 @@ static int write_record(tm_store *st)
         st->dirty[st->ndirty++] = 1;
         st->sb_dirty = 1;
     }
-    sb->seq += 1;
-    sb->log_gen = st->gen;
+    sb->seq += 1; /* in bulk mode, this write puts the superblock in the scan */
     /* The fault handler changed st->ndirty behind the compiler's back. */
     atomic_signal_fence(memory_order_seq_cst);
     if (st->tx_bulk) {
@@ -486,7 +485,16 @@ static int write_record(tm_store *st)
     } else {
         sort_pages(st->dirty, st->ndirty);
     }
-    sb->log_tail = st->log_off + log_record_len(st->ndirty);
+    len = log_record_len(st->ndirty);
+    if (!log_fits(st, len)) { /* the ring is full: restart it (log.c L5) */
+        int grow = st->n_commits - st->ckpt_commits < RING_MIN_COMMITS;
+        if ((r = store_checkpoint_at(st, sb->seq - 1, st->tx_size0)) < 0)
+            return r;
+        if (grow && (r = log_grow_ring(st)) < 0)
+            return r;
+    }
+    sb->log_gen = st->gen;
+    sb->log_tail = st->log_off + len;
     sb->checksum = super_checksum(sb);
     if ((r = log_append(st, sb->seq, st->dirty, st->ndirty, &len)) < 0)
         return r;
