@@ -47,7 +47,6 @@
 #define DEFAULT_MAX ((size_t)64 << 30)
 #define DEFAULT_INITIAL ((size_t)1 << 20)
 #define MIN_GROWTH ((size_t)1 << 20)
-#define RETAIN_MAX 256               /* clean private copies kept after small commits */
 #define BULK_PAGES 16384             /* past this many dirty pages, stop splitting mappings */
 #define CKPT_BYTES ((uint64_t)64 << 20) /* checkpoint when the log passes this */
 #define LOG_CHUNK ((uint64_t)1 << 20)   /* the log grows by written zeros in these steps */
@@ -128,9 +127,6 @@ struct tm_store {
     uint64_t *dirty;     /* page numbers, capacity max/PAGE */
     volatile size_t ndirty; /* the fault handler appends: always reload */
     volatile int sb_dirty;  /* the superblock is among them */
-    uint64_t retained[RETAIN_MAX]; /* clean private copies kept (tx.c) */
-    size_t nretained;
-    uint64_t seq_mine;   /* commit sequence number they belong to */
 
     /* the log, and the header it belongs to */
     struct hdr_slot hdr; /* the current slot: gen, ckpt_seq, ... */
@@ -229,8 +225,6 @@ static inline int tx_owned(const tm_store *st)
 }
 int tx_dirty_scan(tm_store *st);
 void tx_release(tm_store *st);
-void tx_drop_retained(tm_store *st);
-int tx_check_retained(tm_store *st);
 
 /* heap.c, heap_check.c (layout and invariants in heap.h).  All but
  * heap_stats, heap_check and heap_usable need the caller to own the write

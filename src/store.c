@@ -366,7 +366,6 @@ int store_heal(tm_store *st)
         return 0;
     if ((r = os_lock(st->fd, LOCK_DATA, F_WRLCK, 1)) < 0)
         return r;
-    tx_drop_retained(st); /* the replay changes the file under them */
     n = log_replay(st, &off, &seq, &size);
     os_lock(st->fd, LOCK_DATA, F_UNLCK, 0);
     if (n < 0)
@@ -390,7 +389,6 @@ int store_reapply(tm_store *st)
     int r;
     if ((r = log_refresh_len(st)) < 0)
         return r;
-    tx_drop_retained(st);
     n = log_replay(st, &off, &seq, &size);
     if (n < 0)
         return (int)n;
@@ -677,7 +675,6 @@ int store_revive(tm_store *st)
     st->tx_bulk = 0;
     st->ndirty = 0;
     st->apply_pending = 0;
-    st->nretained = 0; /* map_arena below starts afresh */
     st->pid = getpid();
     if ((r = os_lock(st->fd, LOCK_OPEN, F_RDLCK, 1)) < 0 || (r = map_arena(st, 1)) < 0) {
         st->poisoned = 1;

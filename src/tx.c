@@ -99,7 +99,7 @@ static int fault(tm_store *st, uintptr_t addr)
 
     if (off >= st->mapped) {
         /* Another process may have grown the arena: map what it committed
-         * (the file's superblock: ours may be a retained copy). */
+         * (read from the file: no lock is held here). */
         uint64_t size = 0;
         if (!tx_owned(st) &&
             os_pread_all(st->fd, &size, sizeof size, PAGE + offsetof(struct tm_super, size)) == 0 &&
@@ -266,7 +266,7 @@ int tm_store_begin(tm_store *st)
         pthread_rwlock_unlock(&st->rw);
         return tm__err(r);
     }
-    if ((r = tx_check_retained(st)) < 0 || (r = store_heal(st)) < 0 || (r = store_refresh(st)) < 0) {
+    if ((r = store_heal(st)) < 0 || (r = store_refresh(st)) < 0) {
         os_lock(st->fd, LOCK_WRITER, F_UNLCK, 0);
         pthread_rwlock_unlock(&st->rw);
         return tm__err(r);
@@ -352,56 +352,6 @@ static void drop_copies(tm_store *st)
     for_runs(st, st->dirty, st->ndirty, discard);
 }
 
-/*
- * Retained copies.  After a small commit the private copies hold exactly
- * what the store file now holds, so they are kept (read-only) instead of
- * dropped: the next transaction that writes them again is spared the copy,
- * and nobody pays the madvise.  They go stale only when the store file
- * changes under them — another process commits, or a record is replayed —
- * which tx_check_retained and store_heal detect before anyone reads them
- * inside a transaction.  At most RETAIN_MAX pages per store.
- */
-void tx_drop_retained(tm_store *st)
-{
-    for_runs(st, st->retained, st->nretained, discard);
-    st->nretained = 0;
-}
-
-/* Merges the sorted dirty list into the sorted retained list; 0 when the
- * result would not fit. */
-static int retain(tm_store *st)
-{
-    uint64_t merged[RETAIN_MAX];
-    size_t i = 0, j = 0, n = 0;
-    if (st->tx_bulk || st->ndirty > RETAIN_MAX)
-        return 0;
-    while (i < st->nretained || j < st->ndirty) {
-        uint64_t a = i < st->nretained ? st->retained[i] : UINT64_MAX;
-        uint64_t b = j < st->ndirty ? st->dirty[j] : UINT64_MAX;
-        if (n == RETAIN_MAX)
-            return 0;
-        merged[n++] = a < b ? a : b;
-        i += a <= b;
-        j += b <= a;
-    }
-    memcpy(st->retained, merged, n * sizeof *merged);
-    st->nretained = n;
-    return 1;
-}
-
-/* Drops the retained copies if the store file changed since our commit. */
-int tx_check_retained(tm_store *st)
-{
-    uint64_t seq;
-    int r;
-    if (!st->nretained)
-        return 0;
-    r = os_pread_all(st->fd, &seq, sizeof seq, PAGE + offsetof(struct tm_super, seq));
-    if (r < 0 || seq != st->seq_mine)
-        tx_drop_retained(st);
-    return r;
-}
-
 /* Undoes the size change of the transaction. */
 static void restore_size(tm_store *st)
 {
@@ -415,7 +365,6 @@ static void restore_size(tm_store *st)
 
 void tx_rollback(tm_store *st)
 {
-    tx_drop_retained(st);
     if (st->tx_bulk) { /* no list of the copies: drop them all */
         madvise(st->base + PAGE, st->mapped - PAGE, MADV_DONTNEED);
         mprotect(st->base + PAGE, st->mapped - PAGE, PROT_READ);
@@ -551,13 +500,7 @@ int tm_store_commit(tm_store *st)
         st->poisoned = 1;
         st->apply_pending = 1; /* keeps LOCK_DATA and LOCK_WRITER: store_reapply */
     }
-    if (r == 0 && retain(st)) {
-        for_runs(st, st->dirty, st->ndirty, protect);
-        st->seq_mine = super_of(st)->seq;
-    } else {
-        drop_copies(st);
-        tx_drop_retained(st);
-    }
+    drop_copies(st);
     if (r == 0 && st->log_off - LOG_START >= CKPT_BYTES && (r = store_checkpoint(st)) < 0)
         st->poisoned = 1;
     tx_release(st);
@@ -606,7 +549,7 @@ static int lock_readers(tm_store *st)
         uint64_t off;
         if ((r = os_lock(st->fd, LOCK_DATA, F_RDLCK, 1)) < 0)
             return r;
-        if ((r = tx_check_retained(st)) < 0 || (r = hdr_current(st)) < 0)
+        if ((r = hdr_current(st)) < 0)
             break;
         ro_log_len(st);
         off = sb->log_gen == st->gen ? sb->log_tail : LOG_START;
