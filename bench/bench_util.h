@@ -2,6 +2,7 @@
 #ifndef BENCH_UTIL_H
 #define BENCH_UTIL_H
 
+#include <errno.h> /* program_invocation_short_name */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -29,7 +30,7 @@ static inline double median(double *v, int n)
 
 static inline void die(const char *what, const char *why)
 {
-    fprintf(stderr, "%s: %s\n", what, why);
+    fprintf(stderr, "%s: %s: %s\n", program_invocation_short_name, what, why);
     exit(1);
 }
 

@@ -16,18 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "bench_util.h"
 
 /* The workload: 8192 slots, each op frees or reallocs one and allocates. */
 static double work(long ops)
@@ -102,9 +91,7 @@ int main(int argc, char **argv)
             pre[i] = child("/proc/self/exe", argv[1], ops);
         }
     }
-    qsort(plain, (size_t)rounds, sizeof *plain, cmp_double);
-    qsort(pre, (size_t)rounds, sizeof *pre, cmp_double);
-    double mp = plain[rounds / 2], mq = pre[rounds / 2];
+    double mp = median(plain, rounds), mq = median(pre, rounds);
     printf("malloc/free/realloc workload, %ld M ops, median of %d runs\n", ops / 1000000, rounds);
     printf("glibc alone:            %.3f s\n", mp);
     printf("glibc under the preload: %.3f s\n", mq);

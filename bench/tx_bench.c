@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "tmfalloc.h"
 
 /* ---- counting the syncs of everyone in this process ---- */
@@ -52,24 +53,11 @@ int msync(void *addr, size_t len, int flags)
     return (int)syscall(SYS_msync, addr, len, flags);
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
 static uint64_t next(void)
 {
     rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
     return rng;
-}
-
-static void die(const char *what, const char *why)
-{
-    fprintf(stderr, "tx_bench: %s: %s\n", what, why);
-    exit(1);
 }
 
 static char dir[4096];
@@ -259,18 +247,6 @@ static struct result raw_run(int n)
     res.tps = n / t;
     res.syncs = (double)(n_syncs - s0) / n;
     return res;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 enum { TMF_FULL, LMDB_SYNC, RAW, TMF_NONE, LMDB_NOSYNC, NSYS };

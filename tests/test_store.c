@@ -234,17 +234,25 @@ Test(store, log_records_of_a_dead_process_are_replayed)
     cr_assert_eq(read_root(c.path), 5);
 }
 
+/* A fresh store, then c->n commits by a process that dies without closing;
+ * the store file is then put back as it was before them, as if the page
+ * cache had been lost: only the log holds the commits. */
+static void commits_after_power_loss(struct commits *c)
+{
+    char cmd[1200];
+    make_store(c->path, 0);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s.ckpt'", c->path, c->path);
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(tu_run_child(commit_n_and_die, c, NULL, 0), 0);
+    snprintf(cmd, sizeof cmd, "cp '%s.ckpt' '%s'", c->path, c->path);
+    cr_assert_eq(system(cmd), 0);
+}
+
 Test(store, the_log_alone_restores_every_commit_after_power_loss)
 {
     /* the store file as of the last checkpoint, as if the page cache were lost */
     struct commits c = {tu_path("l.tmf"), 5};
-    char cmd[1200];
-    make_store(c.path, 0);
-    snprintf(cmd, sizeof cmd, "cp '%s' '%s.ckpt'", c.path, c.path);
-    cr_assert_eq(system(cmd), 0);
-    cr_assert_eq(tu_run_child(commit_n_and_die, &c, NULL, 0), 0);
-    snprintf(cmd, sizeof cmd, "cp '%s.ckpt' '%s'", c.path, c.path);
-    cr_assert_eq(system(cmd), 0);
+    commits_after_power_loss(&c);
     cr_assert_eq(read_root(c.path), 5);
 }
 
@@ -266,13 +274,7 @@ Test(store, corrupt_record_stops_replay_after_power_loss)
      * with five records, the third damaged.  Recovery keeps 1 and 2. */
     struct commits c = {tu_path("l.tmf"), 5};
     const char *log = tu_path("l.tmf.log");
-    char cmd[1200];
-    make_store(c.path, 0);
-    snprintf(cmd, sizeof cmd, "cp '%s' '%s.ckpt'", c.path, c.path);
-    cr_assert_eq(system(cmd), 0);
-    cr_assert_eq(tu_run_child(commit_n_and_die, &c, NULL, 0), 0);
-    snprintf(cmd, sizeof cmd, "cp '%s.ckpt' '%s'", c.path, c.path);
-    cr_assert_eq(system(cmd), 0);
+    commits_after_power_loss(&c);
     flip(log, record_offset(log, 3) + (off_t)sizeof(struct log_rec) + 3 * 8 + 5);
     cr_assert_eq(read_root(c.path), 2);
 }
@@ -281,14 +283,8 @@ Test(store, torn_record_header_stops_replay)
 {
     struct commits c = {tu_path("l.tmf"), 4};
     const char *log = tu_path("l.tmf.log");
-    char cmd[1200];
     static const char junk[40] = "torn torn torn torn torn torn torn torn";
-    make_store(c.path, 0);
-    snprintf(cmd, sizeof cmd, "cp '%s' '%s.ckpt'", c.path, c.path);
-    cr_assert_eq(system(cmd), 0);
-    cr_assert_eq(tu_run_child(commit_n_and_die, &c, NULL, 0), 0);
-    snprintf(cmd, sizeof cmd, "cp '%s.ckpt' '%s'", c.path, c.path);
-    cr_assert_eq(system(cmd), 0);
+    commits_after_power_loss(&c);
     patch(log, record_offset(log, 4) + 8, junk, sizeof junk);
     cr_assert_eq(read_root(c.path), 3);
 }
