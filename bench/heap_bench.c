@@ -317,7 +317,11 @@ static void pages(const char *path)
         qsort(touched, nt, sizeof *touched, cmp_u64);
         for (size_t i = 0; i < nt; i++)
             distinct += i == 0 || touched[i] != touched[i - 1];
-        dirty += g_st->tx_bulk ? 0 : g_st->ndirty;
+        if (g_st->tx_bulk && tx_dirty_scan(g_st) < 0) { /* the private copies, as commit finds them */
+            fprintf(stderr, "tx_dirty_scan failed\n");
+            exit(1);
+        }
+        dirty += g_st->ndirty;
         minimum += distinct;
         tm_store_commit(g_st);
     }

@@ -48,6 +48,8 @@
 #define DEFAULT_INITIAL ((size_t)1 << 20)
 #define MIN_GROWTH ((size_t)1 << 20)
 #define BULK_PAGES 16384             /* past this many dirty pages, stop splitting mappings */
+#define BULK_MIN 16                  /* ... or past this many and 1/BULK_RATIO of the arena: */
+#define BULK_RATIO 1024              /* a scan of the arena now costs less than the faults so far */
 #define CKPT_BYTES ((uint64_t)64 << 20) /* checkpoint when the log passes this */
 #define LOG_CHUNK ((uint64_t)1 << 20)   /* the log grows by written zeros in these steps */
 #define RING_MIN_COMMITS 256            /* a ring that fills faster doubles */
@@ -123,6 +125,7 @@ struct tm_store {
     atomic_int tx_tid;   /* owning thread, 0 when none */
     int tx_depth;
     int tx_bulk;
+    int pm_fd;           /* /proc/self/pagemap of st->pid, for bulk mode; -1 until needed */
     size_t tx_size0;     /* arena size at begin */
     uint64_t *dirty;     /* page numbers, capacity max/PAGE */
     volatile size_t ndirty; /* the fault handler appends: always reload */

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -45,12 +46,18 @@ static int real_fallocate(int fd, off_t off, off_t len)
     return fallocate(fd, 0, off, len) < 0 ? -errno : 0;
 }
 
+static int real_ioctl(int fd, unsigned long req, void *arg)
+{
+    int n = ioctl(fd, req, arg);
+    return n < 0 ? -errno : n;
+}
+
 const tm_os os_real = {
-    real_pread, real_pwrite, real_pwritev, real_fdatasync, real_ftruncate, real_fallocate,
+    real_pread, real_pwrite, real_pwritev, real_fdatasync, real_ftruncate, real_fallocate, real_ioctl,
 };
 
 tm_os os_calls = {
-    real_pread, real_pwrite, real_pwritev, real_fdatasync, real_ftruncate, real_fallocate,
+    real_pread, real_pwrite, real_pwritev, real_fdatasync, real_ftruncate, real_fallocate, real_ioctl,
 };
 
 static int retry(ssize_t n)

@@ -565,6 +565,8 @@ static void destroy(tm_store *st)
         os_free(st->dirty, (st->max / PAGE) * sizeof *st->dirty);
     if (st->log_fd >= 0)
         close(st->log_fd);
+    if (st->pm_fd >= 0)
+        close(st->pm_fd);
     if (st->fd >= 0)
         close(st->fd); /* drops this process's locks on the file */
     if (st->path)
@@ -614,7 +616,7 @@ int tm_open(const char *path, const tm_options *opts, tm_store **out)
         return tm__err(r);
     if (!(st = os_alloc(sizeof *st)))
         return ENOMEM;
-    st->fd = st->log_fd = -1;
+    st->fd = st->log_fd = st->pm_fd = -1;
     st->slot = -1;
     st->sync = o.sync;
     st->mode = o.mode ? o.mode : 0600;
@@ -675,6 +677,9 @@ int store_revive(tm_store *st)
     st->tx_bulk = 0;
     st->ndirty = 0;
     st->apply_pending = 0;
+    if (st->pm_fd >= 0) /* it shows the parent's pages */
+        close(st->pm_fd);
+    st->pm_fd = -1;
     st->pid = getpid();
     if ((r = os_lock(st->fd, LOCK_OPEN, F_RDLCK, 1)) < 0 || (r = map_arena(st, 1)) < 0) {
         st->poisoned = 1;

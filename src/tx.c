@@ -9,10 +9,16 @@
  * copy-on-write copies of the file's pages (MAP_PRIVATE): nothing reaches the
  * store file before commit, and abort simply drops them.
  *
- * Per-page protection splits the mapping; past BULK_PAGES dirty pages the
- * whole arena is made writable instead (bulk mode) and commit finds the
- * private copies by reading /proc/self/pagemap.  So a transaction may dirty
- * any number of pages without running into vm.max_map_count.
+ * Each such fault costs a signal and an mprotect that splits the mapping.
+ * Once a transaction has taken enough of them that one walk over the whole
+ * arena is cheaper than what they cost so far, the whole arena is made
+ * writable instead (bulk mode: later first writes are plain copy-on-write
+ * faults) and commit finds the private copies with one PAGEMAP_SCAN of the
+ * page tables.  The switch comes after 1/BULK_RATIO of the arena's pages
+ * (at least BULK_MIN, at most BULK_PAGES): a transaction never pays much
+ * more than twice what the better of the two ways would have cost, and no
+ * transaction runs into vm.max_map_count.  In bulk mode a stray write by
+ * another thread is not caught: it joins the transaction.
  *
  * Commit, in order (the commit point is step 3):
  *   1. stamp the superblock: seq + 1, log position;
@@ -31,7 +37,9 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -86,6 +94,13 @@ static void chain(struct sigaction *old, int sig, siginfo_t *si, void *uc)
     signal(sig, SIG_DFL);
 }
 
+/* Dirty pages after which bulk mode is cheaper: see the top of the file. */
+static size_t bulk_threshold(const tm_store *st)
+{
+    size_t n = st->mapped / PAGE / BULK_RATIO;
+    return n < BULK_MIN ? BULK_MIN : n > BULK_PAGES ? BULK_PAGES : n;
+}
+
 static void enter_bulk(tm_store *st)
 {
     if (mprotect(st->base + PAGE, st->mapped - PAGE, PROT_READ | PROT_WRITE) == 0)
@@ -122,7 +137,7 @@ static int fault(tm_store *st, uintptr_t addr)
     }
     st->dirty[st->ndirty++] = page;
     st->sb_dirty |= page == 1;
-    if (st->ndirty >= BULK_PAGES && !st->tx_bulk)
+    if (st->ndirty >= bulk_threshold(st) && !st->tx_bulk)
         enter_bulk(st);
     return 1;
 }
@@ -199,30 +214,68 @@ int tx_touch(tm_store *st, void *p, size_t len)
 
 /* ---- bulk mode: find the private copies ---- */
 
+/* PAGEMAP_SCAN (Linux 6.7), declared here for older headers. */
+#define PM_IOC_SCAN _IOWR('f', 16, struct pm_scan)
+#define PM_IS_FILE (1u << 2)
+#define PM_IS_PRESENT (1u << 3)
+#define PM_IS_SWAPPED (1u << 4)
+struct pm_region {
+    uint64_t start, end, categories;
+};
+struct pm_scan {
+    uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+    uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+#define PM_VEC 128
+
+/* One walk of the page tables: appends the runs of private pages (present
+ * or swapped, not the file's own) of [from, to) to st->dirty.  Returns
+ * -ENOTTY (or -EINVAL) on kernels without the ioctl. */
+static int scan_ioctl(tm_store *st, uintptr_t from, uintptr_t to)
+{
+    struct pm_region vec[PM_VEC];
+    struct pm_scan a;
+    while (from < to) {
+        long n, i;
+        memset(&a, 0, sizeof a);
+        a.size = sizeof a;
+        a.start = from;
+        a.end = to;
+        a.vec = (uintptr_t)vec;
+        a.vec_len = PM_VEC;
+        a.category_inverted = PM_IS_FILE;
+        a.category_mask = PM_IS_FILE;
+        a.category_anyof_mask = PM_IS_PRESENT | PM_IS_SWAPPED;
+        a.return_mask = PM_IS_PRESENT | PM_IS_SWAPPED;
+        if ((n = os_calls.ioctl(st->pm_fd, PM_IOC_SCAN, &a)) < 0)
+            return (int)n;
+        for (i = 0; i < n; i++)
+            for (uintptr_t p = vec[i].start; p < vec[i].end; p += PAGE)
+                st->dirty[st->ndirty++] = (p - (uintptr_t)st->base) / PAGE;
+        if (a.walk_end <= from)
+            return -EIO;
+        from = a.walk_end;
+    }
+    return 0;
+}
+
+/* The same from /proc/self/pagemap's entries, 8 bytes a page, on kernels
+ * before 6.7. */
 #define PM_PRESENT (1ull << 63)
 #define PM_SWAPPED (1ull << 62)
 #define PM_FILE (1ull << 61)
 #define PM_BATCH 65536
 
-/* Replaces st->dirty with every page of the arena that has a private copy:
- * present or swapped, and not the file's own page. */
-int tx_dirty_scan(tm_store *st)
+static int scan_read(tm_store *st, uint64_t first, uint64_t npages)
 {
-    uint64_t *pm = os_alloc(PM_BATCH * sizeof *pm);
-    uint64_t first = 1, npages = st->mapped / PAGE, p;
-    int fd, r = 0;
-
+    uint64_t *pm = os_alloc(PM_BATCH * sizeof *pm), p;
+    int r = 0;
     if (!pm)
         return -ENOMEM;
-    if ((fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)) < 0) {
-        os_free(pm, PM_BATCH * sizeof *pm);
-        return -errno;
-    }
-    st->ndirty = 0;
     for (p = first; p < npages && r == 0; p += PM_BATCH) {
         uint64_t n = npages - p < PM_BATCH ? npages - p : PM_BATCH, i;
         uint64_t vpn = ((uintptr_t)st->base >> PAGE_SHIFT) + p;
-        ssize_t got = pread(fd, pm, n * 8, (off_t)(vpn * 8));
+        ssize_t got = pread(st->pm_fd, pm, n * 8, (off_t)(vpn * 8));
         if (got != (ssize_t)(n * 8)) {
             r = got < 0 ? -errno : -EIO;
             break;
@@ -231,9 +284,27 @@ int tx_dirty_scan(tm_store *st)
             if ((pm[i] & (PM_PRESENT | PM_SWAPPED)) && !(pm[i] & PM_FILE))
                 st->dirty[st->ndirty++] = p + i;
     }
-    close(fd);
     os_free(pm, PM_BATCH * sizeof *pm);
     return r;
+}
+
+/* Replaces st->dirty with every page of the arena that has a private copy,
+ * in ascending order. */
+int tx_dirty_scan(tm_store *st)
+{
+    static atomic_int no_ioctl;
+    int r;
+    if (st->pm_fd < 0 && (st->pm_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)) < 0)
+        return -errno;
+    st->ndirty = 0;
+    if (!no_ioctl) {
+        r = scan_ioctl(st, (uintptr_t)st->base + PAGE, (uintptr_t)st->base + st->mapped);
+        if (r != -ENOTTY && r != -EINVAL)
+            return r;
+        no_ioctl = 1;
+        st->ndirty = 0;
+    }
+    return scan_read(st, 1, st->mapped / PAGE);
 }
 
 /* ---- begin ---- */
@@ -365,7 +436,7 @@ static void restore_size(tm_store *st)
 
 void tx_rollback(tm_store *st)
 {
-    if (st->tx_bulk) { /* no list of the copies: drop them all */
+    if (st->tx_bulk && tx_dirty_scan(st) < 0) { /* no list of the copies: drop them all */
         madvise(st->base + PAGE, st->mapped - PAGE, MADV_DONTNEED);
         mprotect(st->base + PAGE, st->mapped - PAGE, PROT_READ);
     } else {

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "os.h"
 
 static double now(void)
 {
@@ -166,6 +167,59 @@ Test(tx, abort_after_growth_and_bulk_restores_everything)
     for (int i = 0; i < 16 * 512; i++)
         cr_assert_eq(root[i], (uint64_t)i);
     TU_OK(tm_close(st));
+}
+
+/* Bulk mode in a small arena: past BULK_MIN first writes the whole arena
+ * turns writable and commit finds the private copies by scanning the page
+ * tables.  Every other page is written, so the scan returns more runs than
+ * one PAGEMAP_SCAN call holds; the same again through /proc/self/pagemap. */
+static int no_scan_ioctl(int fd, unsigned long req, void *arg)
+{
+    (void)fd, (void)req, (void)arg;
+    return -ENOTTY;
+}
+
+static void bulk_scattered(void)
+{
+    const char *path = tu_path("s.tmf");
+    const size_t pages = 700;
+    tm_store *st = tu_open(path);
+    char *root = tm_store_root(st, pages * PAGE);
+    cr_assert_not_null(root);
+    root = (char *)(((uintptr_t)root + PAGE - 1) & ~(uintptr_t)(PAGE - 1));
+    for (int round = 1; round <= 2; round++) {
+        TU_OK(tm_store_begin(st));
+        for (size_t i = 0; i < pages - 1; i += 2)
+            root[i * PAGE + 9] = (char)(round * 7 + i);
+        cr_assert(st->tx_bulk, "%zu first writes left per-page mode", (size_t)st->ndirty);
+        TU_OK(tm_store_commit(st));
+    }
+    TU_OK(tm_store_begin(st)); /* an aborted bulk transaction leaves nothing */
+    for (size_t i = 0; i < pages - 1; i++)
+        root[i * PAGE + 9] = 'x';
+    cr_assert(st->tx_bulk);
+    tm_store_abort(st);
+    for (size_t i = 0; i < pages - 1; i++)
+        cr_assert_eq(root[i * PAGE + 9], i % 2 ? 0 : (char)(14 + i), "page %zu after abort", i);
+    TU_OK(tm_close(st));
+    st = tu_open(path);
+    root = tm_store_root(st, pages * PAGE);
+    root = (char *)(((uintptr_t)root + PAGE - 1) & ~(uintptr_t)(PAGE - 1));
+    for (size_t i = 0; i < pages - 1; i++)
+        cr_assert_eq(root[i * PAGE + 9], i % 2 ? 0 : (char)(14 + i), "page %zu after reopen", i);
+    TU_OK(tm_close(st));
+}
+
+Test(tx, bulk_mode_in_a_small_arena_finds_scattered_pages)
+{
+    bulk_scattered();
+}
+
+Test(tx, bulk_mode_without_pagemap_scan_reads_the_page_map)
+{
+    os_calls.ioctl = no_scan_ioctl;
+    bulk_scattered();
+    os_calls = os_real;
 }
 
 Test(tx, empty_commit_writes_nothing)
