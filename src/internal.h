@@ -130,6 +130,8 @@ struct tm_store {
     uint64_t *dirty;     /* page numbers, capacity max/PAGE */
     volatile size_t ndirty; /* the fault handler appends: always reload */
     volatile int sb_dirty;  /* the superblock is among them */
+    int sb_copy;         /* ... but unwritten: commit logs and writes sb_buf instead */
+    char *sb_buf;        /* PAGE bytes: that copy of the superblock */
 
     /* the log, and the header it belongs to */
     struct hdr_slot hdr; /* the current slot: gen, ckpt_seq, ... */
@@ -222,6 +224,12 @@ static inline pid_t tx_my_tid(void)
 }
 
 /* Does the calling thread own st's write transaction? */
+/* Where commit takes page pg from: the arena, or the superblock's copy. */
+static inline const char *tx_page(const tm_store *st, uint64_t pg)
+{
+    return pg == 1 && st->sb_copy ? st->sb_buf : st->base + pg * PAGE;
+}
+
 static inline int tx_owned(const tm_store *st)
 {
     return st->tx_tid == tx_my_tid();

@@ -207,7 +207,7 @@ int log_append(tm_store *st, uint64_t seq, const uint64_t *pages, size_t n, uint
     hash_update(&h, &rec, sizeof rec);
     hash_update(&h, pages, n * sizeof *pages);
     for (i = 0; i < n; i++)
-        hash_update(&h, st->base + pages[i] * PAGE, PAGE);
+        hash_update(&h, tx_page(st, pages[i]), PAGE);
     rec.checksum = hash_final(&h);
 
     if ((r = reserve(st, rec.len)) < 0)
@@ -216,7 +216,7 @@ int log_append(tm_store *st, uint64_t seq, const uint64_t *pages, size_t n, uint
     if ((r = put(&w, &rec, sizeof rec)) < 0 || (r = put(&w, pages, n * sizeof *pages)) < 0)
         return r;
     for (i = 0; i < n; i++)
-        if ((r = put(&w, st->base + pages[i] * PAGE, PAGE)) < 0)
+        if ((r = put(&w, tx_page(st, pages[i]), PAGE)) < 0)
             return r;
     if ((r = flush(&w)) < 0)
         return r;

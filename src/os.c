@@ -148,12 +148,17 @@ int os_extend(int fd, off_t off, off_t len)
 
 int os_lock(int fd, off_t byte, int type, int wait)
 {
+    return os_lock_range(fd, byte, 1, type, wait);
+}
+
+int os_lock_range(int fd, off_t byte, off_t len, int type, int wait)
+{
     struct flock fl;
     memset(&fl, 0, sizeof fl);
     fl.l_type = (short)type;
     fl.l_whence = SEEK_SET;
     fl.l_start = byte;
-    fl.l_len = 1;
+    fl.l_len = len;
     while (fcntl(fd, wait ? F_SETLKW : F_SETLK, &fl) < 0) {
         if (errno != EINTR)
             return errno == EACCES ? -EAGAIN : -errno;

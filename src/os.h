@@ -46,6 +46,8 @@ int os_extend(int fd, off_t off, off_t len);
 /* File locks on single bytes (process-associated: not inherited by fork).
  * type is F_RDLCK, F_WRLCK or F_UNLCK; wait selects F_SETLKW. */
 int os_lock(int fd, off_t byte, int type, int wait);
+/* The same on len bytes from byte: one call for neighbouring locks. */
+int os_lock_range(int fd, off_t byte, off_t len, int type, int wait);
 
 /* Zeroed memory straight from mmap: the core never calls malloc, which the
  * preload may route into the arena. NULL on failure. */

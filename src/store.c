@@ -563,6 +563,8 @@ static void destroy(tm_store *st)
 {
     if (st->dirty)
         os_free(st->dirty, (st->max / PAGE) * sizeof *st->dirty);
+    if (st->sb_buf)
+        os_free(st->sb_buf, PAGE);
     if (st->log_fd >= 0)
         close(st->log_fd);
     if (st->pm_fd >= 0)
@@ -651,7 +653,8 @@ int tm_open(const char *path, const tm_options *opts, tm_store **out)
         return tm__err(r);
     }
     st->dirty = os_alloc((st->max / PAGE) * sizeof *st->dirty);
-    r = st->dirty ? map_arena(st, 0) : -ENOMEM;
+    st->sb_buf = os_alloc(PAGE);
+    r = st->dirty && st->sb_buf ? map_arena(st, 0) : -ENOMEM;
     if (r == 0 && first)
         r = os_lock(st->fd, LOCK_OPEN, F_RDLCK, 0); /* downgrade: others may open now */
     if (r < 0) {

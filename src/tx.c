@@ -21,13 +21,17 @@
  * another thread is not caught: it joins the transaction.
  *
  * Commit, in order (the commit point is step 3):
- *   1. stamp the superblock: seq + 1, log position;
+ *   1. stamp the superblock: seq + 1, log position (on a copy when the
+ *      transaction did not write it, so its page is never copied on write);
  *   2. append the dirty pages to the log as one checksummed record;
  *   3. fdatasync the log (TMF_SYNC=full);
  *   4. take LOCK_DATA exclusively, write the pages into the store file,
- *      superblock last, release it (store.c S2);
- *   5. drop the private copies (MADV_DONTNEED) and write-protect again;
- *   6. checkpoint when the log has grown past CKPT_BYTES.
+ *      superblock last (store.c S2);
+ *   5. write-protect again (one call for a span of up to PROTECT_SPAN
+ *      pages) and drop the private copies (MADV_DONTNEED, one call);
+ *   6. release LOCK_DATA and LOCK_WRITER together, and checkpoint when the
+ *      log has grown past CKPT_BYTES (after LOCK_DATA, so readers elsewhere
+ *      do not wait for it).
  * A failure before 3 rolls the transaction back and returns the error; a
  * failure after it leaves the commit durable (it returns 0) and poisons the
  * handle, which keeps the store locked until closed or healed.  Any I/O
@@ -42,6 +46,8 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -345,6 +351,7 @@ int tm_store_begin(tm_store *st)
     st->tx_size0 = super_of(st)->size;
     st->ndirty = 0;
     st->sb_dirty = 0;
+    st->sb_copy = 0;
     st->tx_bulk = 0;
     st->tx_depth = 1;
     st->tx_tid = tx_my_tid();
@@ -381,13 +388,14 @@ void tx_release(tm_store *st)
     st->tx_depth = 0;
     st->tx_bulk = 0;
     st->ndirty = 0;
+    st->sb_copy = 0;
     tm_tls_tx--;
     if (tm_tls_route == st)
         tm_tls_route = NULL;
     if (tls_saved_route == st)
         tls_saved_route = NULL;
     if (!st->apply_pending) /* a poisoned apply keeps readers out (store.c S2) */
-        os_lock(st->fd, LOCK_WRITER, F_UNLCK, 0);
+        os_lock_range(st->fd, LOCK_WRITER, 2, F_UNLCK, 0); /* and LOCK_DATA, if apply took it */
     pthread_rwlock_unlock(&st->rw);
 }
 
@@ -408,19 +416,56 @@ static void protect(char *p, size_t len)
     mprotect(p, len, PROT_READ);
 }
 
-static void discard(char *p, size_t len)
+/* MADV_DONTNEED on many runs in one process_madvise(2) call (Linux 6.13
+ * accepts any advice for the calling process), else one madvise each. */
+#define PIDFD_SELF -10000
+#define IOV_BATCH 64
+
+static void discard(tm_store *st, const uint64_t *pages, size_t n)
 {
-    madvise(p, len, MADV_DONTNEED);
+    static atomic_int no_batch;
+    struct iovec iov[IOV_BATCH];
+    size_t i = 0, j, k;
+    while (i < n) {
+        ssize_t want = 0;
+        for (k = 0; k < IOV_BATCH && i < n; k++, i = j) {
+            for (j = i + 1; j < n && pages[j] == pages[j - 1] + 1; j++)
+                ;
+            iov[k].iov_base = st->base + pages[i] * PAGE;
+            iov[k].iov_len = (j - i) * PAGE;
+            want += (ssize_t)iov[k].iov_len;
+        }
+        if (no_batch || k == 1 || syscall(SYS_process_madvise, PIDFD_SELF, iov, k, MADV_DONTNEED, 0) != want) {
+            no_batch |= k > 1;
+            for (j = 0; j < k; j++)
+                madvise(iov[j].iov_base, iov[j].iov_len, MADV_DONTNEED);
+        }
+    }
 }
+
+/* Spans of at most this many pages are write-protected in one call (the
+ * clean pages inside are read-only already): one VMA merge, not one a run. */
+#define PROTECT_SPAN 4096
 
 /* Write-protects the dirty pages again and drops their private copies. */
 static void drop_copies(tm_store *st)
 {
+    const uint64_t *d = st->dirty;
+    size_t n = st->ndirty, i;
+    uint64_t lo = UINT64_MAX, hi = 0;
+    if (st->sb_copy) /* page 1, first once sorted: never made writable */
+        d++, n--;
+    for (i = 0; i < n; i++) {
+        lo = d[i] < lo ? d[i] : lo;
+        hi = d[i] > hi ? d[i] : hi;
+    }
     if (st->tx_bulk)
         mprotect(st->base + PAGE, st->mapped - PAGE, PROT_READ);
+    else if (n && hi - lo < PROTECT_SPAN)
+        protect(st->base + lo * PAGE, (hi - lo + 1) * PAGE);
     else
-        for_runs(st, st->dirty, st->ndirty, protect);
-    for_runs(st, st->dirty, st->ndirty, discard);
+        for_runs(st, d, n, protect);
+    discard(st, d, n);
 }
 
 /* Undoes the size change of the transaction. */
@@ -483,19 +528,28 @@ static void sort_pages(uint64_t *v, size_t n)
     }
 }
 
+/* The superblock being committed. */
+static struct tm_super *commit_super(tm_store *st)
+{
+    return st->sb_copy ? (struct tm_super *)st->sb_buf : super_of(st);
+}
+
 /* Steps 1-3: returns 0 once the record is durable. */
 static int write_record(tm_store *st)
 {
-    struct tm_super *sb = super_of(st);
+    struct tm_super *sb;
     uint64_t len;
     int r;
 
-    if (!st->sb_dirty && !st->tx_bulk) { /* always written: spare the fault */
-        if (mprotect(st->base + PAGE, PAGE, PROT_READ | PROT_WRITE) < 0)
-            return -errno;
+    if (!st->sb_dirty && !st->tx_bulk) {
+        /* Always logged and written, but not always changed by the
+         * transaction: stamp a copy, and the arena's page stays the file's
+         * (no fault, no private copy to drop; the store write shows through). */
+        memcpy(st->sb_buf, st->base + PAGE, PAGE);
+        st->sb_copy = 1;
         st->dirty[st->ndirty++] = 1;
-        st->sb_dirty = 1;
     }
+    sb = commit_super(st);
     sb->seq += 1; /* in bulk mode, this write puts the superblock in the scan */
     /* The fault handler changed st->ndirty behind the compiler's back. */
     atomic_signal_fence(memory_order_seq_cst);
@@ -540,9 +594,7 @@ static int apply(tm_store *st)
         if (pg != 1 && (r = os_pwrite_all(st->fd, st->base + pg * PAGE, (j - i) * PAGE, (off_t)(pg * PAGE))) < 0)
             return r;
     }
-    if ((r = os_pwrite_all(st->fd, st->base + PAGE, PAGE, PAGE)) < 0)
-        return r;
-    return os_lock(st->fd, LOCK_DATA, F_UNLCK, 0);
+    return os_pwrite_all(st->fd, tx_page(st, 1), PAGE, PAGE);
 }
 
 int tm_store_commit(tm_store *st)
@@ -564,17 +616,20 @@ int tm_store_commit(tm_store *st)
         return tm__err(r);
     }
     st->apply_off = st->log_off;
-    st->apply_seq = super_of(st)->seq;
-    st->log_off = super_of(st)->log_tail;
+    st->apply_seq = commit_super(st)->seq;
+    st->log_off = commit_super(st)->log_tail;
     st->n_commits++;
     if ((r = apply(st)) < 0) {
         st->poisoned = 1;
         st->apply_pending = 1; /* keeps LOCK_DATA and LOCK_WRITER: store_reapply */
     }
     drop_copies(st);
-    if (r == 0 && st->log_off - LOG_START >= CKPT_BYTES && (r = store_checkpoint(st)) < 0)
-        st->poisoned = 1;
-    tx_release(st);
+    if (r == 0 && st->log_off - LOG_START >= CKPT_BYTES) {
+        os_lock(st->fd, LOCK_DATA, F_UNLCK, 0); /* readers need not wait for it */
+        if (store_checkpoint(st) < 0)
+            st->poisoned = 1;
+    }
+    tx_release(st); /* releases LOCK_DATA with LOCK_WRITER */
     return 0;
 }
 
