@@ -13,7 +13,10 @@
  * of its spans with a free slot; allocation takes the lowest free slot of the
  * first of them, free sets the slot's bit: both O(1), and both write only the
  * span's first page and the superblock.  A span that empties returns to the
- * large heap unless it is its class's only span with room.
+ * large heap unless it is its class's only span with room.  In front of the
+ * bitmaps, each class keeps a short list of the slots freed last (H7), so a
+ * free followed by an allocation of the same class, the common case, touches
+ * the slot and the superblock but not the span's metadata.
  *
  * Everything else is a boundary-tagged block found by best fit
  * (heap_large.c).  A pointer is classified by its 64 KiB-aligned floor: a
@@ -118,8 +121,15 @@ static __attribute__((noinline)) void span_release(tm_store *st, struct heap_sta
 static inline void *small_alloc(tm_store *st, struct heap_state *h, unsigned c)
 {
     span *s = h->partial[c];
+    uint64_t *q = h->recent[c], m;
     unsigned w, b;
-    uint64_t m;
+    if (q) { /* the slot freed last */
+        h->recent[c] = (void *)q[0];
+        h->nrecent[c]--;
+        q[1] = 0;
+        h->live_small += heap_class_size(c);
+        return q;
+    }
     if (unlikely(!s) && !(s = span_new(st, h, c)))
         return NULL;
     w = (unsigned)__builtin_ctzll(s->summary);
@@ -162,12 +172,28 @@ static inline unsigned slot_index(const span *s, uintptr_t p, const char *op)
     return (unsigned)idx;
 }
 
-static inline void small_free(tm_store *st, struct heap_state *h, span *s, uintptr_t p)
+/* Whether slot p of class c is on its recent list (a walk of at most
+ * RECENT_MAX slots, taken only when p carries the tag). */
+static __attribute__((noinline)) int on_recent(const struct heap_state *h, unsigned c, uintptr_t p)
 {
-    unsigned idx = slot_index(s, p, "free(): "), w = idx >> 6;
+    const uint64_t *q = h->recent[c];
+    for (unsigned n = 0; q && n < RECENT_MAX; n++, q = (const uint64_t *)q[0])
+        if ((uintptr_t)q == p)
+            return 1;
+    return 0;
+}
+
+/* Whether the in-use slot p was freed already (it sits on a recent list). */
+static inline int slot_freed(const struct heap_state *h, const span *s, uintptr_t p)
+{
+    return unlikely(((const uint64_t *)p)[1] == heap_recent_tag(h, (void *)p)) && on_recent(h, s->cls, p);
+}
+
+/* Frees slot idx of s into the bitmap. */
+static inline void slot_release(tm_store *st, struct heap_state *h, span *s, unsigned idx)
+{
+    unsigned w = idx >> 6;
     uint64_t bit = 1ull << (idx & 63), m = s->bitmap[w];
-    if (unlikely(m & bit))
-        misuse("free(): ", "double free detected at", (void *)p);
     if (!m)
         s->summary |= 1ull << w;
     s->bitmap[w] = m | bit;
@@ -176,6 +202,23 @@ static inline void small_free(tm_store *st, struct heap_state *h, span *s, uintp
         partial_push(h, s);
     if (unlikely(s->nfree == s->nslots))
         span_release(st, h, s);
+}
+
+static inline void small_free(tm_store *st, struct heap_state *h, span *s, uintptr_t p)
+{
+    unsigned idx = slot_index(s, p, "free(): "), c = s->cls;
+    if (unlikely(s->bitmap[idx >> 6] & (1ull << (idx & 63))) || slot_freed(h, s, p))
+        misuse("free(): ", "double free detected at", (void *)p);
+    if (likely(h->nrecent[c] < RECENT_MAX)) {
+        uint64_t *q = (uint64_t *)p;
+        q[0] = (uintptr_t)h->recent[c];
+        q[1] = heap_recent_tag(h, q);
+        h->recent[c] = q;
+        h->nrecent[c]++;
+        h->live_small -= s->slot;
+        return;
+    }
+    slot_release(st, h, s, idx);
 }
 
 /* ---- large blocks ---- */
@@ -288,7 +331,7 @@ void *heap_realloc(tm_store *st, void *ptr, size_t size)
 
     if (s) {
         unsigned idx = slot_index(s, p, "realloc(): ");
-        if (s->bitmap[idx >> 6] & (1ull << (idx & 63)))
+        if ((s->bitmap[idx >> 6] & (1ull << (idx & 63))) || slot_freed(h, s, p))
             misuse("realloc(): ", "pointer already freed:", ptr);
         have = s->slot;
         if (size <= have && (size > have / 2 || heap_class(size) == s->cls))

@@ -43,6 +43,11 @@
  *       live span starts there; freed headers are rewritten as free ones,
  *       so a second free of the same pointer is recognised.
  *   H6. The counters in struct heap_state match the blocks.
+ *   H7. A class's recent list holds nrecent <= RECENT_MAX distinct slots of
+ *       its spans, linked through their first word and tagged in their
+ *       second (heap_recent_tag); their bitmap bits say in use, but they
+ *       are free (live_small leaves them out).  A stores made before the
+ *       lists existed has zeros there: empty lists.
  */
 #ifndef TMF_HEAP_H
 #define TMF_HEAP_H
@@ -63,6 +68,7 @@
 #define SMALL_MAX 4096u
 #define NCLASS 32
 #define FENCE_SIZE 16u
+#define RECENT_MAX 64u   /* slots per recent list */
 
 #define B_INUSE 1ull
 #define B_PINUSE 2ull
@@ -107,6 +113,8 @@ struct heap_state {
     uint64_t span_slots;  /* bytes of all slots of all spans */
     uint64_t nspans;
     span *partial[NCLASS];
+    void *recent[NCLASS];  /* per class: slots freed lately, last first (H7) */
+    uint16_t nrecent[NCLASS];
 };
 
 _Static_assert(sizeof(struct heap_state) <= SUPER_HEAP_BYTES, "heap state fits the superblock");
@@ -148,6 +156,13 @@ static inline int blk_valid(const struct heap_state *h, const void *b)
 {
     uint64_t head = ((const blk *)b)->head;
     return head >> 48 == heap_check16(h, b, head & 0xffffffffffffull);
+}
+
+/* The second word of a slot on a recent list: a hint that a pointer freed
+ * again may be on one (the list itself decides). */
+static inline uint64_t heap_recent_tag(const struct heap_state *h, const void *p)
+{
+    return ((uintptr_t)p ^ h->key) * 0xD6E8FEB86659FD93ull | 1;
 }
 
 /* Size classes: 16..256 by 16, then four per power of two up to 4096. */

@@ -12,13 +12,17 @@
  *   - each span is aligned, its metadata matches its class, its free count
  *     matches its bitmap; each partial list holds exactly the spans of its
  *     class with room, again by count and address hash (H4);
+ *   - each recent list holds nrecent tagged, distinct, in-use slots of its
+ *     class (H7);
  *   - the counters of struct heap_state equal the sums over the blocks (H6).
  * Every pointer is range-checked before it is followed, so a corrupt heap
  * yields TM_ECORRUPT and a message naming the first problem, not a crash.
  */
+#include <errno.h>
 #include <string.h>
 
 #include "heap.h"
+#include "os.h"
 
 struct walk {
     const tm_store *st;
@@ -179,6 +183,47 @@ static int walk_partial(struct walk *w, unsigned c)
     return 0;
 }
 
+/* The live span that slot p of class c belongs to, after range checks. */
+static const span *recent_span(const struct walk *w, const void *p, unsigned c)
+{
+    const span *s = (const span *)((uintptr_t)p & ~(uintptr_t)(SPAN_SIZE - 1));
+    uint64_t off;
+    if (!in_heap(w, p, 16) || !in_heap(w, s, SPAN_SIZE) || !blk_valid(w->h, s) ||
+        (s->head & (B_SIZE | B_INUSE | B_SPAN | B_FENCE)) != (SPAN_SIZE | B_INUSE | B_SPAN) ||
+        s->self != ((uintptr_t)s ^ w->h->key) || s->cls != c || s->slot != heap_class_size(c))
+        return NULL;
+    off = (uintptr_t)p - (uintptr_t)s - SPAN_HDR;
+    if ((uintptr_t)p < (uintptr_t)s + SPAN_HDR || off % s->slot || off / s->slot >= s->nslots)
+        return NULL;
+    return s;
+}
+
+/* H7, and the slots it keeps out of live_small. */
+static int walk_recent(struct walk *w, unsigned c)
+{
+    const uint64_t *q = w->h->recent[c];
+    unsigned n = 0;
+    if (w->h->nrecent[c] > RECENT_MAX)
+        return bad(w, "recent list too long", NULL);
+    for (; q; q = (const uint64_t *)q[0]) {
+        const span *s = recent_span(w, q, c);
+        unsigned idx;
+        if (++n > w->h->nrecent[c])
+            return bad(w, "recent list longer than its count (or cyclic) at", q);
+        if (!s)
+            return bad(w, "recent list entry is not a slot of its class:", q);
+        idx = (unsigned)(((uintptr_t)q - (uintptr_t)s - SPAN_HDR) / s->slot);
+        if (s->bitmap[idx / 64] & (1ull << (idx % 64)))
+            return bad(w, "recent list entry is free in its span's bitmap:", q);
+        if (q[1] != heap_recent_tag(w->h, q))
+            return bad(w, "recent list entry without its tag:", q);
+        w->live_small -= s->slot;
+    }
+    if (n != w->h->nrecent[c])
+        return bad(w, "recent list shorter than its count", NULL);
+    return 0;
+}
+
 int heap_check(tm_store *st, char *msg, size_t len)
 {
     const struct heap_state *h = heap_state_of(st);
@@ -203,7 +248,7 @@ int heap_check(tm_store *st, char *msg, size_t len)
     if (w.tree_n != w.nfree || w.tree_hash != w.free_hash)
         return bad(&w, "the free tree does not hold exactly the free blocks", NULL);
     for (c = 0; c < NCLASS; c++)
-        if ((r = walk_partial(&w, c)) != 0)
+        if ((r = walk_partial(&w, c)) != 0 || (r = walk_recent(&w, c)) != 0)
             return r;
     if (w.nfree != h->free_blocks || w.free_bytes != h->free_bytes)
         return bad(&w, "free block counters disagree with the blocks", NULL);
@@ -235,15 +280,55 @@ void heap_stats(tm_store *st, tm_stats_t *out)
 
 /* ---- the walk for tools (heap.h heap_walk) ---- */
 
+/* The slots on recent lists, sorted: free, though their bits say in use. */
+struct recent_set {
+    uintptr_t p[NCLASS * RECENT_MAX];
+    size_t n;
+};
+
+static void recent_collect(const struct walk *w, struct recent_set *rs)
+{
+    size_t i, j;
+    rs->n = 0;
+    for (unsigned c = 0; c < NCLASS; c++) {
+        const uint64_t *q = w->h->recent[c];
+        for (unsigned n = 0; q && n < RECENT_MAX && recent_span(w, q, c); n++, q = (const uint64_t *)q[0])
+            rs->p[rs->n++] = (uintptr_t)q;
+    }
+    for (i = 1; i < rs->n; i++) /* insertion sort: a few thousand at most */
+        for (j = i; j > 0 && rs->p[j - 1] > rs->p[j]; j--) {
+            uintptr_t t = rs->p[j];
+            rs->p[j] = rs->p[j - 1];
+            rs->p[j - 1] = t;
+        }
+}
+
+static int recent_has(const struct recent_set *rs, uintptr_t p)
+{
+    size_t lo = 0, hi = rs->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (rs->p[mid] < p)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < rs->n && rs->p[lo] == p;
+}
+
 /* The slots of a checked span, in runs of used and free slots. */
-static void walk_span_slots(const span *s, uintptr_t base, heap_walk_fn *fn, void *ctx)
+static void walk_span_slots(const span *s, uintptr_t base, const struct recent_set *rs, heap_walk_fn *fn,
+                            void *ctx)
 {
     uint64_t off = (uintptr_t)s - base, run = off + SPAN_HDR;
     int kind = -1;
     unsigned i;
     fn(ctx, off, SPAN_HDR, HK_SPAN_META);
     for (i = 0; i < s->nslots; i++) {
-        int k = (s->bitmap[i / 64] >> (i % 64)) & 1 ? HK_SPAN_FREE : HK_SPAN_USED;
+        int k = (s->bitmap[i / 64] >> (i % 64)) & 1 ||
+                        recent_has(rs, (uintptr_t)s + SPAN_HDR + (uintptr_t)i * s->slot)
+                    ? HK_SPAN_FREE
+                    : HK_SPAN_USED;
         uint64_t at = off + SPAN_HDR + (uint64_t)i * s->slot;
         if (k != kind && kind >= 0) {
             fn(ctx, run, at - run, kind);
@@ -258,7 +343,7 @@ static void walk_span_slots(const span *s, uintptr_t base, heap_walk_fn *fn, voi
         fn(ctx, run, off + SPAN_SIZE - run, HK_SPAN_META);
 }
 
-int heap_walk(tm_store *st, heap_walk_fn *fn, void *ctx)
+static int heap_walk_with(tm_store *st, struct recent_set *rs, heap_walk_fn *fn, void *ctx)
 {
     struct walk w;
     const blk *b;
@@ -276,6 +361,7 @@ int heap_walk(tm_store *st, heap_walk_fn *fn, void *ctx)
     }
     if (w.h->magic != HEAP_MAGIC)
         return TM_ECORRUPT;
+    recent_collect(&w, rs);
     for (b = (const blk *)w.lo;; b = blk_at(b, blk_size(b))) {
         uint64_t size, fl;
         if (!in_heap(&w, b, HDR) || !blk_valid(w.h, b))
@@ -290,9 +376,20 @@ int heap_walk(tm_store *st, heap_walk_fn *fn, void *ctx)
         if ((fl & (B_INUSE | B_SPAN)) == (B_INUSE | B_SPAN)) {
             if (check_span(&w, (const span *)b) != 0)
                 return TM_ECORRUPT;
-            walk_span_slots((const span *)b, base, fn, ctx);
+            walk_span_slots((const span *)b, base, rs, fn, ctx);
         } else {
             fn(ctx, (uintptr_t)b - base, size, fl & B_INUSE ? HK_USED : HK_FREE);
         }
     }
+}
+
+int heap_walk(tm_store *st, heap_walk_fn *fn, void *ctx)
+{
+    struct recent_set *rs = os_alloc(sizeof *rs); /* 16 KiB: not on the stack */
+    int r;
+    if (!rs)
+        return ENOMEM;
+    r = heap_walk_with(st, rs, fn, ctx);
+    os_free(rs, sizeof *rs);
+    return r;
 }

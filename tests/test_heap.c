@@ -3,6 +3,8 @@
  * detection, and the malloc family's edge cases. */
 #include "util.h"
 
+#include "heap.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -450,6 +452,21 @@ static void misuse_child(void *arg)
         mu->addr = (uintptr_t)q;
         tm_store_realloc(st, q, 5);
         break;
+    case 8: { /* double free of a small slot past the recent list, in the bitmap */
+        char *v[RECENT_MAX + 1];
+        for (unsigned i = 0; i <= RECENT_MAX; i++)
+            v[i] = tm_store_malloc(st, 40);
+        for (unsigned i = 0; i <= RECENT_MAX; i++)
+            tm_store_free(st, v[i]);
+        mu->addr = (uintptr_t)v[RECENT_MAX];
+        tm_store_free(st, v[RECENT_MAX]);
+        break;
+    }
+    case 9: /* realloc of a small slot on the recent list */
+        tm_store_free(st, p);
+        mu->addr = (uintptr_t)p;
+        tm_store_realloc(st, p, 20);
+        break;
     }
     _exit(0);
 }
@@ -478,6 +495,8 @@ Test(heap, misuse_free_outside_tx) { expect_abort(4); }
 Test(heap, misuse_realloc_outside_tx) { expect_abort(5); }
 Test(heap, misuse_foreign_pointer) { expect_abort(6); }
 Test(heap, misuse_realloc_freed) { expect_abort(7); }
+Test(heap, misuse_double_free_small_in_bitmap) { expect_abort(8); }
+Test(heap, misuse_realloc_freed_small) { expect_abort(9); }
 
 /* ---- (e) edge cases ---- */
 
@@ -686,6 +705,40 @@ Test(heap, checker_finds_corruption)
     p[-1] ^= 0x100; /* the block's size in its header */
     cr_assert_eq(tm_store_check(st, msg, sizeof msg), TM_ECORRUPT);
     cr_assert(strlen(msg) > 0);
+    tm_store_abort(st);
+    CHECK(st);
+    TU_OK(tm_close(st));
+}
+
+/* H7: the recent lists.  A live slot that happens to carry the tag is freed
+ * normally; a broken tag or link is reported. */
+Test(heap, recent_lists_checked)
+{
+    tm_store *st = open_opts(tu_path("rl.tmf"), 0, TM_SYNC_NONE);
+    const struct heap_state *h;
+    char msg[256];
+    uint64_t *p, *q, *r;
+    TU_OK(tm_store_begin(st));
+    h = heap_state_of(st);
+    p = tm_store_malloc(st, 48);
+    q = tm_store_malloc(st, 48);
+    r = tm_store_malloc(st, 48);
+    q[1] = heap_recent_tag(h, q); /* looks listed, is not */
+    tm_store_free(st, q);
+    tm_store_free(st, p);
+    cr_assert_eq(h->nrecent[heap_class(48)], 2);
+    CHECK(st);
+    cr_assert_eq(tm_store_malloc(st, 48), p, "the slot freed last comes back first");
+    tm_store_free(st, p);
+    p[1] ^= 1;
+    cr_assert_eq(tm_store_check(st, msg, sizeof msg), TM_ECORRUPT);
+    cr_assert(strstr(msg, "tag"), "%s", msg);
+    p[1] ^= 1;
+    CHECK(st);
+    p[0] = (uintptr_t)r; /* a live slot linked in */
+    cr_assert_eq(tm_store_check(st, msg, sizeof msg), TM_ECORRUPT);
+    p[0] = (uintptr_t)p; /* a cycle */
+    cr_assert_eq(tm_store_check(st, msg, sizeof msg), TM_ECORRUPT);
     tm_store_abort(st);
     CHECK(st);
     TU_OK(tm_close(st));
