@@ -14,6 +14,10 @@
  * checksum, and NELEM 8-byte elements that all encode the generation.  The
  * elements start at an offset that is 4 mod 8, so one of them straddles every
  * page boundary of the array (about a dozen pages).
+ *
+ * Variants: a plain commit; one that grows the arena; either followed by a
+ * close (its checkpoint); and one made when the log ring is full, whose
+ * commit checkpoints and doubles the ring before writing its record.
  */
 #include "util.h"
 
@@ -268,7 +272,33 @@ static tm_store *setup_store(const char *path)
     return st;
 }
 
-enum { V_GROW = 1, V_CLOSE = 2, NVARIANTS = 4 };
+/* Fills the log ring until the next commit of the root does not fit, so
+ * that commit restarts the ring (a checkpoint, log.c L5) and, the ring
+ * having filled in few commits, doubles it: both inside tm_store_commit.
+ * The root stays at its generation.  Returns the commits made. */
+static uint64_t fill_ring(tm_store *st)
+{
+    const unsigned char *root = tm_store_root(st, 1);
+    size_t root_pages = ((uintptr_t)root + ROOT_BYTES - 1) / PAGE - (uintptr_t)root / PAGE + 1;
+    uint64_t need = log_record_len(root_pages + 1), n = 1;
+    char *scratch;
+    TU_OK(tm_store_begin(st));
+    cr_assert_not_null(scratch = tm_store_malloc(st, 64 * PAGE));
+    TU_OK(tm_store_commit(st));
+    while (log_fits(st, need)) {
+        size_t pages = log_fits(st, need + log_record_len(65)) ? 64 : 1, i;
+        TU_OK(tm_store_begin(st));
+        for (i = 0; i < pages; i++)
+            scratch[i * PAGE] ^= 1;
+        TU_OK(tm_store_commit(st));
+        n++;
+    }
+    cr_assert_lt(st->n_commits - st->ckpt_commits, RING_MIN_COMMITS, "the ring would not double");
+    return n;
+}
+
+enum { V_GROW = 1, V_CLOSE = 2, V_RING = 4 };
+static const int variants[] = {0, V_GROW, V_CLOSE, V_GROW | V_CLOSE, V_RING};
 
 struct tally {
     long cases, fired_tx, fired_commit_err, fired_commit_ok, fired_close;
@@ -283,9 +313,12 @@ static int commit_case(int mode, int variant, long k, struct tally *t)
     unsigned char *root = NULL;
     int rc = 0, tx_err = 0, grow = variant & V_GROW, fired, phase, b;
     int64_t want;
+    uint64_t extra = 0; /* commits that did not change the root */
 
     snprintf(path, sizeof path, "%s", tu_path("c.tmf"));
     st = setup_store(path);
+    if (variant & V_RING)
+        extra = fill_ring(st);
 
     fi_arm(mode, mode_mask(mode), k);
     fi.phase = PH_TX;
@@ -307,9 +340,9 @@ static int commit_case(int mode, int variant, long k, struct tally *t)
         st = NULL;
     }
     fired = fi.fired, phase = fi.fired_phase;
-    snprintf(ctx, sizeof ctx, "%s at call %ld (%s in %s), variant %s%s", mode_name[mode], k,
+    snprintf(ctx, sizeof ctx, "%s at call %ld (%s in %s), variant %s%s%s", mode_name[mode], k,
              fired ? kind_name(fi.fired_kind) : "not reached", phase_name[phase], grow ? "grow" : "plain",
-             variant & V_CLOSE ? "+close" : "");
+             variant & V_CLOSE ? "+close" : "", variant & V_RING ? "+full ring" : "");
     fi_disarm();
     if (fired)
         t->kinds |= fi.fired_kind;
@@ -363,16 +396,16 @@ static int commit_case(int mode, int variant, long k, struct tally *t)
         }
         TU_OK(tm_close(st));
     }
-    st = open_expect(path, want, (uint64_t)want + 1, want == 3 && grow ? BIG_ROOT : ROOT_BYTES, ctx);
-    still_usable(path, st, want, (uint64_t)want + 1, ctx);
+    st = open_expect(path, want, (uint64_t)want + 1 + extra, want == 3 && grow ? BIG_ROOT : ROOT_BYTES, ctx);
+    still_usable(path, st, want, (uint64_t)want + 1 + extra, ctx);
     remove_store(path);
     return !fired;
 }
 
 static void commit_loop(int mode)
 {
-    int variant;
-    for (variant = 0; variant < NVARIANTS; variant++) {
+    for (size_t v = 0; v < sizeof variants / sizeof *variants; v++) {
+        int variant = variants[v];
         struct tally t;
         long k;
         memset(&t, 0, sizeof t);
@@ -397,6 +430,9 @@ static void commit_loop(int mode)
         }
         if (variant & V_CLOSE)
             cr_assert_gt(t.fired_close, 0, "%s: no fault in the checkpoint of tm_close", mode_name[mode]);
+        if ((variant & V_RING) && mode_mask(mode) == K_ALL) /* the checkpoint's syncs come first */
+            cr_assert(t.fired_commit_err >= 3 && t.kinds & K_FSYNC, "%s: the ring's checkpoint not reached",
+                      mode_name[mode]);
     }
 }
 
