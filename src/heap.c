@@ -118,18 +118,15 @@ static __attribute__((noinline)) void span_release(tm_store *st, struct heap_sta
     heap_large_free(st, (blk *)s);
 }
 
+static inline void *recent_pop(const tm_store *st, struct heap_state *h, unsigned c);
+
 static inline void *small_alloc(tm_store *st, struct heap_state *h, unsigned c)
 {
     span *s = h->partial[c];
-    uint64_t *q = h->recent[c], m;
+    uint64_t m;
     unsigned w, b;
-    if (q) { /* the slot freed last */
-        h->recent[c] = (void *)q[0];
-        h->nrecent[c]--;
-        q[1] = 0;
-        h->live_small += heap_class_size(c);
-        return q;
-    }
+    if (h->recent[c]) /* the slot freed last */
+        return recent_pop(st, h, c);
     if (unlikely(!s) && !(s = span_new(st, h, c)))
         return NULL;
     w = (unsigned)__builtin_ctzll(s->summary);
@@ -172,21 +169,58 @@ static inline unsigned slot_index(const span *s, uintptr_t p, const char *op)
     return (unsigned)idx;
 }
 
+/* ---- the recent lists (H7) ---- */
+
+/* Their links and tags live in freed slots, where a write after free can
+ * reach them: every entry is checked before it is followed or handed out. */
+static void corrupt_list(const void *p) __attribute__((noreturn, cold));
+static void corrupt_list(const void *p)
+{
+    heap_die("malloc(): corrupted free list (write after free?) at", p);
+}
+
+/* Whether p may be followed: inside the heap, 16-aligned. */
+static inline int in_heap(const tm_store *st, uintptr_t p)
+{
+    return p % QUANTUM == 0 && p >= (uintptr_t)st->base + HEAP_START &&
+           p < (uintptr_t)st->base + super_of(st)->size - FENCE_SIZE;
+}
+
+static inline void *recent_pop(const tm_store *st, struct heap_state *h, unsigned c)
+{
+    uint64_t *q = h->recent[c];
+    uintptr_t p = (uintptr_t)q, off;
+    span *s;
+    if (!in_heap(st, p) || h->nrecent[c] == 0 || q[1] != heap_recent_tag(h, q) || !(s = span_of(st, h, p)) ||
+        s->cls != c || p < (uintptr_t)s + SPAN_HDR || (off = p - (uintptr_t)s - SPAN_HDR) % s->slot ||
+        off / s->slot >= s->nslots)
+        corrupt_list(q);
+    h->recent[c] = (void *)q[0];
+    h->nrecent[c]--;
+    q[1] = 0; /* popped twice (a double free the tag missed): corrupt, above */
+    h->live_small += s->slot;
+    return q;
+}
+
 /* Whether slot p of class c is on its recent list (a walk of at most
  * RECENT_MAX slots, taken only when p carries the tag). */
-static __attribute__((noinline)) int on_recent(const struct heap_state *h, unsigned c, uintptr_t p)
+static __attribute__((noinline)) int on_recent(const tm_store *st, const struct heap_state *h, unsigned c,
+                                               uintptr_t p)
 {
     const uint64_t *q = h->recent[c];
-    for (unsigned n = 0; q && n < RECENT_MAX; n++, q = (const uint64_t *)q[0])
+    for (unsigned n = 0; q && n < RECENT_MAX; n++, q = (const uint64_t *)q[0]) {
+        if (!in_heap(st, (uintptr_t)q))
+            corrupt_list(q);
         if ((uintptr_t)q == p)
             return 1;
+    }
     return 0;
 }
 
 /* Whether the in-use slot p was freed already (it sits on a recent list). */
-static inline int slot_freed(const struct heap_state *h, const span *s, uintptr_t p)
+static inline int slot_freed(const tm_store *st, const struct heap_state *h, const span *s, uintptr_t p)
 {
-    return unlikely(((const uint64_t *)p)[1] == heap_recent_tag(h, (void *)p)) && on_recent(h, s->cls, p);
+    return unlikely(((const uint64_t *)p)[1] == heap_recent_tag(h, (void *)p)) && on_recent(st, h, s->cls, p);
 }
 
 /* Frees slot idx of s into the bitmap. */
@@ -207,7 +241,8 @@ static inline void slot_release(tm_store *st, struct heap_state *h, span *s, uns
 static inline void small_free(tm_store *st, struct heap_state *h, span *s, uintptr_t p)
 {
     unsigned idx = slot_index(s, p, "free(): "), c = s->cls;
-    if (unlikely(s->bitmap[idx >> 6] & (1ull << (idx & 63))) || slot_freed(h, s, p))
+    if (unlikely(s->bitmap[idx >> 6] & (1ull << (idx & 63))) || slot_freed(st, h, s, p) ||
+        (uintptr_t)h->recent[c] == p)
         misuse("free(): ", "double free detected at", (void *)p);
     if (likely(h->nrecent[c] < RECENT_MAX)) {
         uint64_t *q = (uint64_t *)p;
@@ -331,7 +366,7 @@ void *heap_realloc(tm_store *st, void *ptr, size_t size)
 
     if (s) {
         unsigned idx = slot_index(s, p, "realloc(): ");
-        if ((s->bitmap[idx >> 6] & (1ull << (idx & 63))) || slot_freed(h, s, p))
+        if ((s->bitmap[idx >> 6] & (1ull << (idx & 63))) || slot_freed(st, h, s, p))
             misuse("realloc(): ", "pointer already freed:", ptr);
         have = s->slot;
         if (size <= have && (size > have / 2 || heap_class(size) == s->cls))

@@ -175,9 +175,14 @@ static void after_fork_child(void)
     tls_transient = 0;
     memset(tls_reads, 0, sizeof tls_reads);
     tm_tls_tid = 0;
-    for (i = 0; i < MAX_STORES; i++)
-        if (store_registry[i])
-            store_registry[i]->forked = 1;
+    for (i = 0; i < MAX_STORES; i++) {
+        tm_store *st = store_registry[i];
+        if (!st)
+            continue;
+        st->forked = 1;
+        if (st->tx_tid) /* the parent's transaction made pages writable: stray writes must fault here too */
+            mprotect(st->base + PAGE, st->mapped - PAGE, PROT_READ);
+    }
 }
 
 static void install(void)
@@ -453,14 +458,16 @@ static void drop_copies(tm_store *st)
     const uint64_t *d = st->dirty;
     size_t n = st->ndirty, i;
     uint64_t lo = UINT64_MAX, hi = 0;
-    if (st->sb_copy) /* page 1, first once sorted: never made writable */
+    if (st->sb_copy && !st->sb_dirty) /* page 1, first once sorted: no private copy */
         d++, n--;
     for (i = 0; i < n; i++) {
         lo = d[i] < lo ? d[i] : lo;
         hi = d[i] > hi ? d[i] : hi;
     }
-    if (st->tx_bulk)
+    if (st->tx_bulk == 1)
         mprotect(st->base + PAGE, st->mapped - PAGE, PROT_READ);
+    else if (st->tx_bulk) /* settled: protected already */
+        ;
     else if (n && hi - lo < PROTECT_SPAN)
         protect(st->base + lo * PAGE, (hi - lo + 1) * PAGE);
     else
@@ -479,9 +486,24 @@ static void restore_size(tm_store *st)
     }
 }
 
+/* Bulk mode, at the end of a transaction: write-protect the whole arena
+ * first, so that from here on a write by another thread faults instead of
+ * making a copy that nobody would log or drop, then list the copies. */
+static int bulk_settle(tm_store *st)
+{
+    int r;
+    if (mprotect(st->base + PAGE, st->mapped - PAGE, PROT_READ) < 0)
+        return -errno;
+    if ((r = tx_dirty_scan(st)) < 0)
+        return r;
+    st->tx_bulk = 2;
+    st->sb_dirty = st->ndirty && st->dirty[0] == 1; /* sorted; page 0 is never a copy */
+    return 0;
+}
+
 void tx_rollback(tm_store *st)
 {
-    if (st->tx_bulk && tx_dirty_scan(st) < 0) { /* no list of the copies: drop them all */
+    if (st->tx_bulk == 1 && bulk_settle(st) < 0) { /* no list of the copies: drop them all */
         madvise(st->base + PAGE, st->mapped - PAGE, MADV_DONTNEED);
         mprotect(st->base + PAGE, st->mapped - PAGE, PROT_READ);
     } else {
@@ -541,24 +563,29 @@ static int write_record(tm_store *st)
     uint64_t len;
     int r;
 
-    if (!st->sb_dirty && !st->tx_bulk) {
-        /* Always logged and written, but not always changed by the
-         * transaction: stamp a copy, and the arena's page stays the file's
-         * (no fault, no private copy to drop; the store write shows through). */
-        memcpy(st->sb_buf, st->base + PAGE, PAGE);
-        st->sb_copy = 1;
-        st->dirty[st->ndirty++] = 1;
-    }
-    sb = commit_super(st);
-    sb->seq += 1; /* in bulk mode, this write puts the superblock in the scan */
+    if (st->tx_bulk && (r = bulk_settle(st)) < 0)
+        return r;
     /* The fault handler changed st->ndirty behind the compiler's back. */
     atomic_signal_fence(memory_order_seq_cst);
+    /* The superblock is always logged and written, but stamped on a copy:
+     * the arena's page keeps only what the transaction wrote into it, and
+     * when that is nothing it stays the file's page (no fault, no private
+     * copy to drop; the store write shows through). */
+    memcpy(st->sb_buf, st->base + PAGE, PAGE);
+    st->sb_copy = 1;
     if (st->tx_bulk) {
-        if ((r = tx_dirty_scan(st)) < 0)
-            return r;
+        if (!st->sb_dirty) { /* the list is sorted: page 1 goes first */
+            memmove(st->dirty + 1, st->dirty, st->ndirty * sizeof *st->dirty);
+            st->dirty[0] = 1;
+            st->ndirty++;
+        }
     } else {
+        if (!st->sb_dirty)
+            st->dirty[st->ndirty++] = 1;
         sort_pages(st->dirty, st->ndirty);
     }
+    sb = commit_super(st);
+    sb->seq += 1;
     len = log_record_len(st->ndirty);
     if (!log_fits(st, len)) { /* the ring is full: restart it (log.c L5) */
         int grow = st->n_commits - st->ckpt_commits < RING_MIN_COMMITS;

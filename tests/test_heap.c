@@ -467,6 +467,19 @@ static void misuse_child(void *arg)
         mu->addr = (uintptr_t)p;
         tm_store_realloc(st, p, 20);
         break;
+    case 10: /* a write after free changes a recent list's link */
+        tm_store_free(st, p);
+        ((uint64_t *)p)[0] = mu->addr = 0x123450;
+        if (tm_store_malloc(st, 40) != p) /* the slot itself is fine */
+            _exit(3);
+        tm_store_malloc(st, 40);
+        break;
+    case 11: /* a double free after the tag was overwritten */
+        tm_store_free(st, p);
+        ((uint64_t *)p)[1] = 0;
+        mu->addr = (uintptr_t)p;
+        tm_store_free(st, p);
+        break;
     }
     _exit(0);
 }
@@ -497,6 +510,8 @@ Test(heap, misuse_foreign_pointer) { expect_abort(6); }
 Test(heap, misuse_realloc_freed) { expect_abort(7); }
 Test(heap, misuse_double_free_small_in_bitmap) { expect_abort(8); }
 Test(heap, misuse_realloc_freed_small) { expect_abort(9); }
+Test(heap, misuse_write_after_free_on_a_recent_list) { expect_abort(10); }
+Test(heap, misuse_double_free_with_tag_overwritten) { expect_abort(11); }
 
 /* ---- (e) edge cases ---- */
 
