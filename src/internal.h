@@ -40,7 +40,8 @@
 #define PAGE 4096u
 #define PAGE_SHIFT 12
 #define HDR_SLOT_SIZE 512u  /* one sector: the two slots never share one */
-#define FORMAT_VERSION 1u
+#define FORMAT_VERSION 2u     /* 2: the heap's recent lists (heap.h H7) */
+#define MIN_FORMAT_VERSION 1u /* older versions read, and upgraded by the first writer to open them */
 #define MAX_STORES 16
 
 #define DEFAULT_BASE ((uintptr_t)0x200000000000ull) /* 32 TiB: far from heap, stacks, libraries */

@@ -100,7 +100,7 @@ static int hdr_pick(const uint8_t *page0, struct hdr_slot *out)
         return magic ? -TM_ECORRUPT : -TM_ENOTSTORE;
     if (s[best].version > FORMAT_VERSION)
         return -TM_EVERSION;
-    if (s[best].version != FORMAT_VERSION || !slot_sane(&s[best]))
+    if (s[best].version < MIN_FORMAT_VERSION || !slot_sane(&s[best]))
         return -TM_ECORRUPT;
     *out = s[best];
     return 0;
@@ -311,6 +311,7 @@ static int write_checkpoint(tm_store *st, uint64_t seq, uint64_t size)
     if (full && (r = os_fdatasync(st->fd)) < 0)
         return r;
     h.gen = st->gen + 1;
+    h.version = FORMAT_VERSION; /* upgrades an older store */
     h.ckpt_seq = seq;
     h.ckpt_size = size;
     h.checksum = hdr_checksum(&h);
@@ -456,7 +457,7 @@ static int recover(tm_store *st, uint64_t file_size)
         if ((r = os_ftruncate(st->fd, (off_t)sb->size)) < 0)
             return r;
     }
-    if (n > 0 || st->ckpt_seq != sb->seq)
+    if (n > 0 || st->ckpt_seq != sb->seq || st->hdr.version < FORMAT_VERSION)
         return write_checkpoint(st, sb->seq, sb->size);
     st->log_off = LOG_START;
     return 0;

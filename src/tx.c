@@ -62,6 +62,7 @@ static TLS tm_store *tls_saved_route; /* tm_tls_route during tm_transient_begin 
 static TLS int tls_transient;
 TLS pid_t tm_tls_tid;
 static TLS uint16_t tls_reads[MAX_STORES];
+static TLS uint8_t tls_read_locked[MAX_STORES]; /* the outermost read holds the read locks */
 
 static struct sigaction old_segv, old_bus;
 static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
@@ -174,6 +175,7 @@ static void after_fork_child(void)
     tm_tls_route = tls_saved_route = NULL;
     tls_transient = 0;
     memset(tls_reads, 0, sizeof tls_reads);
+    memset(tls_read_locked, 0, sizeof tls_read_locked);
     tm_tls_tid = 0;
     for (i = 0; i < MAX_STORES; i++) {
         tm_store *st = store_registry[i];
@@ -386,7 +388,10 @@ void tm_transient_end(void)
 
 /* ---- end of a transaction ---- */
 
-/* Unlocks and forgets the transaction. */
+static int read_lock(tm_store *st);
+
+/* Unlocks and forgets the transaction.  A read transaction begun inside it
+ * goes on under read locks of its own. */
 void tx_release(tm_store *st)
 {
     st->tx_tid = 0;
@@ -402,6 +407,8 @@ void tx_release(tm_store *st)
     if (!st->apply_pending) /* a poisoned apply keeps readers out (store.c S2) */
         os_lock_range(st->fd, LOCK_WRITER, 2, F_UNLCK, 0); /* and LOCK_DATA, if apply took it */
     pthread_rwlock_unlock(&st->rw);
+    if (tls_reads[st->slot] && !st->apply_pending)
+        read_lock(st); /* on failure it reads unlocked, and read_end unlocks nothing */
 }
 
 /* Calls fn on each run of consecutive page numbers in pages[0..n). */
@@ -731,10 +738,21 @@ int tm_store_read_begin(tm_store *st)
         return tm__err(r);
     if (st->apply_pending) /* the store file is half written: keep out */
         return TM_EPOISONED;
-    if (tls_reads[st->slot] || tx_owned(st)) {
+    if (tls_reads[st->slot] || tx_owned(st)) { /* nested, or inside our own write */
         tls_reads[st->slot]++;
         return 0;
     }
+    if ((r = read_lock(st)) < 0)
+        return tm__err(r);
+    tls_reads[st->slot] = 1;
+    return 0;
+}
+
+/* This process's readers against its writer, and the first reader's shared
+ * data lock against other processes' commits. */
+static int read_lock(tm_store *st)
+{
+    int r = 0;
     pthread_rwlock_rdlock(&st->rw);
     pthread_mutex_lock(&st->mu);
     if (st->readers == 0)
@@ -744,9 +762,9 @@ int tm_store_read_begin(tm_store *st)
     pthread_mutex_unlock(&st->mu);
     if (r < 0) {
         pthread_rwlock_unlock(&st->rw);
-        return tm__err(r);
+        return r;
     }
-    tls_reads[st->slot] = 1;
+    tls_read_locked[st->slot] = 1;
     return 0;
 }
 
@@ -754,8 +772,9 @@ int tm_store_read_end(tm_store *st)
 {
     if (!tls_reads[st->slot])
         return TM_ENOTX;
-    if (--tls_reads[st->slot] > 0 || tx_owned(st))
+    if (--tls_reads[st->slot] > 0 || !tls_read_locked[st->slot])
         return 0;
+    tls_read_locked[st->slot] = 0;
     pthread_mutex_lock(&st->mu);
     if (--st->readers == 0)
         os_lock(st->fd, LOCK_DATA, F_UNLCK, 0);

@@ -118,6 +118,31 @@ Test(store, newer_version_is_refused)
     cr_assert_eq(open_err(path), TM_EVERSION);
 }
 
+/* A store of format 1 (before the heap's recent lists) opens, keeps its
+ * data, and is upgraded by its first writer, so older libraries refuse it
+ * from then on rather than misread it. */
+Test(store, older_version_is_upgraded)
+{
+    const char *path = tu_path("v1.tmf");
+    struct hdr_slot h;
+    tm_store *st;
+    int fd, i;
+    make_store(path, 41);
+    fd = open(path, O_RDWR);
+    for (i = 0; i < 2; i++) {
+        cr_assert_eq(pread(fd, &h, sizeof h, i * HDR_SLOT_SIZE), (ssize_t)sizeof h);
+        h.version = 1;
+        h.checksum = hdr_checksum(&h);
+        cr_assert_eq(pwrite(fd, &h, sizeof h, i * HDR_SLOT_SIZE), (ssize_t)sizeof h);
+    }
+    close(fd);
+    st = tu_open(path);
+    cr_assert_eq(st->hdr.version, FORMAT_VERSION);
+    cr_assert_eq(*(long *)tm_store_root(st, 1), 41);
+    TU_OK(tm_store_check(st, NULL, 0));
+    TU_OK(tm_close(st));
+}
+
 Test(store, truncated_files_are_refused)
 {
     const char *path = tu_path("t.tmf");

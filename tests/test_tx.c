@@ -484,6 +484,33 @@ Test(tx, fork_child_does_not_commit_the_parents_transaction)
     TU_OK(tm_close(st));
 }
 
+/* A read transaction begun inside the thread's own write transaction goes
+ * on after the commit under read locks of its own, and its end releases
+ * exactly those. */
+Test(tx, read_begun_inside_a_write_outlives_it)
+{
+    tm_store *st = tu_open(tu_path("rw.tmf"));
+    long *root = tm_store_root(st, sizeof(long));
+    TU_OK(tm_store_begin(st));
+    TU_OK(tm_store_read_begin(st));
+    *root = 7;
+    TU_OK(tm_store_commit(st));
+    cr_assert_eq(st->readers, 1, "the read holds no lock after the commit");
+    cr_assert_neq(pthread_rwlock_trywrlock(&st->rw), 0, "a writer could start under the read");
+    cr_assert_eq(*root, 7);
+    TU_OK(tm_store_read_end(st));
+    cr_assert_eq(st->readers, 0);
+    cr_assert_eq(pthread_rwlock_trywrlock(&st->rw), 0, "the read left its lock behind");
+    pthread_rwlock_unlock(&st->rw);
+    TU_OK(tm_store_read_begin(st)); /* and the next read locks again */
+    cr_assert_eq(st->readers, 1);
+    TU_OK(tm_store_read_end(st));
+    TU_OK(tm_store_begin(st));
+    *root = 8;
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_close(st));
+}
+
 /* ---- misuse ---- */
 
 static tm_store *misuse_st;

@@ -260,7 +260,8 @@ static int diagnose_corrupt(const char *path, const uint8_t *buf, uint64_t size,
         snprintf(msg, len, "damaged: both header slots are corrupt (bad checksum)");
         return EXIT_DAMAGED;
     }
-    if (h->version != FORMAT_VERSION || h->page_size != PAGE || h->store_id == 0) {
+    if (h->version < MIN_FORMAT_VERSION || h->version > FORMAT_VERSION || h->page_size != PAGE ||
+        h->store_id == 0) {
         snprintf(msg, len, "damaged: the header has impossible values (version, page size, id)");
         return EXIT_DAMAGED;
     }
