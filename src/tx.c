@@ -108,10 +108,13 @@ static size_t bulk_threshold(const tm_store *st)
     return n < BULK_MIN ? BULK_MIN : n > BULK_PAGES ? BULK_PAGES : n;
 }
 
+/* From now on the scan, not the faults, lists the dirty pages: it finds
+ * every private copy whatever the protection, so even a partly failed
+ * mprotect leaves nothing untracked (later faults still unprotect pages). */
 static void enter_bulk(tm_store *st)
 {
-    if (mprotect(st->base + PAGE, st->mapped - PAGE, PROT_READ | PROT_WRITE) == 0)
-        st->tx_bulk = 1;
+    mprotect(st->base + PAGE, st->mapped - PAGE, PROT_READ | PROT_WRITE);
+    st->tx_bulk = 1;
 }
 
 /* A fault at addr inside st's reservation.  Returns 1 when handled. */
@@ -428,8 +431,9 @@ static void protect(char *p, size_t len)
     mprotect(p, len, PROT_READ);
 }
 
-/* MADV_DONTNEED on many runs in one process_madvise(2) call (Linux 6.13
- * accepts any advice for the calling process), else one madvise each. */
+/* MADV_DONTNEED on many runs in one process_madvise(2) call on PIDFD_SELF
+ * (recent kernels accept any advice for the calling process), else, on
+ * older kernels or any error, one madvise each. */
 #define PIDFD_SELF -10000
 #define IOV_BATCH 64
 
