@@ -139,6 +139,8 @@ struct tm_store {
     uint64_t gen, ckpt_seq;
     uint64_t log_off;    /* where the next record goes */
     uint64_t log_len;    /* length of the log file */
+    const char *log_map; /* the log's first log_map_len bytes, read-only, shared: */
+    uint64_t log_map_len; /* record headers are looked up there, not read */
 
     /* counters of this handle */
     uint64_t n_syncs, n_ckpts, n_commits;

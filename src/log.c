@@ -44,6 +44,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include "internal.h"
@@ -239,11 +240,32 @@ int log_invalidate(tm_store *st, uint64_t off)
 #define RBUF (4u << 20)                 /* pages read per step */
 #define RBUF_ALLOC (RBUF + RBUF / PAGE * 8) /* and their page numbers */
 
+/* The header at off through the log's mapping, without a system call, when
+ * off lies in the part of the file known to exist and never cut: the file
+ * only shrinks to LOG_START + CKPT_BYTES (store_checkpoint_at).  Else 0. */
+static int map_header(tm_store *st, uint64_t off, struct log_rec *rec)
+{
+    uint64_t window = st->log_len < LOG_START + CKPT_BYTES ? st->log_len : LOG_START + CKPT_BYTES;
+    if (off + sizeof *rec > window)
+        return 0;
+    if (off + sizeof *rec > st->log_map_len) { /* the ring grew: map it all */
+        void *m = mmap(NULL, window, PROT_READ, MAP_SHARED, st->log_fd, 0);
+        if (m == MAP_FAILED)
+            return 0;
+        if (st->log_map)
+            munmap((void *)st->log_map, st->log_map_len);
+        st->log_map = m;
+        st->log_map_len = window;
+    }
+    memcpy(rec, st->log_map + off, sizeof *rec);
+    return 1;
+}
+
 /* Reads and checks the record header at off (L1, all but the checksum). */
 static int read_header(tm_store *st, uint64_t off, uint64_t seq, struct log_rec *rec)
 {
     /* no length test first: the file may have grown since st->log_len */
-    if (os_pread_all(st->log_fd, rec, sizeof *rec, (off_t)off) < 0)
+    if (!map_header(st, off, rec) && os_pread_all(st->log_fd, rec, sizeof *rec, (off_t)off) < 0)
         return 0;
     if (!(rec->magic == (uint32_t)LOG_MAGIC && rec->store_id == st->store_id &&
           rec->gen == st->gen && rec->seq == seq && rec->npages > 0 &&

@@ -566,6 +566,8 @@ static void destroy(tm_store *st)
         os_free(st->dirty, (st->max / PAGE) * sizeof *st->dirty);
     if (st->sb_buf)
         os_free(st->sb_buf, PAGE);
+    if (st->log_map)
+        munmap((void *)st->log_map, st->log_map_len);
     if (st->log_fd >= 0)
         close(st->log_fd);
     if (st->pm_fd >= 0)
