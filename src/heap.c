@@ -120,19 +120,44 @@ static __attribute__((noinline)) void span_release(tm_store *st, struct heap_sta
 
 static inline void *recent_pop(const tm_store *st, struct heap_state *h, unsigned c);
 
+/* An allocation from a bitmap word whose free slots are one run (a span
+ * being filled, not churned) takes this many bytes of neighbouring slots along
+ * onto the (empty) recent list: the allocations after it, in this
+ * transaction or the next ones, write their slots and the superblock but
+ * not the span's metadata page.  Churned words give one slot at a time, so
+ * recently freed, cache-warm slots keep coming back first. */
+#define REFILL_BYTES 2048u
+#define REFILL_MAX 16u
+
 static inline void *small_alloc(tm_store *st, struct heap_state *h, unsigned c)
 {
     span *s = h->partial[c];
-    uint64_t m;
-    unsigned w, b;
+    uint64_t m, grab, *q;
+    unsigned w, b, n, k;
     if (h->recent[c]) /* the slot freed last */
         return recent_pop(st, h, c);
     if (unlikely(!s) && !(s = span_new(st, h, c)))
         return NULL;
     w = (unsigned)__builtin_ctzll(s->summary);
     m = s->bitmap[w];
-    b = (unsigned)__builtin_ctzll(m);
-    m &= m - 1;
+    n = REFILL_BYTES / s->slot;
+    if ((m + (m & -m)) & m) /* the free slots are not one run: a churned word */
+        n = 1;
+    n = n > REFILL_MAX ? REFILL_MAX : n < 1 ? 1 : n;
+    for (grab = 0, k = 0; k < n && m; k++) { /* the n lowest free slots */
+        grab |= m & -m;
+        m &= m - 1;
+    }
+    b = (unsigned)__builtin_ctzll(grab); /* returned; the rest listed, highest first */
+    for (grab &= grab - 1; grab; grab &= ~(1ull << k)) {
+        k = 63 - (unsigned)__builtin_clzll(grab);
+        q = (uint64_t *)((char *)s + SPAN_HDR + (size_t)(w * 64 + k) * s->slot);
+        q[0] = (uintptr_t)h->recent[c];
+        q[1] = heap_recent_tag(h, q);
+        h->recent[c] = q;
+        h->nrecent[c]++;
+        s->nfree--;
+    }
     s->bitmap[w] = m;
     if (!m)
         s->summary &= ~(1ull << w);
