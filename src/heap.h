@@ -44,10 +44,11 @@
  *       so a second free of the same pointer is recognised.
  *   H6. The counters in struct heap_state match the blocks.
  *   H7. A class's recent list holds nrecent <= RECENT_MAX distinct slots of
- *       its spans, linked through their first word and tagged in their
- *       second (heap_recent_tag); their bitmap bits say in use, but they
- *       are free (live_small leaves them out).  A stores made before the
- *       lists existed has zeros there: empty lists.
+ *       its spans (freed lately, or taken along from a span being filled),
+ *       linked through their first word and tagged in their second
+ *       (heap_recent_tag); their bitmap bits say in use, but they are free
+ *       (live_small leaves them out).  A store of format 1, from before the
+ *       lists, has zeros there: empty lists.
  */
 #ifndef TMF_HEAP_H
 #define TMF_HEAP_H
