@@ -153,7 +153,7 @@ static inline void *small_alloc(tm_store *st, struct heap_state *h, unsigned c)
         k = 63 - (unsigned)__builtin_clzll(grab);
         q = (uint64_t *)((char *)s + SPAN_HDR + (size_t)(w * 64 + k) * s->slot);
         q[0] = (uintptr_t)h->recent[c];
-        q[1] = heap_recent_tag(h, q);
+        q[1] = heap_recent_tag(h, q, c);
         h->recent[c] = q;
         h->nrecent[c]++;
         s->nfree--;
@@ -214,16 +214,12 @@ static inline int in_heap(const tm_store *st, uintptr_t p)
 static inline void *recent_pop(const tm_store *st, struct heap_state *h, unsigned c)
 {
     uint64_t *q = h->recent[c];
-    uintptr_t p = (uintptr_t)q, off;
-    span *s;
-    if (!in_heap(st, p) || h->nrecent[c] == 0 || q[1] != heap_recent_tag(h, q) || !(s = span_of(st, h, p)) ||
-        s->cls != c || p < (uintptr_t)s + SPAN_HDR || (off = p - (uintptr_t)s - SPAN_HDR) % s->slot ||
-        off / s->slot >= s->nslots)
+    if (unlikely(!in_heap(st, (uintptr_t)q) || h->nrecent[c] == 0 || q[1] != heap_recent_tag(h, q, c)))
         corrupt_list(q);
     h->recent[c] = (void *)q[0];
     h->nrecent[c]--;
     q[1] = 0; /* popped twice (a double free the tag missed): corrupt, above */
-    h->live_small += s->slot;
+    h->live_small += heap_class_size(c);
     return q;
 }
 
@@ -245,7 +241,7 @@ static __attribute__((noinline)) int on_recent(const tm_store *st, const struct 
 /* Whether the in-use slot p was freed already (it sits on a recent list). */
 static inline int slot_freed(const tm_store *st, const struct heap_state *h, const span *s, uintptr_t p)
 {
-    return unlikely(((const uint64_t *)p)[1] == heap_recent_tag(h, (void *)p)) && on_recent(st, h, s->cls, p);
+    return unlikely(((const uint64_t *)p)[1] == heap_recent_tag(h, (void *)p, s->cls)) && on_recent(st, h, s->cls, p);
 }
 
 /* Frees slot idx of s into the bitmap. */
@@ -272,7 +268,7 @@ static inline void small_free(tm_store *st, struct heap_state *h, span *s, uintp
     if (likely(h->nrecent[c] < RECENT_MAX)) {
         uint64_t *q = (uint64_t *)p;
         q[0] = (uintptr_t)h->recent[c];
-        q[1] = heap_recent_tag(h, q);
+        q[1] = heap_recent_tag(h, q, c);
         h->recent[c] = q;
         h->nrecent[c]++;
         h->live_small -= s->slot;

@@ -159,11 +159,13 @@ static inline int blk_valid(const struct heap_state *h, const void *b)
     return head >> 48 == heap_check16(h, b, head & 0xffffffffffffull);
 }
 
-/* The second word of a slot on a recent list: a hint that a pointer freed
- * again may be on one (the list itself decides). */
-static inline uint64_t heap_recent_tag(const struct heap_state *h, const void *p)
+/* The second word of a slot on class c's recent list.  Popping trusts a
+ * link only with it, so a write after free that changes a link must also
+ * forge the tag of the slot it points to, for the right class; freeing
+ * again takes it as a hint only (the list itself decides). */
+static inline uint64_t heap_recent_tag(const struct heap_state *h, const void *p, unsigned c)
 {
-    return ((uintptr_t)p ^ h->key) * 0xD6E8FEB86659FD93ull | 1;
+    return (((uintptr_t)p ^ h->key) + c) * 0xD6E8FEB86659FD93ull | 1;
 }
 
 /* Size classes: 16..256 by 16, then four per power of two up to 4096. */

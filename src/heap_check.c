@@ -215,7 +215,7 @@ static int walk_recent(struct walk *w, unsigned c)
         idx = (unsigned)(((uintptr_t)q - (uintptr_t)s - SPAN_HDR) / s->slot);
         if (s->bitmap[idx / 64] & (1ull << (idx % 64)))
             return bad(w, "recent list entry is free in its span's bitmap:", q);
-        if (q[1] != heap_recent_tag(w->h, q))
+        if (q[1] != heap_recent_tag(w->h, q, c))
             return bad(w, "recent list entry without its tag:", q);
         w->live_small -= s->slot;
     }

@@ -740,7 +740,7 @@ Test(heap, recent_lists_checked)
     r = tm_store_malloc(st, 48);
     unsigned n0 = h->nrecent[heap_class(48)]; /* neighbours taken along from a fresh span */
     cr_assert_leq(n0, RECENT_MAX - 2);
-    q[1] = heap_recent_tag(h, q); /* looks listed, is not */
+    q[1] = heap_recent_tag(h, q, heap_class(48)); /* looks listed, is not */
     tm_store_free(st, q);
     tm_store_free(st, p);
     cr_assert_eq(h->nrecent[heap_class(48)], n0 + 2);
