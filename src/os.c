@@ -52,12 +52,21 @@ static int real_ioctl(int fd, unsigned long req, void *arg)
     return n < 0 ? -errno : n;
 }
 
+/* process_madvise(2) on the calling process (PIDFD_SELF: recent kernels). */
+static ssize_t real_madvise_self(const struct iovec *iov, size_t n, int advice)
+{
+    long r = syscall(SYS_process_madvise, -10000 /* PIDFD_SELF */, iov, n, advice, 0);
+    return r < 0 ? -errno : r;
+}
+
 const tm_os os_real = {
-    real_pread, real_pwrite, real_pwritev, real_fdatasync, real_ftruncate, real_fallocate, real_ioctl,
+    real_pread,     real_pwrite, real_pwritev,       real_fdatasync,
+    real_ftruncate, real_fallocate, real_ioctl,      real_madvise_self,
 };
 
 tm_os os_calls = {
-    real_pread, real_pwrite, real_pwritev, real_fdatasync, real_ftruncate, real_fallocate, real_ioctl,
+    real_pread,     real_pwrite, real_pwritev,       real_fdatasync,
+    real_ftruncate, real_fallocate, real_ioctl,      real_madvise_self,
 };
 
 static int retry(ssize_t n)

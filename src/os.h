@@ -7,7 +7,8 @@
  *
  * The table is the seam for fault injection: tests swap entries to make any
  * write, pwrite, fdatasync or ftruncate fail, come up short, or be recorded
- * for a simulated power cut (tests/faults.c), or to hide PAGEMAP_SCAN.  Nothing else in the core calls
+ * for a simulated power cut (tests/faults.c), or to hide PAGEMAP_SCAN or
+ * process_madvise as older kernels do.  Nothing else in the core calls
  * these system calls directly.
  */
 #ifndef TMF_OS_H
@@ -26,6 +27,7 @@ typedef struct tm_os {
     int (*ftruncate)(int fd, off_t len);
     int (*fallocate)(int fd, off_t off, off_t len);
     int (*ioctl)(int fd, unsigned long req, void *arg); /* PAGEMAP_SCAN */
+    ssize_t (*madvise_self)(const struct iovec *iov, size_t n, int advice); /* process_madvise */
 } tm_os;
 
 /* The table in use; tests may replace entries and restore them. */

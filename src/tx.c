@@ -46,7 +46,6 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -434,7 +433,6 @@ static void protect(char *p, size_t len)
 /* MADV_DONTNEED on many runs in one process_madvise(2) call on PIDFD_SELF
  * (recent kernels accept any advice for the calling process), else, on
  * older kernels or any error, one madvise each. */
-#define PIDFD_SELF -10000
 #define IOV_BATCH 64
 
 static void discard(tm_store *st, const uint64_t *pages, size_t n)
@@ -451,7 +449,7 @@ static void discard(tm_store *st, const uint64_t *pages, size_t n)
             iov[k].iov_len = (j - i) * PAGE;
             want += (ssize_t)iov[k].iov_len;
         }
-        if (no_batch || k == 1 || syscall(SYS_process_madvise, PIDFD_SELF, iov, k, MADV_DONTNEED, 0) != want) {
+        if (no_batch || k == 1 || os_calls.madvise_self(iov, k, MADV_DONTNEED) != want) {
             no_batch |= k > 1;
             for (j = 0; j < k; j++)
                 madvise(iov[j].iov_base, iov[j].iov_len, MADV_DONTNEED);

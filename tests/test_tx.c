@@ -222,6 +222,59 @@ Test(tx, bulk_mode_without_pagemap_scan_reads_the_page_map)
     os_calls = os_real;
 }
 
+/* Commit drops the private copies of the pages it wrote, in one
+ * process_madvise or, where the kernel refuses that, one madvise a run:
+ * another process's later commit to those pages then shows through. */
+static tm_store *drop_st;
+static char *drop_root;
+
+static void commit_pages_in_child(void *arg)
+{
+    (void)arg;
+    if (tm_store_begin(drop_st) != 0)
+        _exit(1);
+    for (int i = 1; i <= 20; i += 9)
+        drop_root[i * PAGE] = 'c';
+    _exit(tm_store_commit(drop_st) == 0 ? 0 : 2);
+}
+
+static ssize_t no_madvise_self(const struct iovec *iov, size_t n, int advice)
+{
+    (void)iov, (void)n, (void)advice;
+    return -EINVAL;
+}
+
+static void copies_dropped(void)
+{
+    char err[256];
+    drop_st = tu_open(tu_path("d.tmf"));
+    drop_root = tm_store_root(drop_st, 30 * PAGE);
+    drop_root = (char *)(((uintptr_t)drop_root + PAGE - 1) & ~(uintptr_t)(PAGE - 1));
+    TU_OK(tm_store_begin(drop_st));
+    for (int i = 1; i <= 20; i += 9) /* three runs */
+        drop_root[i * PAGE] = 'p';
+    TU_OK(tm_store_commit(drop_st));
+    int status = tu_run_child(commit_pages_in_child, NULL, err, sizeof err);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child: status %#x: %s", status, err);
+    TU_OK(tm_store_read_begin(drop_st));
+    for (int i = 1; i <= 20; i += 9)
+        cr_assert_eq(drop_root[i * PAGE], 'c', "page %d still shows this process's copy", i);
+    TU_OK(tm_store_read_end(drop_st));
+    TU_OK(tm_close(drop_st));
+}
+
+Test(tx, commit_drops_private_copies)
+{
+    copies_dropped();
+}
+
+Test(tx, commit_drops_private_copies_without_process_madvise)
+{
+    os_calls.madvise_self = no_madvise_self;
+    copies_dropped();
+    os_calls = os_real;
+}
+
 Test(tx, empty_commit_writes_nothing)
 {
     tm_store *st = tu_open(tu_path("s.tmf"));
