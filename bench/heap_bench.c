@@ -236,6 +236,16 @@ static void fragmentation(const char *path)
     munmap(sizes, t.nslots * sizeof(uint32_t));
 }
 
+/* Pages the open transaction has dirtied (in bulk mode, as commit finds them). */
+static size_t dirty_pages(void)
+{
+    if (g_st->tx_bulk && tx_dirty_scan(g_st) < 0) {
+        fprintf(stderr, "tx_dirty_scan failed\n");
+        exit(1);
+    }
+    return g_st->ndirty;
+}
+
 static void speed(const char *path, size_t nops)
 {
     struct trace t = make_trace(nops, 8192, 42, 0);
@@ -254,7 +264,7 @@ static void speed(const char *path, size_t nops)
     g_st = open_store(path);
     tm_store_begin(g_st);
     RUN_TRACE(&t, slots, sizes, tm_m, tm_r, tm_f, (void)0); /* dirties the pages */
-    dirty0 = g_st->ndirty;
+    dirty0 = dirty_pages();
     for (int r = 0; r < 5; r++) {
         t0 = now();
         RUN_TRACE(&t, slots, sizes, tm_m, tm_r, tm_f, (void)0);
@@ -264,7 +274,7 @@ static void speed(const char *path, size_t nops)
     printf("  jemalloc  %.2f Mops/s\n", median5(je) / 1e6);
     printf("  tmfalloc  %.2f Mops/s  (warm transaction; pages dirtied by the warm-up %zu, "
            "by the timed runs %zu more)\n",
-           median5(tm) / 1e6, dirty0, g_st->ndirty - dirty0);
+           median5(tm) / 1e6, dirty0, dirty_pages() - dirty0);
     printf("  ratio tmfalloc / jemalloc  %.2f\n", median5(tm) / median5(je));
     tm_store_commit(g_st);
     tm_close(g_st);
@@ -317,11 +327,7 @@ static void pages(const char *path)
         qsort(touched, nt, sizeof *touched, cmp_u64);
         for (size_t i = 0; i < nt; i++)
             distinct += i == 0 || touched[i] != touched[i - 1];
-        if (g_st->tx_bulk && tx_dirty_scan(g_st) < 0) { /* the private copies, as commit finds them */
-            fprintf(stderr, "tx_dirty_scan failed\n");
-            exit(1);
-        }
-        dirty += g_st->ndirty;
+        dirty += dirty_pages();
         minimum += distinct;
         tm_store_commit(g_st);
     }
