@@ -49,6 +49,7 @@
 #define DEFAULT_INITIAL ((size_t)1 << 20)
 #define MIN_GROWTH ((size_t)1 << 20)
 #define BULK_PAGES 16384             /* past this many dirty pages, stop splitting mappings */
+#define KEEP_MAX 1024                /* private copies kept after commits, at most */
 #define BULK_MIN 16                  /* ... or past this many and 1/BULK_RATIO of the arena: */
 #define BULK_RATIO 1024              /* a scan of the arena now costs less than the faults so far */
 #define CKPT_BYTES ((uint64_t)64 << 20) /* checkpoint when the log passes this */
@@ -133,6 +134,9 @@ struct tm_store {
     volatile int sb_dirty;  /* the superblock is among them */
     int sb_copy;         /* ... but unwritten: commit logs and writes sb_buf instead */
     char *sb_buf;        /* PAGE bytes: that copy of the superblock */
+    uint64_t *kept;      /* sorted pages whose private copies outlived their commit */
+    size_t nkept;        /* (tx.c "kept copies"); capacity 2 * KEEP_MAX */
+    uint64_t kept_seq;   /* the commit they are exact for */
 
     /* the log, and the header it belongs to */
     struct hdr_slot hdr; /* the current slot: gen, ckpt_seq, ... */

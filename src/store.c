@@ -566,6 +566,8 @@ static void destroy(tm_store *st)
         os_free(st->dirty, (st->max / PAGE) * sizeof *st->dirty);
     if (st->sb_buf)
         os_free(st->sb_buf, PAGE);
+    if (st->kept)
+        os_free(st->kept, 2 * KEEP_MAX * sizeof *st->kept);
     if (st->log_map)
         munmap((void *)st->log_map, st->log_map_len);
     if (st->log_fd >= 0)
@@ -657,7 +659,8 @@ int tm_open(const char *path, const tm_options *opts, tm_store **out)
     }
     st->dirty = os_alloc((st->max / PAGE) * sizeof *st->dirty);
     st->sb_buf = os_alloc(PAGE);
-    r = st->dirty && st->sb_buf ? map_arena(st, 0) : -ENOMEM;
+    st->kept = os_alloc(2 * KEEP_MAX * sizeof *st->kept);
+    r = st->dirty && st->sb_buf && st->kept ? map_arena(st, 0) : -ENOMEM;
     if (r == 0 && first)
         r = os_lock(st->fd, LOCK_OPEN, F_RDLCK, 0); /* downgrade: others may open now */
     if (r < 0) {
@@ -682,6 +685,7 @@ int store_revive(tm_store *st)
     st->tx_depth = 0;
     st->tx_bulk = 0;
     st->ndirty = 0;
+    st->nkept = 0; /* the new mapping has no private copies */
     st->apply_pending = 0;
     if (st->pm_fd >= 0) /* it shows the parent's pages */
         close(st->pm_fd);

@@ -28,7 +28,9 @@
  *   4. take LOCK_DATA exclusively, write the pages into the store file,
  *      superblock last (store.c S2);
  *   5. write-protect again (one call for a span of up to PROTECT_SPAN
- *      pages) and drop the private copies (MADV_DONTNEED, one call);
+ *      pages) and keep the private copies, which now equal the file, up to
+ *      KEEP_MAX pages ("kept copies" below), or drop them (MADV_DONTNEED,
+ *      one call);
  *   6. release LOCK_DATA and LOCK_WRITER together, and checkpoint when the
  *      log has grown past CKPT_BYTES (after LOCK_DATA, so readers elsewhere
  *      do not wait for it).
@@ -334,6 +336,8 @@ static int check_usable(tm_store *st)
     return st->poisoned ? TM_EPOISONED : 0;
 }
 
+static void check_kept(tm_store *st);
+
 int tm_store_begin(tm_store *st)
 {
     int r;
@@ -357,6 +361,7 @@ int tm_store_begin(tm_store *st)
         pthread_rwlock_unlock(&st->rw);
         return tm__err(r);
     }
+    check_kept(st);
     st->tx_size0 = super_of(st)->size;
     st->ndirty = 0;
     st->sb_dirty = 0;
@@ -461,14 +466,23 @@ static void discard(tm_store *st, const uint64_t *pages, size_t n)
  * clean pages inside are read-only already): one VMA merge, not one a run. */
 #define PROTECT_SPAN 4096
 
-/* Write-protects the dirty pages again and drops their private copies. */
-static void drop_copies(tm_store *st)
+/* The dirty pages that have a private copy: all but page 1 when the
+ * transaction did not write it (it is first once sorted). */
+static const uint64_t *copies(tm_store *st, size_t *n)
 {
-    const uint64_t *d = st->dirty;
-    size_t n = st->ndirty, i;
+    *n = st->ndirty;
+    if (st->sb_copy && !st->sb_dirty) {
+        --*n;
+        return st->dirty + 1;
+    }
+    return st->dirty;
+}
+
+/* Write-protects the dirty pages again. */
+static void protect_dirty(tm_store *st, const uint64_t *d, size_t n)
+{
+    size_t i;
     uint64_t lo = UINT64_MAX, hi = 0;
-    if (st->sb_copy && !st->sb_dirty) /* page 1, first once sorted: no private copy */
-        d++, n--;
     for (i = 0; i < n; i++) {
         lo = d[i] < lo ? d[i] : lo;
         hi = d[i] > hi ? d[i] : hi;
@@ -481,7 +495,68 @@ static void drop_copies(tm_store *st)
         protect(st->base + lo * PAGE, (hi - lo + 1) * PAGE);
     else
         for_runs(st, d, n, protect);
+}
+
+/* Write-protects the dirty pages again and drops their private copies. */
+static void drop_copies(tm_store *st)
+{
+    size_t n;
+    const uint64_t *d = copies(st, &n);
+    protect_dirty(st, d, n);
     discard(st, d, n);
+}
+
+/* ---- kept copies ----
+ * After a commit, the private copies of the pages it wrote hold exactly what
+ * the store file holds.  Up to KEEP_MAX of them are kept, read-only, so a
+ * later transaction that writes them again takes its fault without copying
+ * the page, and its commit has nothing to drop.  They go stale as soon as
+ * anyone else commits: every writer (after healing) and every first reader
+ * compares the committed sequence number, read through the superblock's
+ * page, which is never kept, with kept_seq, and drops them all on a
+ * difference.  Aborts, failed applies and bulk transactions drop them too. */
+
+static void drop_kept(tm_store *st)
+{
+    discard(st, st->kept, st->nkept);
+    st->nkept = 0;
+}
+
+static void check_kept(tm_store *st)
+{
+    if (st->nkept && super_of(st)->seq != st->kept_seq)
+        drop_kept(st);
+}
+
+/* Commit's step 5 in per-page mode: protect the dirty pages, drop the
+ * superblock's copy, keep the others (all of them are dropped instead when
+ * they would pass KEEP_MAX). */
+static void keep_copies(tm_store *st, uint64_t seq)
+{
+    size_t n, i = 0, j = 0, k = 0;
+    const uint64_t *d = copies(st, &n);
+    uint64_t *out = st->kept + KEEP_MAX;
+    protect_dirty(st, d, n);
+    if (n && d[0] == 1) { /* the superblock, written by the transaction */
+        discard(st, d, 1);
+        d++, n--;
+    }
+    if (st->nkept + n > KEEP_MAX) {
+        discard(st, d, n);
+        drop_kept(st);
+        return;
+    }
+    while (i < st->nkept || j < n) { /* merge two sorted lists */
+        if (j == n || (i < st->nkept && st->kept[i] < d[j]))
+            out[k++] = st->kept[i++];
+        else if (i == st->nkept || d[j] < st->kept[i])
+            out[k++] = d[j++];
+        else
+            out[k++] = d[j++], i++;
+    }
+    memcpy(st->kept, out, k * sizeof *out);
+    st->nkept = k;
+    st->kept_seq = seq;
 }
 
 /* Undoes the size change of the transaction. */
@@ -515,9 +590,13 @@ void tx_rollback(tm_store *st)
     if (st->tx_bulk == 1 && bulk_settle(st) < 0) { /* no list of the copies: drop them all */
         madvise(st->base + PAGE, st->mapped - PAGE, MADV_DONTNEED);
         mprotect(st->base + PAGE, st->mapped - PAGE, PROT_READ);
+        st->nkept = 0;
     } else {
         drop_copies(st);
     }
+    if (st->tx_bulk) /* the scan listed the kept copies with the others */
+        st->nkept = 0;
+    drop_kept(st);
     restore_size(st);
 }
 
@@ -659,7 +738,14 @@ int tm_store_commit(tm_store *st)
         st->poisoned = 1;
         st->apply_pending = 1; /* keeps LOCK_DATA and LOCK_WRITER: store_reapply */
     }
-    drop_copies(st);
+    if (r == 0 && !st->tx_bulk) {
+        keep_copies(st, st->apply_seq);
+    } else {
+        drop_copies(st);
+        if (st->tx_bulk) /* the scan listed the kept copies with the others */
+            st->nkept = 0;
+        drop_kept(st);
+    }
     if (r == 0 && st->log_off - LOG_START >= CKPT_BYTES) {
         os_lock(st->fd, LOCK_DATA, F_UNLCK, 0); /* readers need not wait for it */
         if (store_checkpoint(st) < 0)
@@ -715,8 +801,11 @@ static int lock_readers(tm_store *st)
             break;
         ro_log_len(st);
         off = sb->log_gen == st->gen ? sb->log_tail : LOG_START;
-        if (!log_pending(st, off, sb->seq + 1))
-            return store_refresh(st);
+        if (!log_pending(st, off, sb->seq + 1)) {
+            if ((r = store_refresh(st)) == 0)
+                check_kept(st);
+            return r;
+        }
         /* A commit is being applied, or its writer died: wait for the
          * writer lock (never while holding the data lock) and heal. */
         os_lock(st->fd, LOCK_DATA, F_UNLCK, 0);
