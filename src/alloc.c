@@ -86,6 +86,7 @@ size_t tm_store_usable_size(tm_store *st, const void *p)
 
 int tm_store_check(tm_store *st, char *msg, size_t len)
 {
+    tx_kept_refresh(st);
     return heap_check(st, msg, len);
 }
 

@@ -137,6 +137,8 @@ struct tm_store {
     uint64_t *kept;      /* sorted pages whose private copies outlived their commit */
     size_t nkept;        /* (tx.c "kept copies"); capacity 2 * KEEP_MAX */
     uint64_t kept_seq;   /* the commit they are exact for */
+    int parked[4];       /* fds of refused second opens: closing them would drop our locks */
+    int nparked;
 
     /* the log, and the header it belongs to */
     struct hdr_slot hdr; /* the current slot: gen, ckpt_seq, ... */
@@ -242,6 +244,7 @@ static inline int tx_owned(const tm_store *st)
     return st->tx_tid == tx_my_tid();
 }
 int tx_dirty_scan(tm_store *st);
+void tx_kept_refresh(tm_store *st);
 void tx_release(tm_store *st);
 
 /* heap.c, heap_check.c (layout and invariants in heap.h).  All but

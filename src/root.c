@@ -42,6 +42,7 @@ void *tm_store_root(tm_store *st, size_t size)
         size = 1;
     if (st->forked && (r = store_revive(st)) < 0)
         return fail(tm__err(r));
+    tx_kept_refresh(st);
     sb = super_of(st);
     if (sb->root && sb->root_size >= size)
         return (void *)(uintptr_t)sb->root;
@@ -64,6 +65,7 @@ int tm_store_stats(tm_store *st, tm_stats_t *out)
     int r;
     if (st->forked && (r = store_revive(st)) < 0)
         return tm__err(r);
+    tx_kept_refresh(st);
     sb = super_of(st);
     memset(out, 0, sizeof *out);
     out->arena_size = sb->size;

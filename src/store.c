@@ -540,6 +540,28 @@ static int registry_add(tm_store *st)
     return r;
 }
 
+/* Whether fd is a store this process has open already.  Then the fd is
+ * parked with that handle rather than closed: closing any descriptor of the
+ * file would release every POSIX lock the process holds on it. */
+static int registry_park(int fd)
+{
+    struct stat sb;
+    int i, found = 0;
+    if (fstat(fd, &sb) < 0)
+        return 0;
+    pthread_mutex_lock(&registry_mu);
+    for (i = 0; i < MAX_STORES && !found; i++) {
+        tm_store *o = store_registry[i];
+        if (o && o->dev == sb.st_dev && o->ino == sb.st_ino) {
+            found = 1;
+            if (o->nparked < (int)(sizeof o->parked / sizeof *o->parked))
+                o->parked[o->nparked++] = fd; /* else leaked: four refused opens already */
+        }
+    }
+    pthread_mutex_unlock(&registry_mu);
+    return found;
+}
+
 static void registry_remove(tm_store *st)
 {
     pthread_mutex_lock(&registry_mu);
@@ -574,6 +596,8 @@ static void destroy(tm_store *st)
         close(st->log_fd);
     if (st->pm_fd >= 0)
         close(st->pm_fd);
+    while (st->nparked > 0)
+        close(st->parked[--st->nparked]);
     if (st->fd >= 0)
         close(st->fd); /* drops this process's locks on the file */
     if (st->path)
@@ -651,6 +675,11 @@ int tm_open(const char *path, const tm_options *opts, tm_store **out)
         r = -errno;
         destroy(st);
         return tm__err(r);
+    }
+    if (registry_park(st->fd)) { /* before any lock: ours would not conflict with themselves */
+        st->fd = -1;
+        destroy(st);
+        return EBUSY;
     }
     if ((r = lock_open(st, &first)) < 0 || (r = validate(st, first, &file_size)) < 0 ||
         (r = registry_add(st)) < 0) {

@@ -112,8 +112,11 @@ static size_t bulk_threshold(const tm_store *st)
 /* From now on the scan, not the faults, lists the dirty pages: it finds
  * every private copy whatever the protection, so even a partly failed
  * mprotect leaves nothing untracked (later faults still unprotect pages). */
+static void drop_kept_clean(tm_store *st);
+
 static void enter_bulk(tm_store *st)
 {
+    drop_kept_clean(st); /* or the scan would log them all */
     mprotect(st->base + PAGE, st->mapped - PAGE, PROT_READ | PROT_WRITE);
     st->tx_bulk = 1;
 }
@@ -528,25 +531,19 @@ static void check_kept(tm_store *st)
         drop_kept(st);
 }
 
-/* Commit's step 5 in per-page mode: protect the dirty pages, drop the
- * superblock's copy, keep the others (all of them are dropped instead when
- * they would pass KEEP_MAX). */
+/* Commit's step 5 in per-page mode (the pages are read-only already): drop
+ * the superblock's copy, keep the others; all of them are dropped instead
+ * when the kept set would pass KEEP_MAX. */
 static void keep_copies(tm_store *st, uint64_t seq)
 {
     size_t n, i = 0, j = 0, k = 0;
     const uint64_t *d = copies(st, &n);
     uint64_t *out = st->kept + KEEP_MAX;
-    protect_dirty(st, d, n);
     if (n && d[0] == 1) { /* the superblock, written by the transaction */
         discard(st, d, 1);
         d++, n--;
     }
-    if (st->nkept + n > KEEP_MAX) {
-        discard(st, d, n);
-        drop_kept(st);
-        return;
-    }
-    while (i < st->nkept || j < n) { /* merge two sorted lists */
+    while ((i < st->nkept || j < n) && k < KEEP_MAX) { /* merge the sorted lists */
         if (j == n || (i < st->nkept && st->kept[i] < d[j]))
             out[k++] = st->kept[i++];
         else if (i == st->nkept || d[j] < st->kept[i])
@@ -554,9 +551,50 @@ static void keep_copies(tm_store *st, uint64_t seq)
         else
             out[k++] = d[j++], i++;
     }
+    if (i < st->nkept || j < n) { /* more than KEEP_MAX */
+        discard(st, d, n);
+        drop_kept(st);
+        return;
+    }
     memcpy(st->kept, out, k * sizeof *out);
     st->nkept = k;
     st->kept_seq = seq;
+}
+
+static void sort_pages(uint64_t *v, size_t n);
+
+/* Entering bulk mode: drops the kept copies this transaction has not
+ * written (those it has are in st->dirty; the scan will list them). */
+static void drop_kept_clean(tm_store *st)
+{
+    size_t i = 0, j = 0, k = 0, n = st->ndirty;
+    uint64_t *out = st->kept + KEEP_MAX;
+    if (!st->nkept)
+        return;
+    sort_pages(st->dirty, n); /* the order no longer matters: the scan replaces the list */
+    while (i < st->nkept) {
+        while (j < n && st->dirty[j] < st->kept[i])
+            j++;
+        if (j == n || st->dirty[j] != st->kept[i])
+            out[k++] = st->kept[i];
+        i++;
+    }
+    discard(st, out, k);
+    st->nkept = 0;
+}
+
+/* For calls that read outside a transaction (tm_store_root, _stats,
+ * _check): drops stale kept copies, unless a transaction of this process
+ * is open (then they are checked when it began, or its pages are in use). */
+void tx_kept_refresh(tm_store *st)
+{
+    if (!st->nkept || pthread_rwlock_tryrdlock(&st->rw) != 0)
+        return;
+    pthread_mutex_lock(&st->mu);
+    if (st->readers == 0)
+        check_kept(st);
+    pthread_mutex_unlock(&st->mu);
+    pthread_rwlock_unlock(&st->rw);
 }
 
 /* Undoes the size change of the transaction. */
@@ -668,9 +706,15 @@ static int write_record(tm_store *st)
             st->ndirty++;
         }
     } else {
+        const uint64_t *d;
+        size_t n;
         if (!st->sb_dirty)
             st->dirty[st->ndirty++] = 1;
         sort_pages(st->dirty, st->ndirty);
+        /* Read-only again before the record is written: from here on a
+         * stray write by another thread faults, as in bulk mode. */
+        d = copies(st, &n);
+        protect_dirty(st, d, n);
     }
     sb = commit_super(st);
     sb->seq += 1;

@@ -564,6 +564,92 @@ Test(tx, read_begun_inside_a_write_outlives_it)
     TU_OK(tm_close(st));
 }
 
+/* Kept copies and reads outside a transaction: tm_store_root and
+ * tm_store_check see another process's commit to a page this process kept. */
+static void bump_root_in_child(void *arg)
+{
+    (void)arg;
+    long *root = tm_store_root(drop_st, 64 * PAGE);
+    if (!root || tm_store_begin(drop_st) != 0)
+        _exit(1);
+    root[0] = 42;
+    _exit(tm_store_commit(drop_st) == 0 ? 0 : 2);
+}
+
+Test(tx, reads_outside_a_transaction_see_other_commits)
+{
+    char err[256], msg[128];
+    drop_st = tu_open(tu_path("k.tmf"));
+    long *root = tm_store_root(drop_st, 64 * PAGE);
+    TU_OK(tm_store_begin(drop_st));
+    root[0] = 1; /* its page is kept */
+    TU_OK(tm_store_commit(drop_st));
+    int status = tu_run_child(bump_root_in_child, NULL, err, sizeof err);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child: status %#x: %s", status, err);
+    TU_OK(tm_store_check(drop_st, msg, sizeof msg));
+    root = tm_store_root(drop_st, 64 * PAGE);
+    cr_assert_eq(root[0], 42, "a read outside a transaction saw this process's kept copy");
+    TU_OK(tm_close(drop_st));
+}
+
+/* Kept copies do not inflate a bulk transaction's record. */
+Test(tx, bulk_transaction_does_not_log_kept_copies)
+{
+    tm_stats_t a, b;
+    tm_store *st = tu_open(tu_path("kb.tmf"));
+    char *root = tm_store_root(st, 200 * PAGE);
+    root = (char *)(((uintptr_t)root + PAGE - 1) & ~(uintptr_t)(PAGE - 1));
+    for (int i = 0; i < 60; i++) { /* 60 kept pages */
+        TU_OK(tm_store_begin(st));
+        root[(100 + i) * PAGE] = 1;
+        TU_OK(tm_store_commit(st));
+    }
+    cr_assert_geq(st->nkept, 60);
+    TU_OK(tm_store_stats(st, &a));
+    TU_OK(tm_store_begin(st));
+    for (int i = 0; i < 20; i++)
+        root[i * PAGE] = 2;
+    cr_assert(st->tx_bulk);
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_store_stats(st, &b));
+    cr_assert_eq(b.checkpoints, a.checkpoints);
+    cr_assert_leq(b.log_bytes - a.log_bytes, log_record_len(22), "%llu bytes logged for 21 pages",
+                  (unsigned long long)(b.log_bytes - a.log_bytes));
+    for (int i = 0; i < 60; i++)
+        cr_assert_eq(root[(100 + i) * PAGE], 1);
+    TU_OK(tm_close(st));
+}
+
+/* A second tm_open of a store this process has open is refused without
+ * releasing the process's file locks (closing any descriptor of the file
+ * would release them all). */
+static void writer_lock_held(void *arg)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = LOCK_WRITER, .l_len = 1};
+    int fd = open(arg, O_RDWR);
+    if (fd < 0 || fcntl(fd, F_GETLK, &fl) < 0)
+        _exit(2);
+    _exit(fl.l_type == F_UNLCK ? 1 : 0);
+}
+
+Test(tx, second_open_in_a_process_keeps_the_locks)
+{
+    char path[512];
+    tm_options o = tu_opts(TM_SYNC_FULL);
+    tm_store *st, *again = NULL;
+    snprintf(path, sizeof path, "%s", tu_path("two.tmf"));
+    st = tu_open(path);
+    long *root = tm_store_root(st, sizeof(long));
+    TU_OK(tm_store_begin(st));
+    *root = 5;
+    cr_assert_eq(tm_open(path, &o, &again), EBUSY);
+    cr_assert_null(again);
+    int status = tu_run_child(writer_lock_held, path, NULL, 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the writer lock was released (status %#x)", status);
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_close(st));
+}
+
 /* ---- misuse ---- */
 
 static tm_store *misuse_st;
