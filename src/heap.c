@@ -120,6 +120,16 @@ static __attribute__((noinline)) void span_release(tm_store *st, struct heap_sta
 
 static inline void *recent_pop(const tm_store *st, struct heap_state *h, unsigned c);
 
+/* Puts slot q on class c's recent list: linked through its first word,
+ * tagged in its second (H7). */
+static inline void recent_push(struct heap_state *h, unsigned c, uint64_t *q)
+{
+    q[0] = (uintptr_t)h->recent[c];
+    q[1] = heap_recent_tag(h, q, c);
+    h->recent[c] = q;
+    h->nrecent[c]++;
+}
+
 /* An allocation from a bitmap word whose free slots are one run (a span
  * being filled, not churned) takes this many bytes of neighbouring slots along
  * onto the (empty) recent list: the allocations after it, in this
@@ -152,10 +162,7 @@ static inline void *small_alloc(tm_store *st, struct heap_state *h, unsigned c)
     for (grab &= grab - 1; grab; grab &= ~(1ull << k)) {
         k = 63 - (unsigned)__builtin_clzll(grab);
         q = (uint64_t *)((char *)s + SPAN_HDR + (size_t)(w * 64 + k) * s->slot);
-        q[0] = (uintptr_t)h->recent[c];
-        q[1] = heap_recent_tag(h, q, c);
-        h->recent[c] = q;
-        h->nrecent[c]++;
+        recent_push(h, c, q);
         s->nfree--;
     }
     s->bitmap[w] = m;
@@ -266,11 +273,7 @@ static inline void small_free(tm_store *st, struct heap_state *h, span *s, uintp
         (uintptr_t)h->recent[c] == p)
         misuse("free(): ", "double free detected at", (void *)p);
     if (likely(h->nrecent[c] < RECENT_MAX)) {
-        uint64_t *q = (uint64_t *)p;
-        q[0] = (uintptr_t)h->recent[c];
-        q[1] = heap_recent_tag(h, q, c);
-        h->recent[c] = q;
-        h->nrecent[c]++;
+        recent_push(h, c, (uint64_t *)p);
         h->live_small -= s->slot;
         return;
     }

@@ -517,16 +517,33 @@ static void registry_bounds(void)
     tm_arena_hi = hi;
 }
 
+/* Under registry_mu: when the file (dev, ino) is open in this process
+ * already, parks fd with that handle and returns 1.  A refused second open
+ * must not close its descriptor: closing any descriptor of the file would
+ * release every POSIX lock the process holds on it. */
+static int park_if_open(dev_t dev, ino_t ino, int fd)
+{
+    int i;
+    for (i = 0; i < MAX_STORES; i++) {
+        tm_store *o = store_registry[i];
+        if (o && o->dev == dev && o->ino == ino) {
+            if (o->nparked < (int)(sizeof o->parked / sizeof *o->parked))
+                o->parked[o->nparked++] = fd; /* else leaked: four refused opens already */
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Adds st to the registry; EBUSY (st->fd parked) when another open of two
+ * racing ones won. */
 static int registry_add(tm_store *st)
 {
     int i, r = -EMFILE;
     pthread_mutex_lock(&registry_mu);
-    for (i = 0; i < MAX_STORES; i++) {
-        tm_store *o = store_registry[i];
-        if (o && o->dev == st->dev && o->ino == st->ino) {
-            r = -EBUSY;
-            break;
-        }
+    if (park_if_open(st->dev, st->ino, st->fd)) {
+        st->fd = -1;
+        r = -EBUSY;
     }
     for (i = 0; r == -EMFILE && i < MAX_STORES; i++) {
         if (!store_registry[i]) {
@@ -540,24 +557,17 @@ static int registry_add(tm_store *st)
     return r;
 }
 
-/* Whether fd is a store this process has open already.  Then the fd is
- * parked with that handle rather than closed: closing any descriptor of the
- * file would release every POSIX lock the process holds on it. */
+/* Whether fd is a store this process has open already (then it is parked,
+ * see park_if_open).  Checked before any lock is taken: the process's own
+ * locks never conflict with each other. */
 static int registry_park(int fd)
 {
     struct stat sb;
-    int i, found = 0;
+    int found;
     if (fstat(fd, &sb) < 0)
         return 0;
     pthread_mutex_lock(&registry_mu);
-    for (i = 0; i < MAX_STORES && !found; i++) {
-        tm_store *o = store_registry[i];
-        if (o && o->dev == sb.st_dev && o->ino == sb.st_ino) {
-            found = 1;
-            if (o->nparked < (int)(sizeof o->parked / sizeof *o->parked))
-                o->parked[o->nparked++] = fd; /* else leaked: four refused opens already */
-        }
-    }
+    found = park_if_open(sb.st_dev, sb.st_ino, fd);
     pthread_mutex_unlock(&registry_mu);
     return found;
 }

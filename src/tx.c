@@ -500,15 +500,6 @@ static void protect_dirty(tm_store *st, const uint64_t *d, size_t n)
         for_runs(st, d, n, protect);
 }
 
-/* Write-protects the dirty pages again and drops their private copies. */
-static void drop_copies(tm_store *st)
-{
-    size_t n;
-    const uint64_t *d = copies(st, &n);
-    protect_dirty(st, d, n);
-    discard(st, d, n);
-}
-
 /* ---- kept copies ----
  * After a commit, the private copies of the pages it wrote hold exactly what
  * the store file holds.  Up to KEEP_MAX of them are kept, read-only, so a
@@ -523,6 +514,18 @@ static void drop_kept(tm_store *st)
 {
     discard(st, st->kept, st->nkept);
     st->nkept = 0;
+}
+
+/* Write-protects the dirty pages again and drops every private copy: the
+ * transaction's and the kept ones (none in bulk mode: entering it dropped
+ * them, or left them among the dirty pages). */
+static void drop_copies(tm_store *st)
+{
+    size_t n;
+    const uint64_t *d = copies(st, &n);
+    protect_dirty(st, d, n);
+    discard(st, d, n);
+    drop_kept(st);
 }
 
 static void check_kept(tm_store *st)
@@ -628,13 +631,9 @@ void tx_rollback(tm_store *st)
     if (st->tx_bulk == 1 && bulk_settle(st) < 0) { /* no list of the copies: drop them all */
         madvise(st->base + PAGE, st->mapped - PAGE, MADV_DONTNEED);
         mprotect(st->base + PAGE, st->mapped - PAGE, PROT_READ);
-        st->nkept = 0;
     } else {
         drop_copies(st);
     }
-    if (st->tx_bulk) /* the scan listed the kept copies with the others */
-        st->nkept = 0;
-    drop_kept(st);
     restore_size(st);
 }
 
@@ -782,14 +781,10 @@ int tm_store_commit(tm_store *st)
         st->poisoned = 1;
         st->apply_pending = 1; /* keeps LOCK_DATA and LOCK_WRITER: store_reapply */
     }
-    if (r == 0 && !st->tx_bulk) {
+    if (r == 0 && !st->tx_bulk)
         keep_copies(st, st->apply_seq);
-    } else {
+    else
         drop_copies(st);
-        if (st->tx_bulk) /* the scan listed the kept copies with the others */
-            st->nkept = 0;
-        drop_kept(st);
-    }
     if (r == 0 && st->log_off - LOG_START >= CKPT_BYTES) {
         os_lock(st->fd, LOCK_DATA, F_UNLCK, 0); /* readers need not wait for it */
         if (store_checkpoint(st) < 0)
