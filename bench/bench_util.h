@@ -3,6 +3,7 @@
 #define BENCH_UTIL_H
 
 #include <errno.h> /* program_invocation_short_name */
+#include <sys/types.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -41,6 +42,26 @@ static inline void remove_store(const char *path)
     snprintf(log, sizeof log, "%s.log", path);
     unlink(path);
     unlink(log);
+}
+
+/* Runs args[0] with args in a child whose stdout is a pipe (fds[0] reads
+ * it) and whose LD_PRELOAD is preload, or unset when NULL. */
+static inline pid_t spawn(int fds[2], const char *preload, char *const args[])
+{
+    if (pipe(fds) < 0)
+        exit(1);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        if (preload)
+            setenv("LD_PRELOAD", preload, 1);
+        else
+            unsetenv("LD_PRELOAD");
+        execv(args[0], args);
+        _exit(127);
+    }
+    close(fds[1]);
+    return pid;
 }
 
 #endif

@@ -46,20 +46,9 @@ static double child(const char *self, const char *preload, long ops)
     int fds[2];
     double t = 0;
     char arg[32];
-    if (pipe(fds) < 0)
-        exit(1);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        if (preload)
-            setenv("LD_PRELOAD", preload, 1);
-        else
-            unsetenv("LD_PRELOAD");
-        snprintf(arg, sizeof arg, "%ld", ops);
-        execl(self, self, "--work", arg, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
+    snprintf(arg, sizeof arg, "%ld", ops);
+    char *args[] = {(char *)self, "--work", arg, NULL};
+    pid_t pid = spawn(fds, preload, args);
     if (read(fds[0], &t, sizeof t) != sizeof t)
         t = -1;
     close(fds[0]);

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "internal.h"
 #include "tmfalloc.h"
 
@@ -116,13 +117,6 @@ static struct trace make_trace(size_t n, uint32_t nslots, uint64_t seed, int swi
     return t;
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* The same loop for both allocators; live bytes tracked for the peak. */
 #define RUN_TRACE(T, SLOTS, SIZES, MALLOC, REALLOC, FREE, SAMPLE)                    \
     do {                                                                             \
@@ -170,18 +164,6 @@ static size_t je_resident(void)
     return res;
 }
 
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median5(double *v)
-{
-    qsort(v, 5, sizeof *v, cmp_d);
-    return v[2];
-}
-
 static tm_store *open_store(const char *path)
 {
     tm_options o;
@@ -190,16 +172,9 @@ static tm_store *open_store(const char *path)
     tm_options_init(&o);
     o.sync = TM_SYNC_NONE;
     o.max_size = (size_t)8 << 30;
-    unlink(path);
-    {
-        char log[4096];
-        snprintf(log, sizeof log, "%s.log", path);
-        unlink(log);
-    }
-    if ((r = tm_open(path, &o, &st)) != 0) {
-        fprintf(stderr, "tm_open(%s): %s\n", path, tm_strerror(r));
-        exit(1);
-    }
+    remove_store(path);
+    if ((r = tm_open(path, &o, &st)) != 0)
+        die(path, tm_strerror(r));
     return st;
 }
 
@@ -239,10 +214,8 @@ static void fragmentation(const char *path)
 /* Pages the open transaction has dirtied (in bulk mode, as commit finds them). */
 static size_t dirty_pages(void)
 {
-    if (g_st->tx_bulk && tx_dirty_scan(g_st) < 0) {
-        fprintf(stderr, "tx_dirty_scan failed\n");
-        exit(1);
-    }
+    if (g_st->tx_bulk && tx_dirty_scan(g_st) < 0)
+        die("tx_dirty_scan", "failed");
     return g_st->ndirty;
 }
 
@@ -271,11 +244,11 @@ static void speed(const char *path, size_t nops)
         tm[r] = t.n / (now() - t0);
     }
     printf("speed (%zu ops: alloc/free/realloc, 8 B-4 KiB mostly; median of 5)\n", t.n);
-    printf("  jemalloc  %.2f Mops/s\n", median5(je) / 1e6);
+    printf("  jemalloc  %.2f Mops/s\n", median(je, 5) / 1e6);
     printf("  tmfalloc  %.2f Mops/s  (warm transaction; pages dirtied by the warm-up %zu, "
            "by the timed runs %zu more)\n",
-           median5(tm) / 1e6, dirty0, dirty_pages() - dirty0);
-    printf("  ratio tmfalloc / jemalloc  %.2f\n", median5(tm) / median5(je));
+           median(tm, 5) / 1e6, dirty0, dirty_pages() - dirty0);
+    printf("  ratio tmfalloc / jemalloc  %.2f\n", median(tm, 5) / median(je, 5));
     tm_store_commit(g_st);
     tm_close(g_st);
     munmap(t.ops, t.n * sizeof(struct op));
@@ -341,13 +314,10 @@ int main(int argc, char **argv)
 {
     size_t nops = argc > 1 ? strtoull(argv[1], NULL, 10) : 2000000;
     const char *path = argc > 2 ? argv[2] : "/tmp/heap_bench.tmf";
-    char log[4096];
     setvbuf(stdout, NULL, _IONBF, 0);
     fragmentation(path); /* first: jemalloc's resident size is still its own */
     speed(path, nops);
     pages(path);
-    unlink(path);
-    snprintf(log, sizeof log, "%s.log", path);
-    unlink(log);
+    remove_store(path);
     return 0;
 }

@@ -148,24 +148,6 @@ static void child_heap(const char *path, uintptr_t base, long ops, double out[2]
 
 static const char *g_self;
 
-static pid_t spawn(int fds[2], const char *preload, char *const args[])
-{
-    if (pipe(fds) < 0)
-        exit(1);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        if (preload)
-            setenv("LD_PRELOAD", preload, 1);
-        else
-            unsetenv("LD_PRELOAD");
-        execv(g_self, args);
-        _exit(127);
-    }
-    close(fds[1]);
-    return pid;
-}
-
 static void collect(pid_t pid, int fd, double *v, int n)
 {
     if (read(fd, v, sizeof *v * (size_t)n) != (ssize_t)(sizeof *v * (size_t)n)) {

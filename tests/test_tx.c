@@ -24,6 +24,14 @@ static double now(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* tm_store_root(st, bytes) from its first page boundary: whole pages to
+ * write one by one (NULL stays NULL; no assertion, for forked children). */
+static char *page_root(tm_store *st, size_t bytes)
+{
+    uintptr_t r = (uintptr_t)tm_store_root(st, bytes);
+    return (char *)((r + PAGE - 1) & ~(uintptr_t)(PAGE - 1));
+}
+
 Test(tx, write_straddling_two_pages)
 {
     const char *path = tu_path("s.tmf");
@@ -184,9 +192,8 @@ static void bulk_scattered(void)
     const char *path = tu_path("s.tmf");
     const size_t pages = 700;
     tm_store *st = tu_open(path);
-    char *root = tm_store_root(st, pages * PAGE);
+    char *root = page_root(st, pages * PAGE);
     cr_assert_not_null(root);
-    root = (char *)(((uintptr_t)root + PAGE - 1) & ~(uintptr_t)(PAGE - 1));
     for (int round = 1; round <= 2; round++) {
         TU_OK(tm_store_begin(st));
         for (size_t i = 0; i < pages - 1; i += 2)
@@ -203,8 +210,7 @@ static void bulk_scattered(void)
         cr_assert_eq(root[i * PAGE + 9], i % 2 ? 0 : (char)(14 + i), "page %zu after abort", i);
     TU_OK(tm_close(st));
     st = tu_open(path);
-    root = tm_store_root(st, pages * PAGE);
-    root = (char *)(((uintptr_t)root + PAGE - 1) & ~(uintptr_t)(PAGE - 1));
+    root = page_root(st, pages * PAGE);
     for (size_t i = 0; i < pages - 1; i++)
         cr_assert_eq(root[i * PAGE + 9], i % 2 ? 0 : (char)(14 + i), "page %zu after reopen", i);
     TU_OK(tm_close(st));
@@ -248,8 +254,7 @@ static void copies_dropped(void)
 {
     char err[256];
     drop_st = tu_open(tu_path("d.tmf"));
-    drop_root = tm_store_root(drop_st, 30 * PAGE);
-    drop_root = (char *)(((uintptr_t)drop_root + PAGE - 1) & ~(uintptr_t)(PAGE - 1));
+    drop_root = page_root(drop_st, 30 * PAGE);
     TU_OK(tm_store_begin(drop_st));
     for (int i = 1; i <= 20; i += 9) /* three runs */
         drop_root[i * PAGE] = 'p';
@@ -597,8 +602,7 @@ Test(tx, bulk_transaction_does_not_log_kept_copies)
 {
     tm_stats_t a, b;
     tm_store *st = tu_open(tu_path("kb.tmf"));
-    char *root = tm_store_root(st, 200 * PAGE);
-    root = (char *)(((uintptr_t)root + PAGE - 1) & ~(uintptr_t)(PAGE - 1));
+    char *root = page_root(st, 200 * PAGE);
     for (int i = 0; i < 60; i++) { /* 60 kept pages */
         TU_OK(tm_store_begin(st));
         root[(100 + i) * PAGE] = 1;
@@ -693,8 +697,7 @@ static void expect_read_only(char *root, size_t page)
 Test(tx, pages_are_read_only_again_after_commit_and_abort)
 {
     misuse_st = tu_open(tu_path("m.tmf"));
-    char *root = tm_store_root(misuse_st, 201 * PAGE);
-    root = (char *)(((uintptr_t)root + PAGE - 1) & ~(uintptr_t)(PAGE - 1));
+    char *root = page_root(misuse_st, 201 * PAGE);
     TU_OK(tm_store_begin(misuse_st));
     root[3 * PAGE] = root[150 * PAGE] = 1;
     TU_OK(tm_store_commit(misuse_st));
@@ -744,9 +747,8 @@ static ssize_t stray_pwritev(int fd, const struct iovec *iov, int n, off_t off)
 
 static void bulk_commit_with_stray_write(void *arg)
 {
-    char *root = tm_store_root(misuse_st, 101 * PAGE);
+    char *root = page_root(misuse_st, 101 * PAGE);
     (void)arg;
-    root = (char *)(((uintptr_t)root + PAGE - 1) & ~(uintptr_t)(PAGE - 1));
     if (tm_store_begin(misuse_st))
         _exit(1);
     for (size_t i = 0; i < 40; i++)
@@ -776,8 +778,7 @@ Test(tx, child_forked_inside_a_transaction_cannot_write)
 {
     char err[512];
     misuse_st = tu_open(tu_path("m.tmf"));
-    char *root = tm_store_root(misuse_st, 101 * PAGE);
-    root = (char *)(((uintptr_t)root + PAGE - 1) & ~(uintptr_t)(PAGE - 1));
+    char *root = page_root(misuse_st, 101 * PAGE);
     for (int bulk = 0; bulk <= 1; bulk++) {
         TU_OK(tm_store_begin(misuse_st));
         for (size_t i = 0; i < (bulk ? 40 : 2); i++)
