@@ -675,10 +675,11 @@ static void sort_pages(uint64_t *v, size_t n)
     }
 }
 
-/* The superblock being committed. */
+/* The superblock being committed: once write_record has begun, always the
+ * stamped copy (st->sb_copy). */
 static struct tm_super *commit_super(tm_store *st)
 {
-    return st->sb_copy ? (struct tm_super *)st->sb_buf : super_of(st);
+    return (struct tm_super *)st->sb_buf;
 }
 
 /* Steps 1-3: returns 0 once the record is durable. */
