@@ -57,6 +57,24 @@
 tm_store *_Atomic store_registry[MAX_STORES];
 _Atomic uintptr_t tm_arena_lo, tm_arena_hi;
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+/* Held by tm_open from the duplicate check until the handle is registered
+ * and LOCK_OPEN downgraded: the process's file locks never conflict with
+ * each other, so without it two threads opening one store could both pass
+ * the check and both recover it. */
+static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* fork() must not copy either mutex locked by another thread. */
+void store_fork_prepare(void)
+{
+    pthread_mutex_lock(&open_mu);
+    pthread_mutex_lock(&registry_mu);
+}
+
+void store_fork_done(void)
+{
+    pthread_mutex_unlock(&registry_mu);
+    pthread_mutex_unlock(&open_mu);
+}
 
 #define ADDR_LIMIT ((uint64_t)1 << 47) /* x86-64 user space */
 
@@ -535,16 +553,11 @@ static int park_if_open(dev_t dev, ino_t ino, int fd)
     return 0;
 }
 
-/* Adds st to the registry; EBUSY (st->fd parked) when another open of two
- * racing ones won. */
+/* Adds st to the registry (under open_mu: no other open can race it). */
 static int registry_add(tm_store *st)
 {
     int i, r = -EMFILE;
     pthread_mutex_lock(&registry_mu);
-    if (park_if_open(st->dev, st->ino, st->fd)) {
-        st->fd = -1;
-        r = -EBUSY;
-    }
     for (i = 0; r == -EMFILE && i < MAX_STORES; i++) {
         if (!store_registry[i]) {
             st->slot = i;
@@ -632,12 +645,38 @@ static int lock_open(tm_store *st, int *first)
     return r;
 }
 
+/* The part of tm_open under open_mu: st->fd is open; on failure the caller
+ * destroys st (its fd was parked when the store is open here already). */
+static int open_locked(tm_store *st)
+{
+    uint64_t file_size;
+    int first = 0, r;
+    if (registry_park(st->fd)) { /* before any lock: ours would not conflict with themselves */
+        st->fd = -1;
+        return -EBUSY;
+    }
+    if ((r = lock_open(st, &first)) < 0 || (r = validate(st, first, &file_size)) < 0 ||
+        (r = registry_add(st)) < 0)
+        return r;
+    st->dirty = os_alloc((st->max / PAGE) * sizeof *st->dirty);
+    st->sb_buf = os_alloc(PAGE);
+    st->kept = os_alloc(2 * KEEP_MAX * sizeof *st->kept);
+    r = st->dirty && st->sb_buf && st->kept ? map_arena(st, 0) : -ENOMEM;
+    if (r == 0 && first)
+        r = os_lock(st->fd, LOCK_OPEN, F_RDLCK, 0); /* downgrade: others may open now */
+    if (r < 0) {
+        if (r != -TM_EADDR && st->mapped)
+            munmap(st->base, st->max);
+        registry_remove(st);
+    }
+    return r;
+}
+
 int tm_open(const char *path, const tm_options *opts, tm_store **out)
 {
     tm_options o;
     tm_store *st;
-    uint64_t file_size;
-    int first = 0, r;
+    int r;
 
     *out = NULL;
     if (!path || !*path)
@@ -686,26 +725,10 @@ int tm_open(const char *path, const tm_options *opts, tm_store **out)
         destroy(st);
         return tm__err(r);
     }
-    if (registry_park(st->fd)) { /* before any lock: ours would not conflict with themselves */
-        st->fd = -1;
-        destroy(st);
-        return EBUSY;
-    }
-    if ((r = lock_open(st, &first)) < 0 || (r = validate(st, first, &file_size)) < 0 ||
-        (r = registry_add(st)) < 0) {
-        destroy(st);
-        return tm__err(r);
-    }
-    st->dirty = os_alloc((st->max / PAGE) * sizeof *st->dirty);
-    st->sb_buf = os_alloc(PAGE);
-    st->kept = os_alloc(2 * KEEP_MAX * sizeof *st->kept);
-    r = st->dirty && st->sb_buf && st->kept ? map_arena(st, 0) : -ENOMEM;
-    if (r == 0 && first)
-        r = os_lock(st->fd, LOCK_OPEN, F_RDLCK, 0); /* downgrade: others may open now */
+    pthread_mutex_lock(&open_mu);
+    r = open_locked(st);
+    pthread_mutex_unlock(&open_mu);
     if (r < 0) {
-        if (r != -TM_EADDR && st->mapped)
-            munmap(st->base, st->max);
-        registry_remove(st);
         destroy(st);
         return tm__err(r);
     }

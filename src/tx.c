@@ -178,6 +178,7 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
 static void after_fork_child(void)
 {
     int i;
+    store_fork_done();
     tm_tls_tx = 0;
     tm_tls_route = tls_saved_route = NULL;
     tls_transient = 0;
@@ -203,7 +204,7 @@ static void install(void)
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGSEGV, &sa, &old_segv) < 0 || sigaction(SIGBUS, &sa, &old_bus) < 0)
         handler_err = -errno;
-    else if ((handler_err = -pthread_atfork(NULL, NULL, after_fork_child)) == 0)
+    else if ((handler_err = -pthread_atfork(store_fork_prepare, store_fork_done, after_fork_child)) == 0)
         handler_err = 0;
 }
 

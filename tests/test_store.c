@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "os.h"
 
 static int open_err(const char *path)
 {
@@ -322,6 +324,77 @@ Test(store, store_opened_twice_in_a_process_is_busy)
     tm_store *st = tu_open(path);
     cr_assert_eq(open_err(path), EBUSY);
     TU_OK(tm_close(st));
+}
+
+/* Two threads open the same store at once, a store whose log a dead
+ * process left for recovery: one open wins and recovers, the other is
+ * refused with EBUSY before it reads a byte of the files (the process's own
+ * file locks do not keep it out of a recovery in progress), and the
+ * winner's commit is kept. */
+struct racer {
+    const char *path;
+    pthread_barrier_t *go;
+    tm_store *st;
+    int r;
+    long reads;
+};
+
+static _Thread_local long thread_reads;
+
+static ssize_t counted_pread(int fd, void *buf, size_t len, off_t off)
+{
+    thread_reads++;
+    return os_real.pread(fd, buf, len, off);
+}
+
+static void *race_open(void *arg)
+{
+    struct racer *x = arg;
+    tm_options o = tu_opts(TM_SYNC_FULL);
+    pthread_barrier_wait(x->go);
+    x->r = tm_open(x->path, &o, &x->st);
+    x->reads = thread_reads;
+    if (x->r == 0) {
+        long *root = tm_store_root(x->st, sizeof(long));
+        if (tm_store_begin(x->st) == 0) {
+            *root = 100;
+            x->r = tm_store_commit(x->st);
+        }
+    }
+    return NULL;
+}
+
+Test(store, racing_opens_in_a_process_recover_once)
+{
+    char path[512], log[520];
+    struct commits c = {path, 5};
+    pthread_barrier_t go;
+    snprintf(path, sizeof path, "%s", tu_path("r.tmf"));
+    snprintf(log, sizeof log, "%s.log", path);
+    pthread_barrier_init(&go, NULL, 2);
+    os_calls.pread = counted_pread;
+    for (int round = 0; round < 40; round++) {
+        struct racer x[2] = {{c.path, &go, NULL, -1, 0}, {c.path, &go, NULL, -1, 0}};
+        pthread_t t[2];
+        unlink(c.path);
+        unlink(log);
+        commits_after_power_loss(&c);
+        for (int i = 0; i < 2; i++)
+            cr_assert_eq(pthread_create(&t[i], NULL, race_open, &x[i]), 0);
+        for (int i = 0; i < 2; i++)
+            pthread_join(t[i], NULL);
+        int w = x[0].st ? 0 : 1;
+        cr_assert(x[w].st && !x[1 - w].st, "round %d: opens returned %d and %d", round, x[0].r, x[1].r);
+        cr_assert_eq(x[w].r, 0, "round %d: %s", round, tm_strerror(x[w].r));
+        cr_assert_eq(x[1 - w].r, EBUSY, "round %d: the loser got %s", round, tm_strerror(x[1 - w].r));
+        cr_assert_eq(x[1 - w].reads, 0, "round %d: the refused open read the store %ld times", round, x[1 - w].reads);
+        cr_assert_gt(x[w].reads, 0);
+        TU_OK(tm_store_check(x[w].st, NULL, 0));
+        TU_OK(tm_close(x[w].st));
+        cr_assert_eq(read_root(c.path), 100, "round %d", round);
+    }
+    os_calls.pread = os_real.pread;
+    pthread_barrier_destroy(&go);
 }
 
 Test(store, taken_base_address_is_refused)
