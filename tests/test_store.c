@@ -397,6 +397,47 @@ Test(store, racing_opens_in_a_process_recover_once)
     pthread_barrier_destroy(&go);
 }
 
+/* fork() while another thread is inside tm_open: the child is not left
+ * with the open mutex locked, so it can open a store of its own. */
+static volatile int opener_stop;
+
+static void *open_close_loop(void *arg)
+{
+    tm_options o = tu_opts(TM_SYNC_FULL);
+    while (!opener_stop) {
+        tm_store *st;
+        if (tm_open(arg, &o, &st) == 0)
+            tm_close(st);
+    }
+    return NULL;
+}
+
+Test(store, fork_during_an_open_leaves_the_child_able_to_open)
+{
+    char a[512], b[512];
+    pthread_t t;
+    snprintf(a, sizeof a, "%s", tu_path("fa.tmf"));
+    snprintf(b, sizeof b, "%s", tu_path("fb.tmf"));
+    make_store(a, 1);
+    cr_assert_eq(pthread_create(&t, NULL, open_close_loop, a), 0);
+    for (int i = 0; i < 40; i++) {
+        int status;
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+            tm_options o = tu_opts(TM_SYNC_NONE);
+            tm_store *st;
+            alarm(10); /* a child stuck on the mutex dies of SIGALRM */
+            o.base = (o.base ? o.base : DEFAULT_BASE) + ((uintptr_t)4 << 30);
+            _exit(tm_open(b, &o, &st) == 0 && tm_close(st) == 0 ? 0 : 1);
+        }
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d: status %#x", i, status);
+    }
+    opener_stop = 1;
+    pthread_join(t, NULL);
+}
+
 Test(store, taken_base_address_is_refused)
 {
     tm_store *a = tu_open(tu_path("a.tmf"));

@@ -314,4 +314,14 @@ __attribute__((unused)) static void fz_count(int open_rc, int check_rc)
     fz_n[open_rc ? 1 : check_rc ? 3 : 2]++;
 }
 
+/* libFuzzer calls this once, before the first input: the template is built
+ * outside the timed iterations. */
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc, (void)argv;
+    fz_template();
+    return 0;
+}
+
 #endif
