@@ -43,6 +43,7 @@
  *       file by itself.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -327,33 +328,64 @@ static int check_index(void *ctx, const uint8_t *p, size_t n, uint64_t at)
     return 0;
 }
 
-/* L1: checksum and page numbers. */
-static int verify(tm_store *st, uint64_t off, const struct log_rec *rec, uint8_t *buf)
+/* L1: checksum and page numbers.  A body that fits in buf is read once and
+ * left there for apply_record (*whole = 1); a larger one is read a piece at
+ * a time, and again when it is applied. */
+static int verify(tm_store *st, uint64_t off, const struct log_rec *rec, uint8_t *buf, int *whole)
 {
     struct log_rec h0 = *rec;
     struct index_check ic = {0, rec->size / PAGE, 1};
-    uint64_t ilen = (uint64_t)rec->npages * 8;
+    uint64_t blen = rec->len - sizeof *rec, ilen = (uint64_t)rec->npages * 8;
     hash_state h;
     int r;
 
     h0.checksum = 0;
     hash_init(&h, st->store_id);
     hash_update(&h, &h0, sizeof h0);
-    r = for_body(st, off, sizeof *rec, rec->len - sizeof *rec, buf, hash_piece, &h);
-    if (r < 0)
-        return r;
-    if (hash_final(&h) != rec->checksum)
-        return 0;
-    /* page numbers are 8-byte aligned pieces: RBUF is a multiple of 8 */
-    if ((r = for_body(st, off, sizeof *rec, ilen, buf, check_index, &ic)) < 0)
-        return r;
-    return ic.ok;
+    *whole = blen <= RBUF_ALLOC;
+    if (*whole) {
+        if ((r = os_pread_all(st->log_fd, buf, blen, (off_t)(off + sizeof *rec))) < 0)
+            return r;
+        hash_update(&h, buf, blen);
+        check_index(&ic, buf, ilen, 0);
+    } else {
+        r = for_body(st, off, sizeof *rec, blen, buf, hash_piece, &h);
+        /* page numbers are 8-byte aligned pieces: RBUF is a multiple of 8 */
+        if (r == 0)
+            r = for_body(st, off, sizeof *rec, ilen, buf, check_index, &ic);
+        if (r < 0)
+            return r;
+    }
+    return hash_final(&h) == rec->checksum && ic.ok;
+}
+
+/* Writes k pages (numbers in index) into the store file, runs of neighbours
+ * in one write; the superblock's image is set aside in super_img. */
+static int write_pages(tm_store *st, const uint64_t *index, const uint8_t *pages, uint64_t k, uint8_t *super_img,
+                       int *have_super)
+{
+    uint64_t i, j;
+    for (i = 0; i < k; i = j) {
+        if (index[i] == 1) {
+            memcpy(super_img, pages + i * PAGE, PAGE);
+            *have_super = 1;
+            j = i + 1;
+            continue;
+        }
+        for (j = i + 1; j < k && index[j] == index[j - 1] + 1; j++)
+            ;
+        int r = os_pwrite_all(st->fd, pages + i * PAGE, (j - i) * PAGE, (off_t)(index[i] * PAGE));
+        if (r < 0)
+            return r;
+    }
+    return 0;
 }
 
 /* Writes the record's pages into the store file, the superblock last: a
  * superblock that names this record's sequence number means every page of it
- * is in place (the test store_heal relies on). */
-static int apply_record(tm_store *st, uint64_t off, const struct log_rec *rec, uint8_t *buf)
+ * is in place (the test store_heal relies on).  whole: verify left the body
+ * in buf. */
+static int apply_record(tm_store *st, uint64_t off, const struct log_rec *rec, uint8_t *buf, int whole)
 {
     uint8_t *pages = buf;
     uint64_t *index = (uint64_t *)(buf + RBUF);
@@ -361,49 +393,51 @@ static int apply_record(tm_store *st, uint64_t off, const struct log_rec *rec, u
     uint8_t super_img[PAGE];
     int have_super = 0, r;
 
-    while (done < rec->npages) {
-        uint64_t k = rec->npages - done < per ? rec->npages - done : per, i, j;
-        r = os_pread_all(st->log_fd, index, k * 8, (off_t)(off + sizeof *rec + done * 8));
-        if (r < 0)
-            return r;
-        r = os_pread_all(st->log_fd, pages, k * PAGE,
-                         (off_t)(off + sizeof *rec + (uint64_t)rec->npages * 8 + done * PAGE));
-        if (r < 0)
-            return r;
-        for (i = 0; i < k; i = j) { /* runs of neighbours in one write */
-            if (index[i] == 1) {
-                memcpy(super_img, pages + i * PAGE, PAGE);
-                have_super = 1;
-                j = i + 1;
-                continue;
-            }
-            for (j = i + 1; j < k && index[j] == index[j - 1] + 1; j++)
-                ;
-            r = os_pwrite_all(st->fd, pages + i * PAGE, (j - i) * PAGE, (off_t)(index[i] * PAGE));
-            if (r < 0)
-                return r;
+    if (whole)
+        r = write_pages(st, (const uint64_t *)buf, buf + (uint64_t)rec->npages * 8, rec->npages, super_img,
+                        &have_super);
+    else
+        for (r = 0; r == 0 && done < rec->npages; done += per) {
+            uint64_t k = rec->npages - done < per ? rec->npages - done : per;
+            r = os_pread_all(st->log_fd, index, k * 8, (off_t)(off + sizeof *rec + done * 8));
+            if (r == 0)
+                r = os_pread_all(st->log_fd, pages, k * PAGE,
+                                 (off_t)(off + sizeof *rec + (uint64_t)rec->npages * 8 + done * PAGE));
+            if (r == 0)
+                r = write_pages(st, index, pages, k, super_img, &have_super);
         }
-        done += k;
-    }
+    if (r < 0)
+        return r;
     return have_super ? os_pwrite_all(st->fd, super_img, PAGE, PAGE) : 0;
 }
+
+/* Replay writes the store file through the page cache, and recovery then
+ * syncs it: starting the write-back every WRITEBACK_STEP bytes overlaps
+ * most of that sync with the replay. */
+#define WRITEBACK_STEP (8u << 20)
 
 long log_replay(tm_store *st, uint64_t *off, uint64_t *seq, uint64_t *size)
 {
     struct log_rec rec;
     uint8_t *buf = NULL;
+    uint64_t file_size = 0, unsynced = 0;
     long count = 0;
-    int r = 0;
+    int r = 0, whole;
 
     while (read_header(st, *off, *seq + 1, &rec)) {
         if (!buf && !(buf = os_alloc(RBUF_ALLOC)))
             return -ENOMEM;
-        if ((r = verify(st, *off, &rec, buf)) <= 0)
+        if ((r = verify(st, *off, &rec, buf, &whole)) <= 0)
             break;
-        if ((r = os_ftruncate(st->fd, (off_t)rec.size)) < 0)
+        if (rec.size != file_size && (r = os_ftruncate(st->fd, (off_t)rec.size)) < 0)
             break;
-        if ((r = apply_record(st, *off, &rec, buf)) < 0)
+        file_size = rec.size;
+        if ((r = apply_record(st, *off, &rec, buf, whole)) < 0)
             break;
+        if (st->sync == TM_SYNC_FULL && (unsynced += rec.len) >= WRITEBACK_STEP) {
+            sync_file_range(st->fd, 0, 0, SYNC_FILE_RANGE_WRITE); /* a hint: no error matters */
+            unsynced = 0;
+        }
         *off += rec.len;
         *seq += 1;
         *size = rec.size;
