@@ -42,7 +42,9 @@ void *__libc_memalign(size_t align, size_t size);
 void *__libc_valloc(size_t size);
 void *__libc_pvalloc(size_t size);
 
+/* glibc's own entry points with no __libc_ alias, resolved at load time. */
 static size_t (*glibc_usable_size)(void *);
+static void *(*glibc_aligned_alloc)(size_t, size_t);
 
 /* The address-range test: one subtraction and one compare. */
 static inline int in_arena(const void *p)
@@ -165,6 +167,8 @@ EXPORT int posix_memalign(void **out, size_t align, size_t size)
 EXPORT void *aligned_alloc(size_t align, size_t size)
 {
     tm_store *st = tm_tls_route;
+    if (likely(!st) && glibc_aligned_alloc) /* whatever this glibc accepts */
+        return glibc_aligned_alloc(align, size);
     if (!valid_alignment(align)) {
         errno = EINVAL;
         return NULL;
@@ -179,6 +183,10 @@ EXPORT void *memalign(size_t align, size_t size)
     tm_store *st = tm_tls_route;
     if (likely(!st))
         return __libc_memalign(align, size);
+    if (align > SIZE_MAX / 2 + 1) { /* as glibc: no power of two is that large */
+        errno = EINVAL;
+        return NULL;
+    }
     while (!valid_alignment(align)) /* glibc rounds up to a power of two */
         align = align & (align - 1) ? (align & (align - 1)) << 1 : 1;
     return arena_aligned(st, align, size);
@@ -204,10 +212,11 @@ EXPORT void *pvalloc(size_t size)
     return arena_aligned(st, PAGE, (size + PAGE - 1) & ~(size_t)(PAGE - 1));
 }
 
-static NOINLINE void resolve_usable_size(void)
+static NOINLINE void resolve_glibc(void)
 {
     tm_transient_begin();
     glibc_usable_size = (size_t(*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
+    glibc_aligned_alloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "aligned_alloc");
     tm_transient_end();
 }
 
@@ -217,10 +226,12 @@ EXPORT size_t malloc_usable_size(void *p)
         return 0;
     if (unlikely(in_arena(p))) {
         tm_store *st = tm_store_of(p);
-        return st ? tm_store_usable_size(st, p) : 0;
+        if (st)
+            return tm_store_usable_size(st, p);
+        /* between two reservations: glibc's */
     }
     if (unlikely(!glibc_usable_size))
-        resolve_usable_size();
+        resolve_glibc();
     return glibc_usable_size ? glibc_usable_size(p) : 0;
 }
 
@@ -228,5 +239,5 @@ EXPORT size_t malloc_usable_size(void *p)
 __attribute__((constructor)) static void preload_init(void)
 {
     if (!glibc_usable_size)
-        resolve_usable_size();
+        resolve_glibc();
 }

@@ -5,11 +5,14 @@
  *
  *   family    every malloc-family call, outside and inside a transaction:
  *             ownership by address, alignment, usable size, errno, realloc
- *             policy, transient escape hatch
+ *             policy, transient escape hatch; then odd arguments (glibc's
+ *             answers outside a transaction, its conventions inside) and a
+ *             glibc block between two stores' reservations
  *   threads   one thread in a transaction while others use glibc
  *   freeout   frees an arena block outside a transaction (must be reported)
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -101,6 +104,57 @@ static void family(void)
     CHECK(tm_check(NULL, 0) == 0);
 }
 
+/* glibc's own entry point, past the preload. */
+static void *libc_symbol(const char *name)
+{
+    void *libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+    return libc ? dlsym(libc, name) : NULL;
+}
+
+/* Outside a transaction every call behaves as glibc's, however odd its
+ * arguments; inside one, glibc's conventions hold for the arena. */
+static void edges(void)
+{
+    void *(*libc_aligned_alloc)(size_t, size_t) = (void *(*)(size_t, size_t))libc_symbol("aligned_alloc");
+    static const size_t aligns[] = {0, 3, 24, 64, (size_t)1 << 63};
+    CHECK(libc_aligned_alloc != NULL);
+    for (size_t i = 0; libc_aligned_alloc && i < sizeof aligns / sizeof *aligns; i++) {
+        errno = 0;
+        void *ours = aligned_alloc(aligns[i], 48);
+        int our_errno = errno;
+        errno = 0;
+        void *theirs = libc_aligned_alloc(aligns[i], 48);
+        if ((ours == NULL) != (theirs == NULL) || (!ours && our_errno != errno))
+            fprintf(stderr, "aligned_alloc(%zu, 48): %p errno %d, glibc's: %p errno %d\n", aligns[i], ours,
+                    our_errno, theirs, errno);
+        CHECK((ours == NULL) == (theirs == NULL) && (ours || our_errno == errno));
+        CHECK(!in_store(ours));
+        free(ours);
+        free(theirs);
+    }
+
+    CHECK(tm_begin() == 0);
+    errno = 0;
+    CHECK(memalign(size_max / 2 + 2, 100) == NULL && errno == EINVAL);
+    CHECK(tm_commit() == 0);
+
+    /* a glibc block between two stores' reservations is still glibc's */
+    tm_options o;
+    tm_store *st = NULL;
+    char path[4200];
+    snprintf(path, sizeof path, "%s.upper", getenv("TMF_PATH"));
+    tm_options_init(&o);
+    o.base = 0x600000000000ull; /* above the program and its heap, below the mmap area */
+    o.max_size = (size_t)1 << 30;
+    o.sync = TM_SYNC_NONE;
+    CHECK(tm_open(path, &o, &st) == 0);
+    char *g = vmalloc(100);
+    CHECK(g && (uintptr_t)g > lo && (uintptr_t)g < 0x600000000000ull);
+    CHECK(malloc_usable_size(g) >= 100);
+    free(g);
+    CHECK(tm_close(st) == 0);
+}
+
 static volatile int stop;
 
 static void *glibc_user(void *arg)
@@ -165,7 +219,7 @@ int main(int argc, char **argv)
     lo = (uintptr_t)tm_store_base(tm_default());
     hi = lo + s.max_size;
     if (strcmp(argv[1], "family") == 0)
-        family();
+        family(), edges();
     else if (strcmp(argv[1], "threads") == 0)
         threads();
     else if (strcmp(argv[1], "freeout") == 0)
