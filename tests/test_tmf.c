@@ -195,6 +195,15 @@ Test(tmf, map_text_and_png)
     cr_assert_eq(read(fd, magic, 8), 8);
     close(fd);
     cr_assert_arr_eq(magic, "\x89PNG\r\n\x1a\n", 8);
+
+    /* a name that would end gnuplot's quoted string is passed through
+     * intact; quoted as it was before, it ran "touch" in the current
+     * directory */
+    char odd[600];
+    snprintf(odd, sizeof odd, "%s/x'; system('touch tmf-planted'); print '.png", tu_dir());
+    EXPECT(0, "wrote", "map", "--png", odd, path);
+    cr_assert_eq(access(odd, F_OK), 0, "no file %s", odd);
+    cr_assert_neq(access("tmf-planted", F_OK), 0, "the name ran a command");
 }
 
 /* ---- foreign files ---- */

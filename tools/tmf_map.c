@@ -136,6 +136,19 @@ static int write_data(const char *path, const struct map *m, unsigned width)
     return fclose(f) == 0 ? 0 : -1;
 }
 
+/* A gnuplot single-quoted string: a quote inside is doubled, and nothing
+ * else is special (names with a newline are refused before this). */
+static void put_quoted(FILE *f, const char *s)
+{
+    fputc('\'', f);
+    for (; *s; s++) {
+        if (*s == '\'')
+            fputc('\'', f);
+        fputc(*s, f);
+    }
+    fputc('\'', f);
+}
+
 static int write_script(const char *path, const char *data, const char *png, const struct map *m,
                         unsigned width)
 {
@@ -144,8 +157,10 @@ static int write_script(const char *path, const char *data, const char *png, con
     int k;
     if (!f)
         return -1;
-    fprintf(f, "set terminal png size %u,%llu\nset output '%s'\n", 200 + width * 12,
-            (unsigned long long)(120 + rows * 12), png);
+    fprintf(f, "set terminal png size %u,%llu\nset output ", 200 + width * 12,
+            (unsigned long long)(120 + rows * 12));
+    put_quoted(f, png);
+    fprintf(f, "\n");
     fprintf(f, "set rmargin 22\n");
     fprintf(f, "set title 'tmfalloc arena: one cell = %llu bytes'\nunset key\n",
             (unsigned long long)m->cell);
@@ -158,7 +173,9 @@ static int write_script(const char *path, const char *data, const char *png, con
     fprintf(f, ")\nset cbtics (");
     for (k = 0; k < HK_COUNT; k++)
         fprintf(f, "%s'%s' %d", k ? ", " : "", looks[k].name, k);
-    fprintf(f, ")\nplot '%s' using 1:2:3 with image\n", data);
+    fprintf(f, ")\nplot ");
+    put_quoted(f, data);
+    fprintf(f, " using 1:2:3 with image\n");
     return fclose(f) == 0 ? 0 : -1;
 }
 
@@ -183,6 +200,10 @@ static int draw_png(const struct map *m, unsigned width, const char *png)
     const char *t = getenv("TMPDIR");
     char dir[512], data[600], script[600];
     int r = -1;
+    if (strchr(png, '\n') || (t && strchr(t, '\n'))) {
+        tmf_err(png, "a file name with a newline cannot be passed to gnuplot");
+        return EXIT_DAMAGED;
+    }
     snprintf(dir, sizeof dir, "%s/tmfmap.XXXXXX", t && *t ? t : "/tmp");
     if (!mkdtemp(dir)) {
         tmf_err(dir, "%s", strerror(errno));
