@@ -81,7 +81,8 @@ typedef enum tm_sync {
 
 typedef struct tm_options {
     uintptr_t base;     /* base address for a new store; 0: the default */
-    size_t max_size;    /* address space reserved for growth; 0: the default */
+    size_t max_size;    /* a new store's limit of growth (address space reserved;
+                         * an existing store keeps its own); 0: the default */
     size_t initial_size;/* arena size of a new store; 0: the default (1 MiB) */
     tm_sync sync;       /* durability of commits */
     unsigned mode;      /* permission bits of a new file; 0: 0600 */

@@ -234,12 +234,12 @@ static int super_check(const struct tm_super *sb, const struct hdr_slot *h, uint
 {
     if (sb->magic != SUPER_MAGIC || sb->checksum != super_checksum(sb))
         return -TM_ECORRUPT;
-    if (sb->size < 2 * PAGE || sb->size % PAGE || sb->seq < h->ckpt_seq)
+    if (sb->size < 2 * PAGE || sb->size % PAGE || sb->size > h->max_size || sb->seq < h->ckpt_seq)
         return -TM_ECORRUPT;
     if (sb->size > file_size)
         return -TM_ETRUNCATED;
-    if (sb->root && (sb->root < h->base + 2 * PAGE || sb->root_size > sb->size ||
-                     sb->root + sb->root_size > h->base + sb->size))
+    if (sb->root && (sb->root < h->base + 2 * PAGE || sb->root - h->base > sb->size ||
+                     sb->root_size > sb->size - (sb->root - h->base)))
         return -TM_ECORRUPT;
     return 0;
 }
@@ -506,8 +506,7 @@ static int validate(tm_store *st, int first, uint64_t *file_size)
     st->gen = st->hdr.gen;
     st->ckpt_seq = st->hdr.ckpt_seq;
     st->base = (char *)(uintptr_t)st->hdr.base;
-    if (st->max < st->hdr.max_size)
-        st->max = st->hdr.max_size;
+    st->max = st->hdr.max_size; /* the store's own: every opener maps it all */
     if ((r = open_log(st, first)) < 0)
         return r;
     if (first)

@@ -205,6 +205,68 @@ Test(store, corrupt_superblock_is_refused)
     cr_assert_eq(open_err(path), TM_ECORRUPT);
 }
 
+/* A superblock with a valid checksum but impossible fields is refused. */
+static void patch_super(const char *path, void (*edit)(struct tm_super *))
+{
+    struct tm_super sb;
+    int fd = open(path, O_RDWR);
+    cr_assert_eq(pread(fd, &sb, sizeof sb, PAGE), (ssize_t)sizeof sb);
+    edit(&sb);
+    sb.checksum = super_checksum(&sb);
+    cr_assert_eq(pwrite(fd, &sb, sizeof sb, PAGE), (ssize_t)sizeof sb);
+    close(fd);
+}
+
+static void root_wraps(struct tm_super *sb)
+{
+    sb->root = 0xfffffffffffff000ull; /* root + root_size wraps past zero */
+    sb->root_size = 0x2000;
+}
+
+static void size_beyond_max(struct tm_super *sb)
+{
+    sb->size = (uint64_t)1 << 40;
+}
+
+Test(store, insane_superblock_fields_are_refused)
+{
+    void (*edits[])(struct tm_super *) = {root_wraps, size_beyond_max};
+    for (size_t i = 0; i < sizeof edits / sizeof *edits; i++) {
+        const char *path = tu_path("sb.tmf");
+        make_store(path, 1);
+        patch_super(path, edits[i]);
+        cr_assert_eq(open_err(path), TM_ECORRUPT, "edit %zu", i);
+        unlink(path);
+        unlink(tu_path("sb.tmf.log"));
+    }
+}
+
+/* max_size is the store's own from its creation: a reopen asking for more
+ * does not let it grow past what every later opener can map. */
+Test(store, reopen_with_a_larger_max_size_keeps_the_store_limit)
+{
+    const char *path = tu_path("mx.tmf");
+    tm_options o = tu_opts(TM_SYNC_FULL);
+    tm_store *st;
+    tm_stats_t s;
+    o.max_size = (size_t)4 << 20;
+    TU_OK(tm_open(path, &o, &st));
+    TU_OK(tm_close(st));
+    o.max_size = (size_t)64 << 20;
+    TU_OK(tm_open(path, &o, &st));
+    TU_OK(tm_store_stats(st, &s));
+    cr_assert_eq(s.max_size, (uint64_t)4 << 20);
+    TU_OK(tm_store_begin(st));
+    errno = 0;
+    cr_assert_null(tm_store_malloc(st, (size_t)8 << 20));
+    cr_assert_eq(errno, ENOMEM);
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_close(st));
+    o.max_size = (size_t)4 << 20;
+    TU_OK(tm_open(path, &o, &st));
+    TU_OK(tm_close(st));
+}
+
 Test(store, foreign_log_is_refused)
 {
     const char *a = tu_path("a.tmf"), *b = tu_path("b.tmf");
