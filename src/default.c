@@ -13,6 +13,17 @@
 static tm_store *_Atomic dflt;
 static pthread_mutex_t dflt_mu = PTHREAD_MUTEX_INITIALIZER;
 
+/* Held across fork() (store_fork_prepare), first in the order of locks. */
+void default_fork_prepare(void)
+{
+    pthread_mutex_lock(&dflt_mu);
+}
+
+void default_fork_done(void)
+{
+    pthread_mutex_unlock(&dflt_mu);
+}
+
 static int parse_size(const char *s, size_t *out)
 {
     char *end;
@@ -93,6 +104,10 @@ tm_store *tm_default(void)
     int r;
     if (likely(st != NULL))
         return st;
+    if ((r = tx_install_handler()) < 0) { /* and the fork handlers, before dflt_mu is taken */
+        errno = -r;
+        return NULL;
+    }
     pthread_mutex_lock(&dflt_mu);
     if (!(st = dflt)) {
         if ((r = tm_options_from_env(&o)) == 0 && (r = default_path(path, sizeof path)) == 0 &&

@@ -164,9 +164,12 @@ extern _Atomic uintptr_t tm_arena_lo, tm_arena_hi; /* bounds of all reservations
 int store_grow(tm_store *st, size_t need);
 int store_refresh(tm_store *st);
 int store_map_size(tm_store *st, size_t size);
-/* fork(): hold the open and registry mutexes across it, release after. */
+/* fork(): hold the default store's, the open and the registry mutexes
+ * across it, release after. */
 void store_fork_prepare(void);
 void store_fork_done(void);
+void default_fork_prepare(void);
+void default_fork_done(void);
 int store_revive(tm_store *st);
 int store_checkpoint(tm_store *st);
 int store_checkpoint_at(tm_store *st, uint64_t seq, uint64_t size);

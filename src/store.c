@@ -58,14 +58,18 @@ tm_store *_Atomic store_registry[MAX_STORES];
 _Atomic uintptr_t tm_arena_lo, tm_arena_hi;
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 /* Held by tm_open from the duplicate check until the handle is registered
- * and LOCK_OPEN downgraded: the process's file locks never conflict with
- * each other, so without it two threads opening one store could both pass
- * the check and both recover it. */
+ * and LOCK_OPEN downgraded, and by tm_close from its checkpoint until the
+ * descriptor is closed: the process's file locks never conflict with each
+ * other, so without it two threads opening one store could both pass the
+ * check and both recover it, and an open racing a close would take locks
+ * that closing the old descriptor then drops. */
 static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
 
-/* fork() must not copy either mutex locked by another thread. */
+/* fork() must not copy a mutex locked by another thread: it takes them
+ * all, in the order tm_default, tm_open and the registry take them. */
 void store_fork_prepare(void)
 {
+    default_fork_prepare();
     pthread_mutex_lock(&open_mu);
     pthread_mutex_lock(&registry_mu);
 }
@@ -74,6 +78,7 @@ void store_fork_done(void)
 {
     pthread_mutex_unlock(&registry_mu);
     pthread_mutex_unlock(&open_mu);
+    default_fork_done();
 }
 
 #define ADDR_LIMIT ((uint64_t)1 << 47) /* x86-64 user space */
@@ -184,7 +189,7 @@ static int create_file(const char *path, const tm_options *o)
         return -EINVAL;
     if (plen + 32 >= sizeof tmp)
         return -ENAMETOOLONG;
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%ld", path, (long)getpid(), (long)os_gettid());
     fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, o->mode ? o->mode : 0600);
     if (fd < 0)
         return -errno;
@@ -778,10 +783,12 @@ int tm_close(tm_store *st)
 {
     if (!st)
         return EINVAL;
+    pthread_mutex_lock(&open_mu);
     if (st->forked) { /* a child's inherited handle: it holds no lock, owns no transaction */
         registry_remove(st);
         munmap(st->base, st->max);
         destroy(st);
+        pthread_mutex_unlock(&open_mu);
         return 0;
     }
     if (tx_owned(st))
@@ -792,6 +799,7 @@ int tm_close(tm_store *st)
     registry_remove(st);
     munmap(st->base, st->max);
     destroy(st);
+    pthread_mutex_unlock(&open_mu);
     return 0;
 }
 

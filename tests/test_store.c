@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -535,6 +536,121 @@ Test(store, racing_opens_in_a_process_recover_once)
     }
     os_calls.pread = os_real.pread;
     pthread_barrier_destroy(&go);
+}
+
+/* Two threads creating the same new store at once: each builds it in a
+ * file of its own before linking it into place, so one open wins and the
+ * other is refused with EBUSY, never handed a half-built file. */
+Test(store, racing_creates_in_a_process)
+{
+    char path[512], log[520];
+    pthread_barrier_t go;
+    snprintf(path, sizeof path, "%s", tu_path("rc.tmf"));
+    snprintf(log, sizeof log, "%s.log", path);
+    pthread_barrier_init(&go, NULL, 2);
+    for (int round = 0; round < 40; round++) {
+        struct racer x[2] = {{path, &go, NULL, -1, 0}, {path, &go, NULL, -1, 0}};
+        pthread_t t[2];
+        unlink(path);
+        unlink(log);
+        for (int i = 0; i < 2; i++)
+            cr_assert_eq(pthread_create(&t[i], NULL, race_open, &x[i]), 0);
+        for (int i = 0; i < 2; i++)
+            pthread_join(t[i], NULL);
+        int w = x[0].st ? 0 : 1;
+        cr_assert(x[w].st && !x[1 - w].st, "round %d: opens returned %s and %s", round, tm_strerror(x[0].r),
+                  tm_strerror(x[1].r));
+        cr_assert_eq(x[1 - w].r, EBUSY, "round %d: the loser got %s", round, tm_strerror(x[1 - w].r));
+        TU_OK(tm_close(x[w].st));
+        cr_assert_eq(read_root(path), 100, "round %d", round);
+    }
+    pthread_barrier_destroy(&go);
+}
+
+/* A close and an open of the same store racing in one process: the open
+ * waits until the closing handle's descriptor is closed, since closing it
+ * drops every lock the process holds on the file, the new handle's too.
+ * The close is slowed down (a wrapper of close(2) in this executable) to
+ * hold the window open. */
+static volatile int slow_close_fd = -1;
+
+int close(int fd)
+{
+    if (fd == slow_close_fd) {
+        slow_close_fd = -1;
+        usleep(100 * 1000);
+    }
+    return (int)syscall(SYS_close, fd);
+}
+
+static void *close_it(void *arg)
+{
+    tm_close(arg);
+    return NULL;
+}
+
+static void writer_lock_held(void *arg)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = LOCK_WRITER, .l_len = 1};
+    int fd = open(arg, O_RDWR);
+    if (fd < 0 || fcntl(fd, F_GETLK, &fl) < 0)
+        _exit(2);
+    _exit(fl.l_type == F_UNLCK ? 1 : 0);
+}
+
+Test(store, open_racing_a_close_keeps_its_locks)
+{
+    char path[512];
+    pthread_t t;
+    tm_store *st, *again;
+    tm_options o = tu_opts(TM_SYNC_FULL);
+    snprintf(path, sizeof path, "%s", tu_path("oc.tmf"));
+    st = tu_open(path);
+    slow_close_fd = st->fd;
+    cr_assert_eq(pthread_create(&t, NULL, close_it, st), 0);
+    usleep(20 * 1000); /* the close is now asleep in close(2) */
+    TU_OK(tm_open(path, &o, &again));
+    TU_OK(tm_store_begin(again));
+    pthread_join(t, NULL);
+    int status = tu_run_child(writer_lock_held, path, NULL, 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the writer lock was lost (status %#x)", status);
+    TU_OK(tm_store_commit(again));
+    TU_OK(tm_close(again));
+}
+
+/* fork() while another thread opens the default store (tm_default holds
+ * its own mutex across tm_open, whose first fdatasync is slowed down here):
+ * the child is not left with that mutex locked. */
+static int slow_fdatasync(int fd)
+{
+    usleep(50 * 1000);
+    return os_real.fdatasync(fd);
+}
+
+static void *first_root(void *arg)
+{
+    (void)arg;
+    return tm_root(8);
+}
+
+Test(store, fork_during_the_default_open_leaves_the_child_able_to_use_it)
+{
+    pthread_t t;
+    int status;
+    setenv("TMF_PATH", tu_path("dflt.tmf"), 1);
+    os_calls.fdatasync = slow_fdatasync;
+    cr_assert_eq(pthread_create(&t, NULL, first_root, NULL), 0);
+    usleep(20 * 1000); /* the open is now asleep in its first fdatasync */
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        alarm(10); /* a child stuck on the mutex dies of SIGALRM */
+        _exit(tm_root(8) ? 0 : 1);
+    }
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    pthread_join(t, NULL);
+    os_calls.fdatasync = os_real.fdatasync;
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child: status %#x", status);
 }
 
 /* fork() while another thread is inside tm_open: the child is not left
