@@ -149,6 +149,8 @@ void *tm_store_root(tm_store *st, size_t size);
  * for system calls that write into it and that tmfalloc does not wrap. */
 int tm_store_touch(tm_store *st, void *p, size_t len);
 
+/* Fills *out.  TM_ECORRUPT when the heap's own state is damaged: the heap
+ * fields may then be incomplete (tm_store_check says what is wrong). */
 int tm_store_stats(tm_store *st, tm_stats_t *out);
 
 /* Allocation in the arena.  Inside a write transaction of the calling thread

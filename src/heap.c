@@ -314,9 +314,18 @@ static __attribute__((noinline)) void *large_alloc(tm_store *st, struct heap_sta
 
 /* ---- entry points ---- */
 
+/* The first allocation sets the heap up.  A magic that is neither zero nor
+ * the heap's is damage, never a reason to start over on top of live data. */
 static __attribute__((noinline)) int ensure_init(tm_store *st)
 {
-    return heap_state_of(st)->magic == HEAP_MAGIC ? 0 : heap_init(st);
+    uint64_t magic = heap_state_of(st)->magic;
+    if (magic == HEAP_MAGIC)
+        return 0;
+    if (magic != 0) {
+        errno = TM_ECORRUPT;
+        return -1;
+    }
+    return heap_init(st);
 }
 
 /* Allocation once the transaction is known to be ours. */

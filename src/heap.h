@@ -191,7 +191,6 @@ int heap_init(tm_store *st);
 blk *heap_large_alloc(tm_store *st, uint64_t need, uint64_t align, uint64_t off, int exact);
 void heap_large_free(tm_store *st, blk *b);
 int heap_large_resize(tm_store *st, blk *b, uint64_t need);
-fnode *heap_tree_max(const struct heap_state *h);
 uint64_t heap_prio(const void *n);
 
 /* heap_check.c: a read-only walk for tools (tmf map).  Calls fn for every

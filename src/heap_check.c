@@ -259,23 +259,48 @@ int heap_check(tm_store *st, char *msg, size_t len)
     return 0;
 }
 
-void heap_stats(tm_store *st, tm_stats_t *out)
+/* The free tree's largest block, reached through links that may be
+ * damaged: each must be a valid free block of the heap, and the path no
+ * longer than the count of free blocks.  NULL for an empty tree; BAD_NODE. */
+#define BAD_NODE ((const fnode *)1)
+
+static const fnode *tree_max(const tm_store *st, const struct heap_state *h)
+{
+    uintptr_t lo = (uintptr_t)st->base + HEAP_START, hi = (uintptr_t)st->base + super_of(st)->size;
+    const fnode *t = h->root;
+    for (uint64_t n = 0; t; n++) {
+        uintptr_t a = (uintptr_t)t;
+        if (n > h->free_blocks || a % QUANTUM || a < lo || a > hi - MIN_BLOCK || !blk_valid(h, t) ||
+            (t->head & B_INUSE) || blk_size(t) > hi - a)
+            return BAD_NODE;
+        if (!t->right)
+            return t;
+        t = t->right;
+    }
+    return NULL;
+}
+
+int heap_stats(tm_store *st, tm_stats_t *out)
 {
     const struct heap_state *h = heap_state_of(st);
     const fnode *top;
-    if (h->magic != HEAP_MAGIC) { /* a fresh heap: one free block */
+    if (h->magic == 0) { /* a fresh heap: one free block */
         uint64_t size = super_of(st)->size;
         uint64_t avail = size > HEAP_START + FENCE_SIZE ? size - HEAP_START - FENCE_SIZE : 0;
         out->live_bytes = 0;
         out->free_bytes = out->largest_free = avail;
         out->free_blocks = avail > 0;
-        return;
+        return 0;
     }
+    if (h->magic != HEAP_MAGIC)
+        return -TM_ECORRUPT;
     out->live_bytes = h->live_large + h->live_small;
     out->free_bytes = h->free_bytes + (h->span_slots - h->live_small);
     out->free_blocks = h->free_blocks;
-    top = heap_tree_max(h);
+    if ((top = tree_max(st, h)) == BAD_NODE)
+        return -TM_ECORRUPT;
     out->largest_free = top ? blk_size(top) : 0;
+    return 0;
 }
 
 /* ---- the walk for tools (heap.h heap_walk) ---- */

@@ -94,14 +94,6 @@ static void tree_remove(struct heap_state *h, fnode *x)
     SETP(*p, a ? a : b);
 }
 
-fnode *heap_tree_max(const struct heap_state *h)
-{
-    fnode *t = h->root;
-    while (t && t->right)
-        t = t->right;
-    return t;
-}
-
 /* The least (size, address) node of at least need bytes, or NULL. */
 static fnode *tree_best(const struct heap_state *h, uint64_t need)
 {

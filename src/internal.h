@@ -262,7 +262,7 @@ void *heap_alloc(tm_store *st, size_t size, size_t align);
 void heap_free(tm_store *st, void *p);
 void *heap_realloc(tm_store *st, void *p, size_t size); /* p != NULL, size > 0 */
 size_t heap_usable(tm_store *st, const void *p);
-void heap_stats(tm_store *st, tm_stats_t *out);
+int heap_stats(tm_store *st, tm_stats_t *out); /* 0 or -TM_ECORRUPT */
 int heap_check(tm_store *st, char *msg, size_t len); /* 0 or TM_ECORRUPT */
 
 /* error.c */

@@ -75,6 +75,5 @@ int tm_store_stats(tm_store *st, tm_stats_t *out)
     out->checkpoints = st->n_ckpts;
     out->syncs = st->n_syncs;
     out->tx_commits = st->n_commits;
-    heap_stats(st, out);
-    return 0;
+    return tm__err(heap_stats(st, out));
 }

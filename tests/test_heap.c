@@ -725,6 +725,49 @@ Test(heap, checker_finds_corruption)
     TU_OK(tm_close(st));
 }
 
+/* Damage to the heap's state in the superblock (which the superblock's
+ * checksum does not cover): statistics report it instead of following a
+ * wild link, and an allocation refuses it instead of setting a new heap up
+ * over the live blocks. */
+Test(heap, damaged_heap_state_is_reported_not_followed)
+{
+    tm_store *st = open_opts(tu_path("hs.tmf"), 0, TM_SYNC_NONE);
+    struct heap_state *h;
+    tm_stats_t s;
+    char msg[256];
+    long *root = tm_store_root(st, 64);
+    TU_OK(tm_store_begin(st));
+    root[0] = 42;
+    for (int i = 0; i < 8; i++) /* a few free blocks in the tree */
+        tm_store_free(st, tm_store_malloc(st, 5000 + (size_t)i * 100)), tm_store_malloc(st, 5000);
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_store_stats(st, &s));
+    cr_assert_gt(s.largest_free, 0);
+
+    TU_OK(tm_store_begin(st));
+    h = heap_state_of(st);
+    fnode *good = h->root;
+    h->root = (fnode *)(uintptr_t)0x300000000000ull; /* outside the arena */
+    cr_assert_eq(tm_store_stats(st, &s), TM_ECORRUPT);
+    cr_assert_eq(tm_store_check(st, msg, sizeof msg), TM_ECORRUPT);
+    h->root = good;
+    good->right = (fnode *)((char *)good + 16); /* inside the arena, not a free block */
+    cr_assert_eq(tm_store_stats(st, &s), TM_ECORRUPT);
+    tm_store_abort(st);
+    TU_OK(tm_store_stats(st, &s));
+
+    TU_OK(tm_store_begin(st));
+    heap_state_of(st)->magic ^= 1;
+    errno = 0;
+    cr_assert_null(tm_store_malloc(st, 100));
+    cr_assert_eq(errno, TM_ECORRUPT);
+    cr_assert_eq(tm_store_stats(st, &s), TM_ECORRUPT);
+    tm_store_abort(st);
+    cr_assert_eq(root[0], 42);
+    CHECK(st);
+    TU_OK(tm_close(st));
+}
+
 /* H7: the recent lists.  A live slot that happens to carry the tag is freed
  * normally; a broken tag or link is reported. */
 Test(heap, recent_lists_checked)

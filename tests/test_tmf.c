@@ -264,6 +264,23 @@ Test(tmf, damaged_heap_block_header)
     EXPECT(1, "damaged heap", "map", path);
 }
 
+/* The free tree's root, in the heap state the superblock checksum does not
+ * cover, pointing outside the arena: reported, not followed. */
+Test(tmf, damaged_free_tree_link)
+{
+    const char *path = tu_path("tree.tmf");
+    uint64_t wild = 0x300000000000ull;
+    make_store(path, 1);
+    int fd = open(path, O_WRONLY);
+    cr_assert_eq(pwrite(fd, &wild, sizeof wild, PAGE + offsetof(struct tm_super, heap) +
+                                                    offsetof(struct heap_state, root)),
+                 (ssize_t)sizeof wild);
+    close(fd);
+    EXPECT(1, "damaged", "check", path);
+    cr_assert_leq(run("info", path), 1, "%s", out); /* run() fails the test if tmf died */
+    cr_assert_leq(run("stats", path), 1, "%s", out);
+}
+
 Test(tmf, newer_version_and_truncation)
 {
     const char *path = tu_path("v.tmf"), *log = tu_path("v.tmf.log");
