@@ -314,18 +314,22 @@ static __attribute__((noinline)) void *large_alloc(tm_store *st, struct heap_sta
 
 /* ---- entry points ---- */
 
-/* The first allocation sets the heap up.  A magic that is neither zero nor
- * the heap's is damage, never a reason to start over on top of live data. */
+/* The first allocation sets the heap up, and the first change to a
+ * format-2 heap rebuilds its free tree (heap_prio).  A magic that is neither
+ * is damage, never a reason to start over on top of live data. */
 static __attribute__((noinline)) int ensure_init(tm_store *st)
 {
     uint64_t magic = heap_state_of(st)->magic;
-    if (magic == HEAP_MAGIC)
-        return 0;
-    if (magic != 0) {
-        errno = TM_ECORRUPT;
-        return -1;
-    }
-    return heap_init(st);
+    int r = 0;
+    if (magic == 0)
+        return heap_init(st);
+    if (magic == HEAP_MAGIC_V1)
+        r = heap_rebuild_tree(st, HEAP_MAGIC);
+    else if (magic != HEAP_MAGIC)
+        r = -TM_ECORRUPT;
+    if (r < 0)
+        errno = -r;
+    return r < 0 ? -1 : 0;
 }
 
 /* Allocation once the transaction is known to be ours. */
@@ -348,15 +352,17 @@ void *heap_alloc(tm_store *st, size_t size, size_t align)
 
 /* Checks what every free, realloc and usable_size needs: a write
  * transaction (unless readonly), an initialised heap, an address inside it. */
-static inline struct heap_state *check_ptr(const tm_store *st, uintptr_t p, const char *op, int readonly)
+static inline struct heap_state *check_ptr(tm_store *st, uintptr_t p, const char *op, int readonly)
 {
     struct heap_state *h = heap_state_of(st);
     uintptr_t lo = (uintptr_t)st->base + HEAP_START + HDR;
     if (unlikely(!readonly && !tx_owned(st)))
         misuse(op, "outside a write transaction, arena block", (void *)p);
-    if (unlikely(p < lo || p >= (uintptr_t)st->base + super_of(st)->size || p % QUANTUM ||
-                 h->magic != HEAP_MAGIC))
+    if (unlikely(p < lo || p >= (uintptr_t)st->base + super_of(st)->size || p % QUANTUM))
         misuse(op, "invalid pointer", (void *)p);
+    if (unlikely(h->magic != HEAP_MAGIC) && !(readonly && h->magic == HEAP_MAGIC_V1) &&
+        (readonly || h->magic == 0 || ensure_init(st) < 0))
+        misuse(op, h->magic ? "heap corrupt (bad heap state), pointer" : "invalid pointer", (void *)p);
     return h;
 }
 

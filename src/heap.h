@@ -59,7 +59,8 @@
 #include "internal.h"
 
 #define HEAP_START (2 * (uint64_t)PAGE)
-#define HEAP_MAGIC 0x3170616568666d74ull /* "tmfheap1" */
+#define HEAP_MAGIC 0x3270616568666d74ull    /* "tmfheap2": heap_prio orders the treap */
+#define HEAP_MAGIC_V1 0x3170616568666d74ull /* "tmfheap1": heap_prio_v1 does (format <= 2) */
 #define QUANTUM 16u
 #define HDR 16u          /* block header bytes */
 #define MIN_BLOCK 32u    /* header + two tree links */
@@ -192,6 +193,12 @@ blk *heap_large_alloc(tm_store *st, uint64_t need, uint64_t align, uint64_t off,
 void heap_large_free(tm_store *st, blk *b);
 int heap_large_resize(tm_store *st, blk *b, uint64_t need);
 uint64_t heap_prio(const void *n);
+uint64_t heap_prio_v1(const void *n);
+/* Rebuilds the free tree with the priorities the magic names, and sets it:
+ * a format-2 heap (HEAP_MAGIC_V1) is rebuilt by its first write
+ * transaction.  -TM_ECORRUPT, the heap unchanged, when its blocks cannot be
+ * walked.  Inside the write transaction. */
+int heap_rebuild_tree(tm_store *st, uint64_t magic);
 
 /* heap_check.c: a read-only walk for tools (tmf map).  Calls fn for every
  * run of bytes of one kind, in address order, offsets from the base; the

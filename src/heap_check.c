@@ -6,9 +6,10 @@
  *   - walking the blocks by their sizes from HEAP_START reaches the fence,
  *     which ends the arena exactly (H1), every header's check is valid;
  *   - B_PINUSE and the footers agree, no two free blocks touch (H2);
- *   - the free tree is ordered, heap-ordered by priority, and holds exactly
- *     the free blocks: same count, and the same sum of a hash of their
- *     addresses (H3);
+ *   - the free tree is ordered, heap-ordered by priority (heap_prio, or
+ *     heap_prio_v1 for a heap of format 2), and holds exactly the free
+ *     blocks: same count, and the same sum of a hash of their addresses
+ *     (H3);
  *   - each span is aligned, its metadata matches its class, its free count
  *     matches its bitmap; each partial list holds exactly the spans of its
  *     class with room, again by count and address hash (H4);
@@ -137,30 +138,58 @@ static int walk_blocks(struct walk *w)
     }
 }
 
-/* H3: in order, heap-ordered, every node a free block. */
-static int walk_tree(struct walk *w, const fnode *t, uint64_t parent_prio, int depth)
+/* One node of the free tree: a free block of the heap, under its parent's
+ * priority. */
+static int tree_node(struct walk *w, const fnode *t, uint64_t parent_prio, uint64_t (*prio)(const void *))
 {
-    int r;
-    if (!t)
-        return 0;
-    if (depth > 256 || w->tree_n > w->nfree)
-        return bad(w, "free tree too deep or cyclic at", t);
-    if (!in_heap(w, t, MIN_BLOCK) || !blk_valid(w->h, t) || (t->head & B_INUSE) ||
-        !in_heap(w, t, blk_size(t)))
+    if (!in_heap(w, t, MIN_BLOCK) || !blk_valid(w->h, t) || (t->head & B_INUSE) || !in_heap(w, t, blk_size(t)))
         return bad(w, "free tree node is not a free block at", t);
-    if (heap_prio(t) > parent_prio)
+    if (prio(t) > parent_prio)
         return bad(w, "free tree priority order broken at", t);
-    if ((r = walk_tree(w, t->left, heap_prio(t), depth + 1)) != 0)
-        return r;
-    if (w->tree_prev) {
-        const fnode *p = w->tree_prev;
-        if (blk_size(p) > blk_size(t) || (blk_size(p) == blk_size(t) && p >= t))
-            return bad(w, "free tree (size, address) order broken at", t);
+    return 0;
+}
+
+/* H3: in order, heap-ordered, every node a free block.  In order with a
+ * stack of its own (a format-2 treap can be as deep as it has nodes): a
+ * path longer than the free blocks, or more nodes, is a cycle. */
+static int walk_tree(struct walk *w)
+{
+    uint64_t (*prio)(const void *) = w->h->magic == HEAP_MAGIC_V1 ? heap_prio_v1 : heap_prio;
+    size_t cap = w->nfree + 1, sp = 0;
+    const fnode **stack = os_alloc(cap * sizeof *stack), *t = w->h->root;
+    uint64_t pp = ~0ull; /* the priority of t's parent */
+    int r = 0;
+    if (!stack)
+        return ENOMEM;
+    while (r == 0 && (t || sp)) {
+        while (t) { /* down the left spine, each node checked before it is read */
+            if ((r = tree_node(w, t, pp, prio)) != 0)
+                break;
+            if (sp == cap) {
+                r = bad(w, "free tree cyclic at", t);
+                break;
+            }
+            stack[sp++] = t;
+            pp = prio(t);
+            t = t->left;
+        }
+        if (r != 0)
+            break;
+        t = stack[--sp];
+        if (w->tree_prev) {
+            const fnode *p = w->tree_prev;
+            if (blk_size(p) > blk_size(t) || (blk_size(p) == blk_size(t) && p >= t))
+                r = bad(w, "free tree (size, address) order broken at", t);
+        }
+        if (++w->tree_n > w->nfree)
+            r = bad(w, "free tree cyclic at", t);
+        w->tree_prev = t;
+        w->tree_hash += heap_prio(t);
+        pp = prio(t);
+        t = t->right;
     }
-    w->tree_prev = t;
-    w->tree_n++;
-    w->tree_hash += heap_prio(t);
-    return walk_tree(w, t->right, heap_prio(t), depth + 1);
+    os_free(stack, cap * sizeof *stack);
+    return r;
 }
 
 /* H4: each partial list holds exactly its class's spans with room. */
@@ -239,11 +268,11 @@ int heap_check(tm_store *st, char *msg, size_t len)
         msg[0] = 0;
     if (h->magic == 0)
         return 0; /* nothing allocated yet */
-    if (h->magic != HEAP_MAGIC)
+    if (h->magic != HEAP_MAGIC && h->magic != HEAP_MAGIC_V1)
         return bad(&w, "bad heap magic", NULL);
     if ((r = walk_blocks(&w)) != 0)
         return r;
-    if ((r = walk_tree(&w, h->root, ~0ull, 0)) != 0)
+    if ((r = walk_tree(&w)) != 0)
         return r;
     if (w.tree_n != w.nfree || w.tree_hash != w.free_hash)
         return bad(&w, "the free tree does not hold exactly the free blocks", NULL);
@@ -292,7 +321,7 @@ int heap_stats(tm_store *st, tm_stats_t *out)
         out->free_blocks = avail > 0;
         return 0;
     }
-    if (h->magic != HEAP_MAGIC)
+    if (h->magic != HEAP_MAGIC && h->magic != HEAP_MAGIC_V1)
         return -TM_ECORRUPT;
     out->live_bytes = h->live_large + h->live_small;
     out->free_bytes = h->free_bytes + (h->span_slots - h->live_small);
@@ -384,7 +413,7 @@ static int heap_walk_with(tm_store *st, struct recent_set *rs, heap_walk_fn *fn,
         fn(ctx, HEAP_START, w.hi - w.lo, HK_FREE);
         return 0;
     }
-    if (w.h->magic != HEAP_MAGIC)
+    if (w.h->magic != HEAP_MAGIC && w.h->magic != HEAP_MAGIC_V1)
         return TM_ECORRUPT;
     recent_collect(&w, rs);
     for (b = (const blk *)w.lo;; b = blk_at(b, blk_size(b))) {

@@ -33,7 +33,19 @@
             (lv) = v_;               \
     } while (0)
 
+/* A full 64-bit mixer (splitmix64's finaliser): blocks at any regular
+ * stride still get independent-looking priorities. */
 uint64_t heap_prio(const void *n)
+{
+    uint64_t x = (uintptr_t)n;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+/* Format 2's priority: at regular strides of address it is monotonic and
+ * the treap degenerates into a list.  Only read, to check such a heap. */
+uint64_t heap_prio_v1(const void *n)
 {
     uint64_t x = (uintptr_t)n * 0xD6E8FEB86659FD93ull;
     return x ^ (x >> 32);
@@ -47,11 +59,11 @@ static inline int node_less(const fnode *a, const fnode *b)
 
 /* ---- the treap ---- */
 
-static void tree_insert(struct heap_state *h, fnode *x)
+static void tree_insert_by(struct heap_state *h, fnode *x, uint64_t (*prio)(const void *))
 {
     fnode **p = &h->root, **l, **r, *t;
-    uint64_t px = heap_prio(x);
-    while ((t = *p) && heap_prio(t) >= px)
+    uint64_t px = prio(x);
+    while ((t = *p) && prio(t) >= px)
         p = node_less(x, t) ? &t->left : &t->right;
     /* Split the subtree t around x into x's two children. */
     l = &x->left, r = &x->right;
@@ -69,6 +81,11 @@ static void tree_insert(struct heap_state *h, fnode *x)
     SETP(*l, NULL);
     SETP(*r, NULL);
     SETP(*p, x);
+}
+
+static void tree_insert(struct heap_state *h, fnode *x)
+{
+    tree_insert_by(h, x, heap_prio);
 }
 
 static void tree_remove(struct heap_state *h, fnode *x)
@@ -246,6 +263,29 @@ static int grow(tm_store *st, uint64_t need)
     /* The old fence starts the new free block, which release merges. */
     blk_set(h, fence, nsize - old, blk_flags(fence) & B_PINUSE);
     release(h, fence, nsize - old);
+    return 0;
+}
+
+int heap_rebuild_tree(tm_store *st, uint64_t magic)
+{
+    struct heap_state *h = heap_state_of(st);
+    uintptr_t lo = (uintptr_t)st->base + HEAP_START, hi = (uintptr_t)st->base + super_of(st)->size;
+    uint64_t (*prio)(const void *) = magic == HEAP_MAGIC_V1 ? heap_prio_v1 : heap_prio;
+    uint64_t nfree = 0;
+    blk *b;
+    for (b = (blk *)lo; !(b->head & B_FENCE); b = blk_at(b, blk_size(b))) { /* walk first, change nothing */
+        uintptr_t a = (uintptr_t)b;
+        if (a > hi - FENCE_SIZE || !blk_valid(h, b) || blk_size(b) < MIN_BLOCK || blk_size(b) > hi - a)
+            return -TM_ECORRUPT;
+        nfree += !(b->head & B_INUSE);
+    }
+    if ((uintptr_t)b != hi - FENCE_SIZE || !blk_valid(h, b) || nfree != h->free_blocks)
+        return -TM_ECORRUPT;
+    SETP(h->root, NULL);
+    for (b = (blk *)lo; !(b->head & B_FENCE); b = blk_at(b, blk_size(b)))
+        if (!(b->head & B_INUSE))
+            tree_insert_by(h, (fnode *)b, prio);
+    h->magic = magic;
     return 0;
 }
 

@@ -40,7 +40,7 @@
 #define PAGE 4096u
 #define PAGE_SHIFT 12
 #define HDR_SLOT_SIZE 512u  /* one sector: the two slots never share one */
-#define FORMAT_VERSION 2u     /* 2: the heap's recent lists (heap.h H7) */
+#define FORMAT_VERSION 3u     /* 2: the heap's recent lists (heap.h H7); 3: heap_prio */
 #define MIN_FORMAT_VERSION 1u /* older versions read, and upgraded by the first writer to open them */
 #define MAX_STORES 16
 
@@ -263,7 +263,7 @@ void heap_free(tm_store *st, void *p);
 void *heap_realloc(tm_store *st, void *p, size_t size); /* p != NULL, size > 0 */
 size_t heap_usable(tm_store *st, const void *p);
 int heap_stats(tm_store *st, tm_stats_t *out); /* 0 or -TM_ECORRUPT */
-int heap_check(tm_store *st, char *msg, size_t len); /* 0 or TM_ECORRUPT */
+int heap_check(tm_store *st, char *msg, size_t len); /* 0, TM_ECORRUPT or ENOMEM */
 
 /* error.c */
 int tm__err(int negerrno);

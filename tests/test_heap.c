@@ -768,6 +768,93 @@ Test(heap, damaged_heap_state_is_reported_not_followed)
     TU_OK(tm_close(st));
 }
 
+/* The free tree's depth (H3 makes it a treap: expected O(log n)). */
+static unsigned tree_depth(const fnode *t)
+{
+    unsigned l, r;
+    if (!t)
+        return 0;
+    l = tree_depth(t->left), r = tree_depth(t->right);
+    return 1 + (l > r ? l : r);
+}
+
+/* Free blocks at a regular stride of addresses, the common shape of a heap
+ * whose every other block was freed: the treap stays shallow.  Format 2's
+ * priority made it a list of them (depth = count), which the checker then
+ * called corrupt. */
+enum { STRIDED = 3000 };
+
+static tm_store *strided_heap(const char *path)
+{
+    tm_store *st = open_opts(path, 0, TM_SYNC_NONE);
+    void *p[2 * STRIDED];
+    TU_OK(tm_store_begin(st));
+    for (int i = 0; i < 2 * STRIDED; i++)
+        cr_assert_not_null(p[i] = tm_store_malloc(st, 5504));
+    for (int i = 0; i < 2 * STRIDED; i += 2)
+        tm_store_free(st, p[i]);
+    TU_OK(tm_store_commit(st));
+    return st;
+}
+
+Test(heap, free_tree_stays_shallow_for_strided_blocks, .timeout = 120)
+{
+    tm_store *st = strided_heap(tu_path("st.tmf"));
+    const struct heap_state *h = heap_state_of(st);
+    cr_assert_geq(h->free_blocks, STRIDED);
+    unsigned d = tree_depth(h->root);
+    cr_assert_leq(d, 60, "depth %u for %llu free blocks", d, (unsigned long long)h->free_blocks);
+    CHECK(st);
+    TU_OK(tm_close(st));
+}
+
+/* A heap of format 2 (its treap ordered by heap_prio_v1, here rebuilt that
+ * way: as deep as it has nodes) is checked as it is, read without change,
+ * and rebuilt with heap_prio by the first write transaction that frees or
+ * allocates. */
+Test(heap, format_2_free_tree_is_rebuilt_by_the_first_change, .timeout = 120)
+{
+    tm_store *st = strided_heap(tu_path("v1.tmf"));
+    const struct heap_state *h = heap_state_of(st);
+    tm_stats_t s0, s1;
+    TU_OK(tm_store_stats(st, &s0));
+    TU_OK(tm_store_begin(st));
+    TU_OK(-heap_rebuild_tree(st, HEAP_MAGIC_V1));
+    TU_OK(tm_store_commit(st));
+    cr_assert_eq(h->magic, HEAP_MAGIC_V1);
+    cr_assert_gt(tree_depth(h->root), STRIDED / 2, "the old priority should degenerate here");
+    CHECK(st);
+    TU_OK(tm_store_stats(st, &s1));
+    cr_assert_eq(s1.largest_free, s0.largest_free);
+    cr_assert_eq(s1.free_blocks, s0.free_blocks);
+
+    TU_OK(tm_store_begin(st));
+    void *q = tm_store_malloc(st, 5504);
+    cr_assert_not_null(q);
+    cr_assert_eq(h->magic, HEAP_MAGIC);
+    cr_assert_leq(tree_depth(h->root), 60);
+    tm_store_free(st, q);
+    TU_OK(tm_store_commit(st));
+    CHECK(st);
+
+    TU_OK(tm_store_begin(st)); /* a free alone rebuilds it too */
+    TU_OK(-heap_rebuild_tree(st, HEAP_MAGIC_V1));
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_store_begin(st));
+    q = tm_store_malloc(st, 64); /* a slot: no tree operation */
+    cr_assert_eq(h->magic, HEAP_MAGIC);
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_store_begin(st));
+    TU_OK(-heap_rebuild_tree(st, HEAP_MAGIC_V1));
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_store_begin(st));
+    tm_store_free(st, q);
+    cr_assert_eq(h->magic, HEAP_MAGIC);
+    TU_OK(tm_store_commit(st));
+    CHECK(st);
+    TU_OK(tm_close(st));
+}
+
 /* H7: the recent lists.  A live slot that happens to carry the tag is freed
  * normally; a broken tag or link is reported. */
 Test(heap, recent_lists_checked)
