@@ -122,7 +122,10 @@ int tm_options_from_env(tm_options *opts);
  * TM_ECORRUPT, TM_ETRUNCATED, TM_EADDR, TM_EPAGESIZE, EBUSY when the
  * store is already open in this process. */
 int tm_open(const char *path, const tm_options *opts, tm_store **out);
-/* Closes a store; an open write transaction is aborted. */
+/* Closes a store; an open write transaction is aborted.  The last handle
+ * of all processes checkpoints; an I/O error of that checkpoint is
+ * returned, the handle is closed anyway and the commits stay in the log,
+ * replayed by the next open. */
 int tm_close(tm_store *st);
 const char *tm_store_path(const tm_store *st);
 void *tm_store_base(const tm_store *st);

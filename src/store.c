@@ -328,8 +328,9 @@ int store_grow(tm_store *st, size_t need)
  * synced; the log restarts.  seq and size are the committed state. */
 static int write_checkpoint(tm_store *st, uint64_t seq, uint64_t size)
 {
-    struct hdr_slot h = st->hdr;
+    struct hdr_slot h = st->hdr, prev;
     int full = st->sync == TM_SYNC_FULL, r;
+    off_t at = (off_t)(((st->gen + 1) & 1) * HDR_SLOT_SIZE);
 
     if (full && (r = os_fdatasync(st->fd)) < 0)
         return r;
@@ -338,10 +339,15 @@ static int write_checkpoint(tm_store *st, uint64_t seq, uint64_t size)
     h.ckpt_seq = seq;
     h.ckpt_size = size;
     h.checksum = hdr_checksum(&h);
-    if ((r = os_pwrite_all(st->fd, &h, sizeof h, (off_t)((h.gen & 1) * HDR_SLOT_SIZE))) < 0)
+    if ((r = os_pread_all(st->fd, &prev, sizeof prev, at)) < 0)
         return r;
-    if (full && (r = os_fdatasync(st->fd)) < 0)
+    if ((r = os_pwrite_all(st->fd, &h, sizeof h, at)) < 0 || (full && (r = os_fdatasync(st->fd)) < 0)) {
+        /* The new header may be in the page cache but not on disk: put the
+         * slot back, or later openers would take the new generation, log
+         * over the old one's records, and a power cut would lose them. */
+        os_pwrite_all(st->fd, &prev, sizeof prev, at);
         return r;
+    }
     st->n_syncs += full ? 2 : 0;
     st->n_ckpts++;
     st->ckpt_commits = st->n_commits;
@@ -765,22 +771,26 @@ int store_revive(tm_store *st)
     return 0;
 }
 
-/* The last handle to close checkpoints, so the next open has no log to replay. */
-static void checkpoint_if_last(tm_store *st)
+/* The last handle to close checkpoints, so the next open has no log to
+ * replay.  Its error, if any: the commits stay in the log. */
+static int checkpoint_if_last(tm_store *st)
 {
+    int r = 0;
     if (st->poisoned || st->apply_pending || st->read_only)
-        return;
+        return 0;
     if (os_lock(st->fd, LOCK_OPEN, F_WRLCK, 0) < 0)
-        return;
+        return 0; /* not the last */
     if (os_lock(st->fd, LOCK_WRITER, F_WRLCK, 0) == 0) {
-        if (store_heal(st) == 0 && super_of(st)->seq != st->ckpt_seq)
-            store_checkpoint(st);
+        if ((r = store_heal(st)) == 0 && super_of(st)->seq != st->ckpt_seq)
+            r = store_checkpoint(st);
         os_lock(st->fd, LOCK_WRITER, F_UNLCK, 0);
     }
+    return r;
 }
 
 int tm_close(tm_store *st)
 {
+    int r;
     if (!st)
         return EINVAL;
     pthread_mutex_lock(&open_mu);
@@ -795,12 +805,12 @@ int tm_close(tm_store *st)
         tm_store_abort(st);
     if (st->apply_pending) /* S2: finish the durable commit before unlocking */
         store_reapply(st);
-    checkpoint_if_last(st);
+    r = checkpoint_if_last(st);
     registry_remove(st);
     munmap(st->base, st->max);
     destroy(st);
     pthread_mutex_unlock(&open_mu);
-    return 0;
+    return tm__err(r);
 }
 
 const char *tm_store_path(const tm_store *st)

@@ -311,7 +311,7 @@ static int commit_case(int mode, int variant, long k, struct tally *t)
     char path[512], ctx[200];
     tm_store *st;
     unsigned char *root = NULL;
-    int rc = 0, tx_err = 0, grow = variant & V_GROW, fired, phase, b;
+    int rc = 0, close_rc = 0, tx_err = 0, grow = variant & V_GROW, fired, phase, b;
     int64_t want;
     uint64_t extra = 0; /* commits that did not change the root */
 
@@ -336,7 +336,7 @@ static int commit_case(int mode, int variant, long k, struct tally *t)
     fi.phase = PH_AFTER;
     if (variant & V_CLOSE) {
         fi.phase = PH_CLOSE;
-        TU_OK(tm_close(st));
+        close_rc = tm_close(st);
         st = NULL;
     }
     fired = fi.fired, phase = fi.fired_phase;
@@ -347,6 +347,9 @@ static int commit_case(int mode, int variant, long k, struct tally *t)
     if (fired)
         t->kinds |= fi.fired_kind;
     t->cases++;
+    /* the final checkpoint's error is close's (the commits stay in the log) */
+    cr_assert(close_rc == 0 || (fired && phase == PH_CLOSE && close_rc == mode_errno(mode)),
+              "%s: close returned %s", ctx, tm_strerror(close_rc));
 
     if (tx_err) {
         cr_assert(fired && phase == PH_TX, "%s: root growth failed without a fault (errno %d)", ctx, tx_err);
@@ -485,6 +488,145 @@ Test(faults, failed_commit_is_sticky)
     TU_OK(tm_close(st));
     st = open_expect(path, 2, 3, ROOT_BYTES, "sticky");
     still_usable(path, st, 2, 3, "sticky");
+}
+
+/* ---- a checkpoint whose header sync fails, then a power cut ---- */
+
+/* The child's view of the disk: at every fdatasync that succeeds, the
+ * whole file as it is then is copied to "<file>.durable"; the first sync
+ * after a header slot is written fails with EIO instead (nothing of it
+ * reaches the disk). */
+static struct {
+    char path[2][620]; /* the store, its log */
+    ino_t ino[2];
+    int header_written, failed;
+} hs;
+
+static int hs_file(int fd)
+{
+    struct stat sb;
+    if (fstat(fd, &sb) != 0)
+        return -1;
+    for (int i = 0; i < 2; i++)
+        if (sb.st_ino == hs.ino[i])
+            return i;
+    return -1;
+}
+
+static void hs_snapshot(int k, int fd)
+{
+    char side[640], buf[1 << 16];
+    ssize_t n;
+    off_t off = 0;
+    snprintf(side, sizeof side, "%s.durable", hs.path[k]);
+    int out = open(side, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (out < 0)
+        _exit(30);
+    while ((n = pread(fd, buf, sizeof buf, off)) > 0) {
+        if (write(out, buf, (size_t)n) != n)
+            _exit(31);
+        off += n;
+    }
+    close(out);
+}
+
+static ssize_t hs_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+    if (hs_file(fd) == 0 && len == sizeof(struct hdr_slot) && (off == 0 || off == HDR_SLOT_SIZE) &&
+        memcmp(buf, HDR_MAGIC, 8) == 0)
+        hs.header_written = 1;
+    return os_real.pwrite(fd, buf, len, off);
+}
+
+static int hs_fdatasync(int fd)
+{
+    int k = hs_file(fd), r;
+    if (k == 0 && hs.header_written && !hs.failed) {
+        hs.failed = 1;
+        return -EIO;
+    }
+    if ((r = os_real.fdatasync(fd)) == 0 && k >= 0)
+        hs_snapshot(k, fd);
+    return r;
+}
+
+/* The generation of a store file's current header slot. */
+static uint64_t durable_gen(const char *path)
+{
+    struct hdr_slot s;
+    uint64_t gen = 0;
+    int fd = open(path, O_RDONLY);
+    cr_assert_geq(fd, 0);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(pread(fd, &s, sizeof s, i * HDR_SLOT_SIZE), (ssize_t)sizeof s);
+        if (memcmp(s.magic, HDR_MAGIC, 8) == 0 && hdr_checksum(&s) == s.checksum && s.gen > gen)
+            gen = s.gen;
+    }
+    close(fd);
+    return gen;
+}
+
+static void header_sync_fails_child(void *arg)
+{
+    tm_options o = fopts();
+    tm_store *st = NULL;
+    struct stat sb;
+    unsigned char *root;
+    (void)arg;
+    if (tm_open(hs.path[0], &o, &st) != 0 || !(root = tm_store_root(st, ROOT_BYTES)))
+        _exit(10);
+    for (uint64_t g = 1; g <= 3; g++) {
+        if (tm_store_begin(st) != 0)
+            _exit(11);
+        fill(root, g);
+        if (tm_store_commit(st) != 0)
+            _exit(12);
+    }
+    for (int k = 0; k < 2; k++) { /* from here on the disk is what was synced */
+        int fd = open(hs.path[k], O_RDONLY);
+        if (fd < 0 || fstat(fd, &sb) != 0)
+            _exit(13);
+        hs.ino[k] = sb.st_ino;
+        hs_snapshot(k, fd);
+        close(fd);
+    }
+    os_calls.pwrite = hs_pwrite;
+    os_calls.fdatasync = hs_fdatasync;
+    if (tm_close(st) != EIO) /* the closing checkpoint's header sync fails */
+        _exit(14);
+    if (!hs.failed || tm_open(hs.path[0], &o, &st) != 0 || !(root = tm_store_root(st, ROOT_BYTES)))
+        _exit(15);
+    if (tm_store_begin(st) != 0)
+        _exit(16);
+    fill(root, 4);
+    if (tm_store_commit(st) != 0) /* durable: TMF_SYNC=full */
+        _exit(17);
+    _exit(0); /* the power goes: only the .durable images survive */
+}
+
+Test(faults, failed_header_sync_loses_no_later_commit)
+{
+    char side[640];
+    const char *path = tu_path("hs.tmf");
+    snprintf(hs.path[0], sizeof hs.path[0], "%s", path);
+    snprintf(hs.path[1], sizeof hs.path[1], "%.600s.log", path);
+    int status = tu_run_child(header_sync_fails_child, NULL, NULL, 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child: status %#x", status);
+    for (int k = 0; k < 2; k++) {
+        snprintf(side, sizeof side, "%s.durable", hs.path[k]);
+        cr_assert_eq(rename(side, hs.path[k]), 0, "%s", side);
+    }
+    /* The log's first record belongs to the generation of the durable
+     * header: a record of a generation whose header never reached the disk
+     * is skipped by recovery, with every commit after it. */
+    struct log_rec rec;
+    int fd = open(hs.path[1], O_RDONLY);
+    cr_assert_eq(pread(fd, &rec, sizeof rec, LOG_START), (ssize_t)sizeof rec);
+    close(fd);
+    cr_assert_eq(rec.gen, durable_gen(hs.path[0]), "the log's first record is of generation %llu",
+                 (unsigned long long)rec.gen);
+    /* seq 5: the root's creation, generations 1 to 3, then 4 */
+    TU_OK(tm_close(open_expect(hs.path[0], 4, 5, ROOT_BYTES, "after the power cut")));
 }
 
 /* ---- recovery under faults ---- */
