@@ -120,7 +120,9 @@ int tm_options_from_env(tm_options *opts);
  * opts->mode says otherwise), recovers it after a crash, and maps it at its
  * base.  Errors: errno values from the system, TM_ENOTSTORE, TM_EVERSION,
  * TM_ECORRUPT, TM_ETRUNCATED, TM_EADDR, TM_EPAGESIZE, EBUSY when the
- * store is already open in this process. */
+ * store is already open in this process, EEXIST when the store file is
+ * missing but its log is there (never overwritten: it may hold a lost
+ * store's commits). */
 int tm_open(const char *path, const tm_options *opts, tm_store **out);
 /* Closes a store; an open write transaction is aborted.  The last handle
  * of all processes checkpoints; an I/O error of that checkpoint is

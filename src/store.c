@@ -722,6 +722,14 @@ int tm_open(const char *path, const tm_options *opts, tm_store **out)
     }
 
     st->fd = open(path, (st->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    if (st->fd < 0 && errno == ENOENT && !o.no_create && !st->read_only && access(st->log_path, F_OK) == 0 &&
+        (st->fd = open(path, O_RDWR | O_CLOEXEC)) < 0) {
+        /* a log without its store (not one created meanwhile): it may hold
+         * the only copy of a lost store's commits, and a new store would
+         * refuse it anyway */
+        destroy(st);
+        return EEXIST;
+    }
     if (st->fd < 0 && errno == ENOENT && !o.no_create && !st->read_only) {
         r = create_file(path, &o);
         if (r < 0 && r != -EEXIST) {

@@ -756,6 +756,22 @@ Test(store, no_create_option)
     cr_assert_eq(tm_open(tu_path("missing.tmf"), &o, &st), ENOENT);
 }
 
+/* A log whose store file is gone is not overwritten by a new store. */
+Test(store, log_without_its_store_is_kept)
+{
+    const char *path = tu_path("lost.tmf"), *log = tu_path("lost.tmf.log");
+    struct stat before, after;
+    make_store(path, 7);
+    unlink(path);
+    cr_assert_eq(stat(log, &before), 0);
+    cr_assert_eq(open_err(path), EEXIST);
+    cr_assert_neq(access(path, F_OK), 0, "a store was created");
+    cr_assert_eq(stat(log, &after), 0);
+    cr_assert(after.st_size == before.st_size && after.st_mtime == before.st_mtime);
+    unlink(log); /* once it is gone, the store is created */
+    cr_assert_eq(open_err(path), 0);
+}
+
 Test(store, strerror_covers_every_code)
 {
     for (int c = TM_EFIRST; c < TM_ELAST; c++)

@@ -441,6 +441,18 @@ Test(tmf, copy_refuses_existing_dest_and_copies)
     cr_assert_eq(root_value(dest, 0), 5);
     EXPECT(0, "copied", "copy", "--force", path, dest); /* over a copy that was opened */
     EXPECT(0, ": clean:", "check", dest);
+
+    /* a log without its store is not overwritten either */
+    const char *lone = tu_path("lone.tmf"), *lone_log = tu_path("lone.tmf.log");
+    write_file(lone_log, "old log", 7);
+    EXPECT(1, "lone.tmf.log: exists; use --force", "copy", path, lone);
+    cr_assert_eq(file_size(lone_log), 7);
+    cr_assert_neq(access(lone, F_OK), 0);
+    /* nor is anything renamed into place when the destination is a directory */
+    const char *dir = tu_path("adir");
+    cr_assert_eq(mkdir(dir, 0700), 0);
+    EXPECT(1, "is a directory", "copy", "--force", path, dir);
+    cr_assert_neq(access(tu_path("adir.log"), F_OK), 0, "a log was left beside the directory");
 }
 
 static void keep_committing(void *p)

@@ -145,10 +145,17 @@ static int copy_into(tm_store *st, const char *dest, const char *src)
 
 int tmf_copy(const struct tmf_args *a)
 {
+    char log[PATH_MAX];
+    struct stat sb;
     tm_store *st;
     int ex;
-    if (!a->force && exists(a->dest)) {
-        tmf_err(a->dest, "exists; use --force to overwrite it");
+    snprintf(log, sizeof log, "%s.log", a->dest);
+    if (stat(a->dest, &sb) == 0 && S_ISDIR(sb.st_mode)) { /* before anything is renamed into place */
+        tmf_err(a->dest, "is a directory; name the copy's file");
+        return EXIT_DAMAGED;
+    }
+    if (!a->force && (exists(a->dest) || exists(log))) { /* a log alone may hold a lost store's commits */
+        tmf_err(exists(a->dest) ? a->dest : log, "exists; use --force to overwrite it");
         return EXIT_DAMAGED;
     }
     if ((ex = tmf_open_ro(a->file, &st, NULL, 0)) != EXIT_CLEAN)
