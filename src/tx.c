@@ -401,6 +401,18 @@ void tm_transient_end(void)
 
 static int read_lock(tm_store *st);
 
+/* Another store whose write transaction this thread has open, if any: the
+ * malloc family goes there once the one it went to ends. */
+static tm_store *other_owned(const tm_store *st)
+{
+    for (int i = 0; tm_tls_tx > 0 && i < MAX_STORES; i++) {
+        tm_store *o = store_registry[i];
+        if (o && o != st && tx_owned(o))
+            return o;
+    }
+    return NULL;
+}
+
 /* Unlocks and forgets the transaction.  A read transaction begun inside it
  * goes on under read locks of its own. */
 void tx_release(tm_store *st)
@@ -412,9 +424,9 @@ void tx_release(tm_store *st)
     st->sb_copy = 0;
     tm_tls_tx--;
     if (tm_tls_route == st)
-        tm_tls_route = NULL;
+        tm_tls_route = other_owned(st);
     if (tls_saved_route == st)
-        tls_saved_route = NULL;
+        tls_saved_route = other_owned(st);
     if (!st->apply_pending) /* a poisoned apply keeps readers out (store.c S2) */
         os_lock_range(st->fd, LOCK_WRITER, 2, F_UNLCK, 0); /* and LOCK_DATA, if apply took it */
     pthread_rwlock_unlock(&st->rw);

@@ -729,6 +729,31 @@ Test(store, two_stores_at_two_bases)
 
 /* ---- files ---- */
 
+/* The malloc family (the preload) goes to the store whose transaction the
+ * thread began first, and to the other one once that ends. */
+Test(store, routing_follows_the_transactions_still_open)
+{
+    tm_options o = tu_opts(TM_SYNC_NONE);
+    tm_store *a = tu_open(tu_path("ra.tmf")), *b = NULL;
+    o.base = (o.base ? o.base : DEFAULT_BASE) + ((uintptr_t)4 << 30);
+    TU_OK(tm_open(tu_path("rb.tmf"), &o, &b));
+    TU_OK(tm_store_begin(a));
+    TU_OK(tm_store_begin(b));
+    cr_assert_eq(tm_tls_route, a);
+    TU_OK(tm_store_commit(a));
+    cr_assert_eq(tm_tls_route, b, "no route while b's transaction is open");
+    tm_transient_begin();
+    cr_assert_null(tm_tls_route);
+    TU_OK(tm_store_begin(a));
+    tm_store_abort(b);
+    tm_transient_end();
+    cr_assert_eq(tm_tls_route, a);
+    TU_OK(tm_store_commit(a));
+    cr_assert_null(tm_tls_route);
+    TU_OK(tm_close(a));
+    TU_OK(tm_close(b));
+}
+
 Test(store, files_are_private_by_default_and_mode_is_honoured)
 {
     struct stat sb;
