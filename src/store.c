@@ -756,7 +756,7 @@ int tm_open(const char *path, const tm_options *opts, tm_store **out)
 
 /* After fork, in the child: a fresh mapping (the parent's uncommitted pages
  * are dropped) and no inherited transaction, locks or readers. */
-int store_revive(tm_store *st)
+static int revive_locked(tm_store *st)
 {
     int r;
     init_locks(st);
@@ -777,6 +777,16 @@ int store_revive(tm_store *st)
     }
     st->forked = 0;
     return 0;
+}
+
+int store_revive(tm_store *st)
+{
+    int r = 0;
+    pthread_mutex_lock(&open_mu); /* a child's threads may race to revive it */
+    if (st->forked)
+        r = revive_locked(st);
+    pthread_mutex_unlock(&open_mu);
+    return r;
 }
 
 /* The last handle to close checkpoints, so the next open has no log to

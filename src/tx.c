@@ -132,7 +132,8 @@ static int fault(tm_store *st, uintptr_t addr)
         uint64_t size = 0;
         if (!tx_owned(st) &&
             os_pread_all(st->fd, &size, sizeof size, PAGE + offsetof(struct tm_super, size)) == 0 &&
-            off < size && size <= st->max && size % PAGE == 0 && store_map_size(st, size) == 0)
+            off < size && size <= st->max && size % PAGE == 0 &&
+            (size <= st->mapped || store_map_size(st, size) == 0)) /* only ever grows the mapping */
             return 1;
         die(SIGSEGV, "access beyond the end of the arena at", NULL, addr);
         return 1;

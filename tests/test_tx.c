@@ -542,6 +542,55 @@ Test(tx, fork_child_does_not_commit_the_parents_transaction)
     TU_OK(tm_close(st));
 }
 
+/* Threads of a child all using the inherited handle at once: one of them
+ * revives it (a fresh mapping and locks), the others wait for that. */
+static tm_store *revive_st;
+static pthread_barrier_t revive_go;
+
+static void *child_reader(void *arg)
+{
+    long *root = arg;
+    pthread_barrier_wait(&revive_go);
+    for (int i = 0; i < 200; i++) {
+        if (tm_store_read_begin(revive_st) != 0 || root[0] != 9 || tm_store_read_end(revive_st) != 0)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+Test(tx, fork_child_threads_revive_the_handle_once, .timeout = 60)
+{
+    revive_st = tu_open(tu_path("rv.tmf"));
+    long *root = tm_store_root(revive_st, sizeof(long));
+    TU_OK(tm_store_begin(revive_st));
+    *root = 9;
+    TU_OK(tm_store_commit(revive_st));
+    for (int round = 0; round < 30; round++) {
+        int status;
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+            pthread_t t[8];
+            void *bad = NULL, *b;
+            alarm(20);
+            pthread_barrier_init(&revive_go, NULL, 8);
+            for (int i = 0; i < 8; i++)
+                if (pthread_create(&t[i], NULL, child_reader, root))
+                    _exit(2);
+            for (int i = 0; i < 8; i++)
+                if (pthread_join(t[i], &b) == 0 && b)
+                    bad = b;
+            /* every read ended: no reader left on the handle's locks */
+            if (bad || revive_st->forked || revive_st->readers != 0)
+                _exit(1);
+            _exit(pthread_rwlock_trywrlock(&revive_st->rw) == 0 ? 0 : 3);
+        }
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "round %d: child status %#x", round, status);
+    }
+    TU_OK(tm_close(revive_st));
+}
+
 /* A read transaction begun inside the thread's own write transaction goes
  * on after the commit under read locks of its own, and its end releases
  * exactly those. */
