@@ -676,15 +676,6 @@ Test(tx, bulk_transaction_does_not_log_kept_copies)
 /* A second tm_open of a store this process has open is refused without
  * releasing the process's file locks (closing any descriptor of the file
  * would release them all). */
-static void writer_lock_held(void *arg)
-{
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = LOCK_WRITER, .l_len = 1};
-    int fd = open(arg, O_RDWR);
-    if (fd < 0 || fcntl(fd, F_GETLK, &fl) < 0)
-        _exit(2);
-    _exit(fl.l_type == F_UNLCK ? 1 : 0);
-}
-
 Test(tx, second_open_in_a_process_keeps_the_locks)
 {
     char path[512];
@@ -697,8 +688,7 @@ Test(tx, second_open_in_a_process_keeps_the_locks)
     *root = 5;
     cr_assert_eq(tm_open(path, &o, &again), EBUSY);
     cr_assert_null(again);
-    int status = tu_run_child(writer_lock_held, path, NULL, 0);
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the writer lock was released (status %#x)", status);
+    cr_assert(tu_writer_lock_held(path), "the writer lock was released");
     TU_OK(tm_store_commit(st));
     TU_OK(tm_close(st));
 }

@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "internal.h"
+
 static char dir[256];
 static pid_t dir_owner;
 
@@ -109,4 +111,20 @@ int tu_run_child(void (*fn)(void *), void *arg, char *errbuf, size_t len)
     close(pipefd[0]);
     waitpid(pid, &status, 0);
     return status;
+}
+
+static void probe_writer_lock(void *arg)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = LOCK_WRITER, .l_len = 1};
+    int fd = open(arg, O_RDWR);
+    if (fd < 0 || fcntl(fd, F_GETLK, &fl) < 0)
+        _exit(2);
+    _exit(fl.l_type == F_UNLCK ? 1 : 0);
+}
+
+int tu_writer_lock_held(const char *path)
+{
+    int status = tu_run_child(probe_writer_lock, (void *)path, NULL, 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) <= 1, "lock probe: status %#x", status);
+    return WEXITSTATUS(status) == 0;
 }

@@ -32,6 +32,10 @@ tm_store *tu_open_or_exit(const char *path);
  * stderr goes to errbuf (if not NULL, up to len bytes, NUL-terminated). */
 int tu_run_child(void (*fn)(void *), void *arg, char *errbuf, size_t len);
 
+/* Whether another process finds the writer lock of the store at path taken
+ * (asked from a child: a process never conflicts with its own locks). */
+int tu_writer_lock_held(const char *path);
+
 /* A small deterministic PRNG (splitmix64). */
 static inline uint64_t tu_rand(uint64_t *s)
 {
