@@ -275,7 +275,8 @@ int heap_rebuild_tree(tm_store *st, uint64_t magic)
     blk *b;
     for (b = (blk *)lo; !(b->head & B_FENCE); b = blk_at(b, blk_size(b))) { /* walk first, change nothing */
         uintptr_t a = (uintptr_t)b;
-        if (a > hi - FENCE_SIZE || !blk_valid(h, b) || blk_size(b) < MIN_BLOCK || blk_size(b) > hi - a)
+        if (a > hi - FENCE_SIZE || !blk_valid(h, b) || blk_size(b) < MIN_BLOCK ||
+            blk_size(b) > hi - FENCE_SIZE - a) /* the fence must still follow */
             return -TM_ECORRUPT;
         nfree += !(b->head & B_INUSE);
     }

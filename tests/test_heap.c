@@ -837,6 +837,20 @@ Test(heap, format_2_free_tree_is_rebuilt_by_the_first_change, .timeout = 120)
     TU_OK(tm_store_commit(st));
     CHECK(st);
 
+    TU_OK(tm_store_begin(st)); /* a damaged block stops the rebuild before it changes anything */
+    TU_OK(-heap_rebuild_tree(st, HEAP_MAGIC_V1));
+    uint64_t *blkp = tm_store_malloc(st, 5504); /* rebuilds first */
+    TU_OK(-heap_rebuild_tree(st, HEAP_MAGIC_V1));
+    const fnode *root_before = h->root;
+    blkp[-1] ^= 0x100; /* its size, in its header */
+    errno = 0;
+    cr_assert_null(tm_store_malloc(st, 5504));
+    cr_assert_eq(errno, TM_ECORRUPT);
+    cr_assert_eq(h->magic, HEAP_MAGIC_V1);
+    cr_assert_eq(h->root, root_before);
+    tm_store_abort(st);
+    CHECK(st);
+
     TU_OK(tm_store_begin(st)); /* a free alone rebuilds it too */
     TU_OK(-heap_rebuild_tree(st, HEAP_MAGIC_V1));
     TU_OK(tm_store_commit(st));
