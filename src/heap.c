@@ -315,7 +315,9 @@ static __attribute__((noinline)) void *large_alloc(tm_store *st, struct heap_sta
 /* ---- entry points ---- */
 
 /* The first allocation sets the heap up, and the first change to a
- * format-2 heap rebuilds its free tree (heap_prio).  A magic that is neither
+ * format-2 heap of an upgraded store rebuilds its free tree (heap_prio);
+ * until a first opener has upgraded the store, an older library may have it
+ * open, and the treap keeps format 2's priority.  A magic that is neither
  * is damage, never a reason to start over on top of live data. */
 static __attribute__((noinline)) int ensure_init(tm_store *st)
 {
@@ -323,9 +325,9 @@ static __attribute__((noinline)) int ensure_init(tm_store *st)
     int r = 0;
     if (magic == 0)
         return heap_init(st);
-    if (magic == HEAP_MAGIC_V1)
+    if (magic == HEAP_MAGIC_V1 && st->hdr.version >= FORMAT_VERSION)
         r = heap_rebuild_tree(st, HEAP_MAGIC);
-    else if (magic != HEAP_MAGIC)
+    else if (magic != HEAP_MAGIC && magic != HEAP_MAGIC_V1)
         r = -TM_ECORRUPT;
     if (r < 0)
         errno = -r;

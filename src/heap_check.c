@@ -290,7 +290,8 @@ int heap_check(tm_store *st, char *msg, size_t len)
 
 /* The free tree's largest block, reached through links that may be
  * damaged: each must be a valid free block of the heap, and the path no
- * longer than the count of free blocks.  NULL for an empty tree; BAD_NODE. */
+ * longer than the count of free blocks (or than the heap could hold, should
+ * that count be damaged too).  NULL for an empty tree; BAD_NODE. */
 #define BAD_NODE ((const fnode *)1)
 
 static const fnode *tree_max(const tm_store *st, const struct heap_state *h)
@@ -299,8 +300,8 @@ static const fnode *tree_max(const tm_store *st, const struct heap_state *h)
     const fnode *t = h->root;
     for (uint64_t n = 0; t; n++) {
         uintptr_t a = (uintptr_t)t;
-        if (n > h->free_blocks || a % QUANTUM || a < lo || a > hi - MIN_BLOCK || !blk_valid(h, t) ||
-            (t->head & B_INUSE) || blk_size(t) > hi - a)
+        if (n > h->free_blocks || n > (hi - lo) / MIN_BLOCK || a % QUANTUM || a < lo || a > hi - MIN_BLOCK ||
+            !blk_valid(h, t) || (t->head & B_INUSE) || blk_size(t) > hi - a)
             return BAD_NODE;
         if (!t->right)
             return t;

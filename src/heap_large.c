@@ -83,13 +83,21 @@ static void tree_insert_by(struct heap_state *h, fnode *x, uint64_t (*prio)(cons
     SETP(*p, x);
 }
 
+/* The priority the heap's treap is ordered by: heap_prio, or format 2's
+ * while a store of that format may still be open in an older library. */
+static inline uint64_t (*tree_prio(const struct heap_state *h))(const void *)
+{
+    return h->magic == HEAP_MAGIC_V1 ? heap_prio_v1 : heap_prio;
+}
+
 static void tree_insert(struct heap_state *h, fnode *x)
 {
-    tree_insert_by(h, x, heap_prio);
+    tree_insert_by(h, x, tree_prio(h));
 }
 
 static void tree_remove(struct heap_state *h, fnode *x)
 {
+    uint64_t (*prio)(const void *) = tree_prio(h);
     fnode **p = &h->root, *a, *b;
     while (*p != x) {
         if (unlikely(!*p))
@@ -98,7 +106,7 @@ static void tree_remove(struct heap_state *h, fnode *x)
     }
     a = x->left, b = x->right;
     while (a && b) { /* merge the children: the higher priority on top */
-        if (heap_prio(a) >= heap_prio(b)) {
+        if (prio(a) >= prio(b)) {
             SETP(*p, a);
             p = &a->right;
             a = a->right;
@@ -297,7 +305,8 @@ int heap_init(tm_store *st)
     blk *first = (blk *)(st->base + HEAP_START), *fence;
 
     memset(h, 0, sizeof *h);
-    h->magic = HEAP_MAGIC;
+    /* an older store keeps format 2's treap until a first opener upgrades it */
+    h->magic = st->hdr.version >= FORMAT_VERSION ? HEAP_MAGIC : HEAP_MAGIC_V1;
     h->key = (st->store_id * 0x9E3779B97F4A7C15ull) ^ 0x5bd1e9955bd1e995ull;
     if (size < HEAP_START + MIN_BLOCK + FENCE_SIZE) {
         int r = store_grow(st, MIN_GROWTH);

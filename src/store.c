@@ -334,8 +334,7 @@ static int write_checkpoint(tm_store *st, uint64_t seq, uint64_t size)
 
     if (full && (r = os_fdatasync(st->fd)) < 0)
         return r;
-    h.gen = st->gen + 1;
-    h.version = FORMAT_VERSION; /* upgrades an older store */
+    h.gen = st->gen + 1; /* the version stays: only a first opener upgrades (recover) */
     h.ckpt_seq = seq;
     h.ckpt_size = size;
     h.checksum = hdr_checksum(&h);
@@ -486,8 +485,12 @@ static int recover(tm_store *st, uint64_t file_size)
         if ((r = os_ftruncate(st->fd, (off_t)sb->size)) < 0)
             return r;
     }
-    if (n > 0 || st->ckpt_seq != sb->seq || st->hdr.version < FORMAT_VERSION)
+    if (n > 0 || st->ckpt_seq != sb->seq || st->hdr.version < FORMAT_VERSION) {
+        /* Upgrade an older store here and only here: no other process has
+         * it open, so none runs a library that would misread it. */
+        st->hdr.version = FORMAT_VERSION;
         return write_checkpoint(st, sb->seq, sb->size);
+    }
     st->log_off = LOG_START;
     return 0;
 }
@@ -727,8 +730,9 @@ int tm_open(const char *path, const tm_options *opts, tm_store **out)
         /* a log without its store (not one created meanwhile): it may hold
          * the only copy of a lost store's commits, and a new store would
          * refuse it anyway */
+        r = errno == ENOENT ? EEXIST : errno;
         destroy(st);
-        return EEXIST;
+        return r;
     }
     if (st->fd < 0 && errno == ENOENT && !o.no_create && !st->read_only) {
         r = create_file(path, &o);
@@ -744,12 +748,11 @@ int tm_open(const char *path, const tm_options *opts, tm_store **out)
         return tm__err(r);
     }
     pthread_mutex_lock(&open_mu);
-    r = open_locked(st);
+    if ((r = open_locked(st)) < 0)
+        destroy(st); /* its close must not drop the locks of an open that follows */
     pthread_mutex_unlock(&open_mu);
-    if (r < 0) {
-        destroy(st);
+    if (r < 0)
         return tm__err(r);
-    }
     *out = st;
     return 0;
 }

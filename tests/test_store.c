@@ -124,21 +124,37 @@ Test(store, newer_version_is_refused)
 /* A store of format 1 (before the heap's recent lists) opens, keeps its
  * data, and is upgraded by its first writer, so older libraries refuse it
  * from then on rather than misread it. */
-Test(store, older_version_is_upgraded)
+/* Rewrites both header slots of path with the given format version. */
+static void set_version(const char *path, uint32_t version)
 {
-    const char *path = tu_path("v1.tmf");
     struct hdr_slot h;
-    tm_store *st;
-    int fd, i;
-    make_store(path, 41);
-    fd = open(path, O_RDWR);
-    for (i = 0; i < 2; i++) {
+    int fd = open(path, O_RDWR);
+    for (int i = 0; i < 2; i++) {
         cr_assert_eq(pread(fd, &h, sizeof h, i * HDR_SLOT_SIZE), (ssize_t)sizeof h);
-        h.version = 1;
+        h.version = version;
         h.checksum = hdr_checksum(&h);
         cr_assert_eq(pwrite(fd, &h, sizeof h, i * HDR_SLOT_SIZE), (ssize_t)sizeof h);
     }
     close(fd);
+}
+
+/* The version of the current header slot. */
+static uint32_t current_version(const char *path)
+{
+    struct hdr_slot h[2];
+    int fd = open(path, O_RDONLY);
+    cr_assert_eq(pread(fd, h, sizeof h[0], 0), (ssize_t)sizeof h[0]);
+    cr_assert_eq(pread(fd, &h[1], sizeof h[1], HDR_SLOT_SIZE), (ssize_t)sizeof h[1]);
+    close(fd);
+    return h[h[1].gen > h[0].gen].version;
+}
+
+Test(store, older_version_is_upgraded)
+{
+    const char *path = tu_path("v1.tmf");
+    tm_store *st;
+    make_store(path, 41);
+    set_version(path, 1);
     st = tu_open(path);
     cr_assert_eq(st->hdr.version, FORMAT_VERSION);
     cr_assert_eq(*(long *)tm_store_root(st, 1), 41);
@@ -179,6 +195,51 @@ Test(store, corrupt_header_is_refused)
     flip(path, offsetof(struct hdr_slot, store_id));
     flip(path, HDR_SLOT_SIZE + offsetof(struct hdr_slot, store_id));
     cr_assert_eq(open_err(path), TM_ECORRUPT);
+}
+
+/* Only a first opener upgrades an older store: a later one may share it
+ * with a process of an older library, which must keep reading it as its
+ * own format (a later opener's checkpoints keep the version). */
+Test(store, only_a_first_opener_upgrades_the_format)
+{
+    const char *path = tu_path("v2.tmf");
+    int go[2], ready[2];
+    char c;
+    make_store(path, 5);
+    cr_assert_eq(pipe(go), 0);
+    cr_assert_eq(pipe(ready), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) { /* the first opener, standing in for an older library */
+        close(go[1]), close(ready[0]); /* a parent that dies ends the wait */
+        tm_store *st = tu_open_or_exit(path);
+        if (write(ready[1], "r", 1) != 1 || read(go[0], &c, 1) != 1)
+            _exit(2);
+        _exit(tm_close(st) ? 3 : 0);
+    }
+    close(go[0]), close(ready[1]);
+    cr_assert_eq(read(ready[0], &c, 1), 1);
+    set_version(path, 2); /* as the older library's store would say */
+    tm_store *st = tu_open(path);
+    tm_stats_t s;
+    char *root = tm_store_root(st, (size_t)400 << 10);
+    cr_assert_not_null(root);
+    for (int i = 0; i < 6; i++) { /* 400 KiB a commit: the log ring fills, commits checkpoint */
+        TU_OK(tm_store_begin(st));
+        memset(root, i + 1, (size_t)400 << 10);
+        TU_OK(tm_store_commit(st));
+        }
+    TU_OK(tm_store_stats(st, &s));
+    cr_assert_gt(s.checkpoints, 0);
+    cr_assert_eq(current_version(path), 2);
+    TU_OK(tm_close(st));
+    cr_assert_eq(write(go[1], "g", 1), 1);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+    st = tu_open(path); /* the first opener now: upgrades */
+    cr_assert_eq(current_version(path), FORMAT_VERSION);
+    TU_OK(tm_close(st));
 }
 
 Test(store, insane_header_fields_are_refused)
@@ -567,20 +628,28 @@ Test(store, racing_creates_in_a_process)
     pthread_barrier_destroy(&go);
 }
 
-/* A close and an open of the same store racing in one process: the open
- * waits until the closing handle's descriptor is closed, since closing it
- * drops every lock the process holds on the file, the new handle's too.
- * The close is slowed down (a wrapper of close(2) in this executable) to
- * hold the window open. */
-static volatile int slow_close_fd = -1;
+/* A close (or a failed open) and an open of the same store racing in one
+ * process: the open waits until the other descriptor is closed, since
+ * closing it drops every lock the process holds on the file, the new
+ * handle's too.  The next close of a descriptor of the file is slowed down
+ * (a wrapper of close(2) in this executable) to hold the window open. */
+static volatile ino_t slow_close_ino;
 
 int close(int fd)
 {
-    if (fd == slow_close_fd) {
-        slow_close_fd = -1;
+    struct stat sb;
+    if (slow_close_ino && fstat(fd, &sb) == 0 && sb.st_ino == slow_close_ino) {
+        slow_close_ino = 0;
         usleep(100 * 1000);
     }
     return (int)syscall(SYS_close, fd);
+}
+
+static void slow_next_close_of(const char *path)
+{
+    struct stat sb;
+    cr_assert_eq(stat(path, &sb), 0);
+    slow_close_ino = sb.st_ino;
 }
 
 static void *close_it(void *arg)
@@ -597,7 +666,7 @@ Test(store, open_racing_a_close_keeps_its_locks)
     tm_options o = tu_opts(TM_SYNC_FULL);
     snprintf(path, sizeof path, "%s", tu_path("oc.tmf"));
     st = tu_open(path);
-    slow_close_fd = st->fd;
+    slow_next_close_of(path);
     cr_assert_eq(pthread_create(&t, NULL, close_it, st), 0);
     usleep(20 * 1000); /* the close is now asleep in close(2) */
     TU_OK(tm_open(path, &o, &again));
@@ -606,6 +675,37 @@ Test(store, open_racing_a_close_keeps_its_locks)
     cr_assert(tu_writer_lock_held(path), "the writer lock was lost");
     TU_OK(tm_store_commit(again));
     TU_OK(tm_close(again));
+}
+
+static void *open_read_only(void *arg)
+{
+    tm_options o = tu_opts(TM_SYNC_FULL);
+    tm_store *st = NULL;
+    o.read_only = 1;
+    return (void *)(intptr_t)tm_open(arg, &o, &st);
+}
+
+Test(store, open_racing_a_failed_open_keeps_its_locks)
+{
+    char path[512], log[520];
+    pthread_t t;
+    void *r;
+    tm_store *st;
+    tm_options o = tu_opts(TM_SYNC_FULL);
+    snprintf(path, sizeof path, "%s", tu_path("of.tmf"));
+    snprintf(log, sizeof log, "%s.log", path);
+    make_store(path, 1);
+    unlink(log); /* a read-only open cannot create it: fails */
+    slow_next_close_of(path);
+    cr_assert_eq(pthread_create(&t, NULL, open_read_only, path), 0);
+    usleep(20 * 1000); /* the failed open is now asleep closing its descriptor */
+    TU_OK(tm_open(path, &o, &st));
+    TU_OK(tm_store_begin(st));
+    pthread_join(t, &r);
+    cr_assert_neq((intptr_t)r, 0, "the read-only open succeeded");
+    cr_assert(tu_writer_lock_held(path), "the writer lock was lost");
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_close(st));
 }
 
 /* fork() while another thread opens the default store (tm_default holds
