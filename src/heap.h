@@ -194,10 +194,18 @@ void heap_large_free(tm_store *st, blk *b);
 int heap_large_resize(tm_store *st, blk *b, uint64_t need);
 uint64_t heap_prio(const void *n);
 uint64_t heap_prio_v1(const void *n);
+
+/* The priority a heap of this magic orders its treap by. */
+static inline uint64_t (*heap_prio_of(uint64_t magic))(const void *)
+{
+    return magic == HEAP_MAGIC_V1 ? heap_prio_v1 : heap_prio;
+}
+
 /* Rebuilds the free tree with the priorities the magic names, and sets it:
  * a format-2 heap (HEAP_MAGIC_V1) is rebuilt by its first write
- * transaction.  -TM_ECORRUPT, the heap unchanged, when its blocks cannot be
- * walked.  Inside the write transaction. */
+ * transaction once its store is upgraded.  -TM_ECORRUPT, the heap
+ * unchanged, when its blocks cannot be walked.  Inside the write
+ * transaction. */
 int heap_rebuild_tree(tm_store *st, uint64_t magic);
 
 /* heap_check.c: a read-only walk for tools (tmf map).  Calls fn for every

@@ -154,7 +154,7 @@ static int tree_node(struct walk *w, const fnode *t, uint64_t parent_prio, uint6
  * path longer than the free blocks, or more nodes, is a cycle. */
 static int walk_tree(struct walk *w)
 {
-    uint64_t (*prio)(const void *) = w->h->magic == HEAP_MAGIC_V1 ? heap_prio_v1 : heap_prio;
+    uint64_t (*prio)(const void *) = heap_prio_of(w->h->magic);
     size_t cap = w->nfree + 1, sp = 0;
     const fnode **stack = os_alloc(cap * sizeof *stack), *t = w->h->root;
     uint64_t pp = ~0ull; /* the priority of t's parent */

@@ -44,7 +44,8 @@ uint64_t heap_prio(const void *n)
 }
 
 /* Format 2's priority: at regular strides of address it is monotonic and
- * the treap degenerates into a list.  Only read, to check such a heap. */
+ * the treap degenerates into a list.  Kept by a format-2 heap until its
+ * store is upgraded (an older library may share it until then). */
 uint64_t heap_prio_v1(const void *n)
 {
     uint64_t x = (uintptr_t)n * 0xD6E8FEB86659FD93ull;
@@ -83,21 +84,14 @@ static void tree_insert_by(struct heap_state *h, fnode *x, uint64_t (*prio)(cons
     SETP(*p, x);
 }
 
-/* The priority the heap's treap is ordered by: heap_prio, or format 2's
- * while a store of that format may still be open in an older library. */
-static inline uint64_t (*tree_prio(const struct heap_state *h))(const void *)
-{
-    return h->magic == HEAP_MAGIC_V1 ? heap_prio_v1 : heap_prio;
-}
-
 static void tree_insert(struct heap_state *h, fnode *x)
 {
-    tree_insert_by(h, x, tree_prio(h));
+    tree_insert_by(h, x, heap_prio_of(h->magic));
 }
 
 static void tree_remove(struct heap_state *h, fnode *x)
 {
-    uint64_t (*prio)(const void *) = tree_prio(h);
+    uint64_t (*prio)(const void *) = heap_prio_of(h->magic);
     fnode **p = &h->root, *a, *b;
     while (*p != x) {
         if (unlikely(!*p))
@@ -278,7 +272,7 @@ int heap_rebuild_tree(tm_store *st, uint64_t magic)
 {
     struct heap_state *h = heap_state_of(st);
     uintptr_t lo = (uintptr_t)st->base + HEAP_START, hi = (uintptr_t)st->base + super_of(st)->size;
-    uint64_t (*prio)(const void *) = magic == HEAP_MAGIC_V1 ? heap_prio_v1 : heap_prio;
+    uint64_t (*prio)(const void *) = heap_prio_of(magic);
     uint64_t nfree = 0;
     blk *b;
     for (b = (blk *)lo; !(b->head & B_FENCE); b = blk_at(b, blk_size(b))) { /* walk first, change nothing */

@@ -41,7 +41,7 @@
 #define PAGE_SHIFT 12
 #define HDR_SLOT_SIZE 512u  /* one sector: the two slots never share one */
 #define FORMAT_VERSION 3u     /* 2: the heap's recent lists (heap.h H7); 3: heap_prio */
-#define MIN_FORMAT_VERSION 1u /* older versions read, and upgraded by the first writer to open them */
+#define MIN_FORMAT_VERSION 1u /* older versions read, and upgraded by their first read-write opener */
 #define MAX_STORES 16
 
 #define DEFAULT_BASE ((uintptr_t)0x200000000000ull) /* 32 TiB: far from heap, stacks, libraries */

@@ -689,7 +689,7 @@ int tm_open(const char *path, const tm_options *opts, tm_store **out)
 {
     tm_options o;
     tm_store *st;
-    int r;
+    int lone_log = 0, r;
 
     *out = NULL;
     if (!path || !*path)
@@ -725,25 +725,20 @@ int tm_open(const char *path, const tm_options *opts, tm_store **out)
     }
 
     st->fd = open(path, (st->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-    if (st->fd < 0 && errno == ENOENT && !o.no_create && !st->read_only && access(st->log_path, F_OK) == 0 &&
-        (st->fd = open(path, O_RDWR | O_CLOEXEC)) < 0) {
-        /* a log without its store (not one created meanwhile): it may hold
-         * the only copy of a lost store's commits, and a new store would
-         * refuse it anyway */
-        r = errno == ENOENT ? EEXIST : errno;
-        destroy(st);
-        return r;
-    }
     if (st->fd < 0 && errno == ENOENT && !o.no_create && !st->read_only) {
-        r = create_file(path, &o);
+        /* A log without its store is kept, not created over: it may hold
+         * the only copy of a lost store's commits, and a new store would
+         * refuse it anyway. */
+        lone_log = access(st->log_path, F_OK) == 0;
+        r = lone_log ? 0 : create_file(path, &o);
         if (r < 0 && r != -EEXIST) {
             destroy(st);
             return tm__err(r);
         }
-        st->fd = open(path, O_RDWR | O_CLOEXEC);
+        st->fd = open(path, O_RDWR | O_CLOEXEC); /* made here, or by another opener meanwhile */
     }
     if (st->fd < 0) {
-        r = -errno;
+        r = lone_log && errno == ENOENT ? -EEXIST : -errno;
         destroy(st);
         return tm__err(r);
     }
@@ -811,22 +806,17 @@ static int checkpoint_if_last(tm_store *st)
 
 int tm_close(tm_store *st)
 {
-    int r;
+    int r = 0;
     if (!st)
         return EINVAL;
     pthread_mutex_lock(&open_mu);
-    if (st->forked) { /* a child's inherited handle: it holds no lock, owns no transaction */
-        registry_remove(st);
-        munmap(st->base, st->max);
-        destroy(st);
-        pthread_mutex_unlock(&open_mu);
-        return 0;
+    if (!st->forked) { /* a child's inherited handle holds no lock, owns no transaction */
+        if (tx_owned(st))
+            tm_store_abort(st);
+        if (st->apply_pending) /* S2: finish the durable commit before unlocking */
+            store_reapply(st);
+        r = checkpoint_if_last(st);
     }
-    if (tx_owned(st))
-        tm_store_abort(st);
-    if (st->apply_pending) /* S2: finish the durable commit before unlocking */
-        store_reapply(st);
-    r = checkpoint_if_last(st);
     registry_remove(st);
     munmap(st->base, st->max);
     destroy(st);

@@ -500,15 +500,16 @@ static void protect_dirty(tm_store *st, const uint64_t *d, size_t n)
 {
     size_t i;
     uint64_t lo = UINT64_MAX, hi = 0;
+    if (st->tx_bulk) { /* the whole arena, unless settled: protected already */
+        if (st->tx_bulk == 1)
+            mprotect(st->base + PAGE, st->mapped - PAGE, PROT_READ);
+        return;
+    }
     for (i = 0; i < n; i++) {
         lo = d[i] < lo ? d[i] : lo;
         hi = d[i] > hi ? d[i] : hi;
     }
-    if (st->tx_bulk == 1)
-        mprotect(st->base + PAGE, st->mapped - PAGE, PROT_READ);
-    else if (st->tx_bulk) /* settled: protected already */
-        ;
-    else if (n && hi - lo < PROTECT_SPAN)
+    if (n && hi - lo < PROTECT_SPAN)
         protect(st->base + lo * PAGE, (hi - lo + 1) * PAGE);
     else
         for_runs(st, d, n, protect);
