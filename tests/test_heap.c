@@ -869,19 +869,6 @@ Test(heap, format_2_free_tree_is_rebuilt_by_the_first_change, .timeout = 120)
     TU_OK(tm_close(st));
 }
 
-/* Sets the format version in both header slots of an open store's file,
- * as a store that no first opener of this library has upgraded says. */
-static void file_version(tm_store *st, uint32_t version)
-{
-    struct hdr_slot hs;
-    for (int i = 0; i < 2; i++) {
-        cr_assert_eq(pread(st->fd, &hs, sizeof hs, i * HDR_SLOT_SIZE), (ssize_t)sizeof hs);
-        hs.version = version;
-        hs.checksum = hdr_checksum(&hs);
-        cr_assert_eq(pwrite(st->fd, &hs, sizeof hs, i * HDR_SLOT_SIZE), (ssize_t)sizeof hs);
-    }
-}
-
 /* While a store of format 2 may still be open in an older library (this
  * handle was not its first opener: the header still says 2), its format-2
  * treap keeps format 2's priority, and a new heap is made a format-2 one:
@@ -893,7 +880,7 @@ Test(heap, format_2_store_keeps_its_treap_until_upgraded, .timeout = 120)
     TU_OK(tm_store_begin(st));
     TU_OK(-heap_rebuild_tree(st, HEAP_MAGIC_V1));
     TU_OK(tm_store_commit(st));
-    file_version(st, 2);
+    tu_set_version(tm_store_path(st), 2);
     TU_OK(tm_store_begin(st));
     void *a = tm_store_malloc(st, 5504), *b = tm_store_malloc(st, 20000);
     cr_assert(a && b);
@@ -901,7 +888,7 @@ Test(heap, format_2_store_keeps_its_treap_until_upgraded, .timeout = 120)
     TU_OK(tm_store_commit(st));
     cr_assert_eq(h->magic, HEAP_MAGIC_V1);
     CHECK(st); /* heap-ordered by format 2's priority */
-    file_version(st, FORMAT_VERSION);
+    tu_set_version(tm_store_path(st), FORMAT_VERSION);
     TU_OK(tm_store_begin(st));
     tm_store_free(st, b);
     TU_OK(tm_store_commit(st));
@@ -910,7 +897,7 @@ Test(heap, format_2_store_keeps_its_treap_until_upgraded, .timeout = 120)
     TU_OK(tm_close(st));
 
     st = open_opts(tu_path("k2new.tmf"), 0, TM_SYNC_NONE);
-    file_version(st, 2);
+    tu_set_version(tm_store_path(st), 2);
     TU_OK(tm_store_begin(st));
     cr_assert_not_null(tm_store_malloc(st, 100));
     TU_OK(tm_store_commit(st));

@@ -121,40 +121,12 @@ Test(store, newer_version_is_refused)
     cr_assert_eq(open_err(path), TM_EVERSION);
 }
 
-/* A store of format 1 (before the heap's recent lists) opens, keeps its
- * data, and is upgraded by its first writer, so older libraries refuse it
- * from then on rather than misread it. */
-/* Rewrites both header slots of path with the given format version. */
-static void set_version(const char *path, uint32_t version)
-{
-    struct hdr_slot h;
-    int fd = open(path, O_RDWR);
-    for (int i = 0; i < 2; i++) {
-        cr_assert_eq(pread(fd, &h, sizeof h, i * HDR_SLOT_SIZE), (ssize_t)sizeof h);
-        h.version = version;
-        h.checksum = hdr_checksum(&h);
-        cr_assert_eq(pwrite(fd, &h, sizeof h, i * HDR_SLOT_SIZE), (ssize_t)sizeof h);
-    }
-    close(fd);
-}
-
-/* The version of the current header slot. */
-static uint32_t current_version(const char *path)
-{
-    struct hdr_slot h[2];
-    int fd = open(path, O_RDONLY);
-    cr_assert_eq(pread(fd, h, sizeof h[0], 0), (ssize_t)sizeof h[0]);
-    cr_assert_eq(pread(fd, &h[1], sizeof h[1], HDR_SLOT_SIZE), (ssize_t)sizeof h[1]);
-    close(fd);
-    return h[h[1].gen > h[0].gen].version;
-}
-
 Test(store, older_version_is_upgraded)
 {
     const char *path = tu_path("v1.tmf");
     tm_store *st;
     make_store(path, 41);
-    set_version(path, 1);
+    tu_set_version(path, 1);
     st = tu_open(path);
     cr_assert_eq(st->hdr.version, FORMAT_VERSION);
     cr_assert_eq(*(long *)tm_store_root(st, 1), 41);
@@ -203,6 +175,7 @@ Test(store, corrupt_header_is_refused)
 Test(store, only_a_first_opener_upgrades_the_format)
 {
     const char *path = tu_path("v2.tmf");
+    struct hdr_slot hdr;
     int go[2], ready[2];
     char c;
     make_store(path, 5);
@@ -219,7 +192,7 @@ Test(store, only_a_first_opener_upgrades_the_format)
     }
     close(go[0]), close(ready[1]);
     cr_assert_eq(read(ready[0], &c, 1), 1);
-    set_version(path, 2); /* as the older library's store would say */
+    tu_set_version(path, 2); /* as the older library's store would say */
     tm_store *st = tu_open(path);
     tm_stats_t s;
     char *root = tm_store_root(st, (size_t)400 << 10);
@@ -231,14 +204,16 @@ Test(store, only_a_first_opener_upgrades_the_format)
         }
     TU_OK(tm_store_stats(st, &s));
     cr_assert_gt(s.checkpoints, 0);
-    cr_assert_eq(current_version(path), 2);
+    tu_header(path, &hdr);
+    cr_assert_eq(hdr.version, 2);
     TU_OK(tm_close(st));
     cr_assert_eq(write(go[1], "g", 1), 1);
     int status;
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
     st = tu_open(path); /* the first opener now: upgrades */
-    cr_assert_eq(current_version(path), FORMAT_VERSION);
+    tu_header(path, &hdr);
+    cr_assert_eq(hdr.version, FORMAT_VERSION);
     TU_OK(tm_close(st));
 }
 

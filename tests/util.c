@@ -128,3 +128,32 @@ int tu_writer_lock_held(const char *path)
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) <= 1, "lock probe: status %#x", status);
     return WEXITSTATUS(status) == 0;
 }
+
+void tu_header(const char *path, struct hdr_slot *out)
+{
+    struct hdr_slot s, best;
+    int fd = open(path, O_RDONLY), found = 0;
+    cr_assert_geq(fd, 0, "open %s", path);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(pread(fd, &s, sizeof s, i * HDR_SLOT_SIZE), (ssize_t)sizeof s);
+        if (memcmp(s.magic, HDR_MAGIC, 8) == 0 && hdr_checksum(&s) == s.checksum && (!found || s.gen > best.gen))
+            best = s, found = 1;
+    }
+    close(fd);
+    cr_assert(found, "%s: no valid header slot", path);
+    *out = best;
+}
+
+void tu_set_version(const char *path, uint32_t version)
+{
+    struct hdr_slot h;
+    int fd = open(path, O_RDWR);
+    cr_assert_geq(fd, 0, "open %s", path);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(pread(fd, &h, sizeof h, i * HDR_SLOT_SIZE), (ssize_t)sizeof h);
+        h.version = version;
+        h.checksum = hdr_checksum(&h);
+        cr_assert_eq(pwrite(fd, &h, sizeof h, i * HDR_SLOT_SIZE), (ssize_t)sizeof h);
+    }
+    close(fd);
+}

@@ -32,6 +32,14 @@ tm_store *tu_open_or_exit(const char *path);
  * stderr goes to errbuf (if not NULL, up to len bytes, NUL-terminated). */
 int tu_run_child(void (*fn)(void *), void *arg, char *errbuf, size_t len);
 
+/* The current header slot of the store file at path (the valid one of
+ * the later generation); fails the test when neither is valid. */
+struct hdr_slot;
+void tu_header(const char *path, struct hdr_slot *out);
+/* Rewrites both header slots of the store file at path with this format
+ * version, as a store of that version says. */
+void tu_set_version(const char *path, uint32_t version);
+
 /* Whether another process finds the writer lock of the store at path taken
  * (asked from a child: a process never conflicts with its own locks). */
 int tu_writer_lock_held(const char *path);
