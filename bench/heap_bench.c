@@ -214,9 +214,10 @@ static void fragmentation(const char *path)
 /* Pages the open transaction has dirtied (in bulk mode, as commit finds them). */
 static size_t dirty_pages(void)
 {
-    if (g_st->tx_bulk && tx_dirty_scan(g_st) < 0)
-        die("tx_dirty_scan", "failed");
-    return g_st->ndirty;
+    long n = track_count(g_st);
+    if (n < 0)
+        die("track_count", "failed");
+    return (size_t)n;
 }
 
 static void speed(const char *path, size_t nops)

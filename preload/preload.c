@@ -2,7 +2,7 @@
  * preload.c — libtmfpreload.so, the LD_PRELOAD interposer.
  *
  * Routes the malloc family: a call goes to the arena when its thread is
- * inside a write transaction (tm_tls_route names the store), or when it
+ * inside a write transaction (tm_route_store names the store), or when it
  * frees, reallocates or measures a block whose address lies in a store's
  * reservation; everything else goes straight to glibc through its exported
  * __libc_* entry points.  The fallback path adds one thread-local load and
@@ -29,7 +29,7 @@
 #include <stdint.h>
 #include <dlfcn.h>
 
-#include "internal.h"
+#include "route.h"
 
 #define EXPORT __attribute__((visibility("default")))
 #define NOINLINE __attribute__((noinline))
@@ -46,11 +46,14 @@ void *__libc_pvalloc(size_t size);
 static size_t (*glibc_usable_size)(void *);
 static void *(*glibc_aligned_alloc)(size_t, size_t);
 
+#define PAGE 4096u
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
 /* The address-range test: one subtraction and one compare. */
 static inline int in_arena(const void *p)
 {
-    uintptr_t lo = tm_arena_lo;
-    return (uintptr_t)p - lo < tm_arena_hi - lo;
+    return route_in_arena(p);
 }
 
 static inline int valid_alignment(size_t align)
@@ -91,7 +94,7 @@ static NOINLINE void *arena_realloc(void *p, size_t size)
 
 EXPORT void *malloc(size_t size)
 {
-    tm_store *st = tm_tls_route;
+    tm_store *st = tm_route_store;
     if (likely(!st))
         return __libc_malloc(size);
     return arena_malloc(st, size);
@@ -125,7 +128,7 @@ EXPORT void free_aligned_sized(void *p, size_t align, size_t size)
 
 EXPORT void *calloc(size_t n, size_t size)
 {
-    tm_store *st = tm_tls_route;
+    tm_store *st = tm_route_store;
     if (likely(!st))
         return __libc_calloc(n, size);
     return tm_store_calloc(st, n, size);
@@ -135,8 +138,8 @@ EXPORT void *realloc(void *p, size_t size)
 {
     if (unlikely(in_arena(p)))
         return arena_realloc(p, size);
-    if (unlikely(!p && tm_tls_route))
-        return arena_malloc(tm_tls_route, size);
+    if (unlikely(!p && tm_route_store))
+        return arena_malloc(tm_route_store, size);
     return __libc_realloc(p, size);
 }
 
@@ -152,7 +155,7 @@ EXPORT void *reallocarray(void *p, size_t n, size_t size)
 
 EXPORT int posix_memalign(void **out, size_t align, size_t size)
 {
-    tm_store *st = tm_tls_route;
+    tm_store *st = tm_route_store;
     void *p;
     if (!valid_alignment(align) || align % sizeof(void *))
         return EINVAL;
@@ -166,7 +169,7 @@ EXPORT int posix_memalign(void **out, size_t align, size_t size)
 
 EXPORT void *aligned_alloc(size_t align, size_t size)
 {
-    tm_store *st = tm_tls_route;
+    tm_store *st = tm_route_store;
     if (likely(!st) && glibc_aligned_alloc) /* whatever this glibc accepts */
         return glibc_aligned_alloc(align, size);
     if (!valid_alignment(align)) {
@@ -180,7 +183,7 @@ EXPORT void *aligned_alloc(size_t align, size_t size)
 
 EXPORT void *memalign(size_t align, size_t size)
 {
-    tm_store *st = tm_tls_route;
+    tm_store *st = tm_route_store;
     if (likely(!st))
         return __libc_memalign(align, size);
     if (align > SIZE_MAX / 2 + 1) { /* as glibc: no power of two is that large */
@@ -194,7 +197,7 @@ EXPORT void *memalign(size_t align, size_t size)
 
 EXPORT void *valloc(size_t size)
 {
-    tm_store *st = tm_tls_route;
+    tm_store *st = tm_route_store;
     if (likely(!st))
         return __libc_valloc(size);
     return arena_aligned(st, PAGE, size);
@@ -202,7 +205,7 @@ EXPORT void *valloc(size_t size)
 
 EXPORT void *pvalloc(size_t size)
 {
-    tm_store *st = tm_tls_route;
+    tm_store *st = tm_route_store;
     if (likely(!st))
         return __libc_pvalloc(size);
     if (size > SIZE_MAX - PAGE) {

@@ -17,7 +17,6 @@
 #include <string.h>
 
 #include "internal.h"
-#include "os.h"
 
 static int pow2(size_t a)
 {
@@ -86,20 +85,13 @@ size_t tm_store_usable_size(tm_store *st, const void *p)
 
 int tm_store_check(tm_store *st, char *msg, size_t len)
 {
-    tx_kept_refresh(st);
-    return heap_check(st, msg, len);
+    read_refresh(st);
+    return tm__err(heap_check(st, msg, len));
 }
 
 tm_store *tm_store_of(const void *p)
 {
-    uintptr_t a = (uintptr_t)p;
-    int i;
-    for (i = 0; i < MAX_STORES; i++) {
-        tm_store *st = store_registry[i];
-        if (st && a >= (uintptr_t)st->base && a - (uintptr_t)st->base < st->max)
-            return st;
-    }
-    return NULL;
+    return registry_find((uintptr_t)p);
 }
 
 /* ---- the default store ---- */

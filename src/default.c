@@ -8,20 +8,29 @@
 #include <string.h>
 
 #include "internal.h"
-#include "os.h"
 
 static tm_store *_Atomic dflt;
 static pthread_mutex_t dflt_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 
-/* Held across fork() (store_fork_prepare), first in the order of locks. */
-void default_fork_prepare(void)
+/* Held across fork(), first in the order of locks (registry.c): handlers
+ * registered after the core's run their prepare step before its. */
+static void fork_prepare(void)
 {
     pthread_mutex_lock(&dflt_mu);
 }
 
-void default_fork_done(void)
+static void fork_done(void)
 {
     pthread_mutex_unlock(&dflt_mu);
+}
+
+static void install_fork_hooks(void)
+{
+    /* Without them a fork during the first open can copy dflt_mu locked;
+     * pthread_atfork fails only for want of memory, and then so would the
+     * open that follows. */
+    (void)pthread_atfork(fork_prepare, fork_done, fork_done);
 }
 
 static int parse_size(const char *s, size_t *out)
@@ -104,10 +113,11 @@ tm_store *tm_default(void)
     int r;
     if (likely(st != NULL))
         return st;
-    if ((r = tx_install_handler()) < 0) { /* and the fork handlers, before dflt_mu is taken */
+    if ((r = fault_install()) < 0) { /* and the core's fork hooks, before ours */
         errno = -r;
         return NULL;
     }
+    pthread_once(&fork_once, install_fork_hooks);
     pthread_mutex_lock(&dflt_mu);
     if (!(st = dflt)) {
         if ((r = tm_options_from_env(&o)) == 0 && (r = default_path(path, sizeof path)) == 0 &&

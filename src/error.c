@@ -29,9 +29,3 @@ const char *tm_strerror(int code)
         return strerror(code);
     return "unknown error";
 }
-
-/* Internal functions return negative codes; the public ones positive. */
-int tm__err(int negerrno)
-{
-    return negerrno < 0 ? -negerrno : negerrno;
-}

@@ -208,17 +208,6 @@ static inline uint64_t (*heap_prio_of(uint64_t magic))(const void *)
  * transaction. */
 int heap_rebuild_tree(tm_store *st, uint64_t magic);
 
-/* heap_check.c: a read-only walk for tools (tmf map).  Calls fn for every
- * run of bytes of one kind, in address order, offsets from the base; the
- * header and superblock pages come first.  Range-checked like heap_check:
- * TM_ECORRUPT at the first block it cannot trust (after reporting what came
- * before it).  The caller holds a read or write transaction. */
-enum heap_kind {
-    HK_HEADER, HK_SUPER, HK_USED, HK_FREE, HK_SPAN_META, HK_SPAN_USED, HK_SPAN_FREE, HK_FENCE,
-    HK_COUNT
-};
-typedef void heap_walk_fn(void *ctx, uint64_t off, uint64_t len, int kind);
-int heap_walk(tm_store *st, heap_walk_fn *fn, void *ctx);
 
 /* heap.c */
 void heap_die(const char *what, const void *p) __attribute__((noreturn, cold));

@@ -23,7 +23,7 @@
 #include <string.h>
 
 #include "heap.h"
-#include "os.h"
+#include "inspect.h"
 
 struct walk {
     const tm_store *st;
@@ -43,7 +43,7 @@ static int bad(struct walk *w, const char *what, const void *addr)
     size_t n = 0, i;
     uintptr_t a = (uintptr_t)addr;
     if (!w->msg || !w->len)
-        return TM_ECORRUPT;
+        return -TM_ECORRUPT;
     for (i = 0; what[i] && n + 1 < w->len; i++)
         w->msg[n++] = what[i];
     if (addr && n + 20 < w->len) {
@@ -52,7 +52,7 @@ static int bad(struct walk *w, const char *what, const void *addr)
             w->msg[n++] = "0123456789abcdef"[(a >> (60 - 4 * i)) & 15];
     }
     w->msg[n] = 0;
-    return TM_ECORRUPT;
+    return -TM_ECORRUPT;
 }
 
 static int in_heap(const struct walk *w, const void *p, uint64_t len)
@@ -160,7 +160,7 @@ static int walk_tree(struct walk *w)
     uint64_t pp = ~0ull; /* the priority of t's parent */
     int r = 0;
     if (!stack)
-        return ENOMEM;
+        return -ENOMEM;
     while (r == 0 && (t || sp)) {
         while (t) { /* down the left spine, each node checked before it is read */
             if ((r = tree_node(w, t, pp, prio)) != 0)
@@ -333,7 +333,7 @@ int heap_stats(tm_store *st, tm_stats_t *out)
     return 0;
 }
 
-/* ---- the walk for tools (heap.h heap_walk) ---- */
+/* ---- the walk for tools (inspect.h heap_walk) ---- */
 
 /* The slots on recent lists, sorted: free, though their bits say in use. */
 struct recent_set {
@@ -415,22 +415,22 @@ static int heap_walk_with(tm_store *st, struct recent_set *rs, heap_walk_fn *fn,
         return 0;
     }
     if (w.h->magic != HEAP_MAGIC && w.h->magic != HEAP_MAGIC_V1)
-        return TM_ECORRUPT;
+        return -TM_ECORRUPT;
     recent_collect(&w, rs);
     for (b = (const blk *)w.lo;; b = blk_at(b, blk_size(b))) {
         uint64_t size, fl;
         if (!in_heap(&w, b, HDR) || !blk_valid(w.h, b))
-            return TM_ECORRUPT;
+            return -TM_ECORRUPT;
         size = blk_size(b), fl = blk_flags(b);
         if (size < QUANTUM || !in_heap(&w, b, size))
-            return TM_ECORRUPT;
+            return -TM_ECORRUPT;
         if (fl & B_FENCE) {
             fn(ctx, (uintptr_t)b - base, size, HK_FENCE);
             return (uintptr_t)b + size == w.hi ? 0 : TM_ECORRUPT;
         }
         if ((fl & (B_INUSE | B_SPAN)) == (B_INUSE | B_SPAN)) {
             if (check_span(&w, (const span *)b) != 0)
-                return TM_ECORRUPT;
+                return -TM_ECORRUPT;
             walk_span_slots((const span *)b, base, rs, fn, ctx);
         } else {
             fn(ctx, (uintptr_t)b - base, size, fl & B_INUSE ? HK_USED : HK_FREE);
@@ -443,7 +443,7 @@ int heap_walk(tm_store *st, heap_walk_fn *fn, void *ctx)
     struct recent_set *rs = os_alloc(sizeof *rs); /* 16 KiB: not on the stack */
     int r;
     if (!rs)
-        return ENOMEM;
+        return -ENOMEM;
     r = heap_walk_with(st, rs, fn, ctx);
     os_free(rs, sizeof *rs);
     return r;

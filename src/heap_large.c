@@ -301,7 +301,7 @@ int heap_init(tm_store *st)
     memset(h, 0, sizeof *h);
     /* an older store keeps format 2's treap until a first opener upgrades it */
     h->magic = st->hdr.version >= FORMAT_VERSION ? HEAP_MAGIC : HEAP_MAGIC_V1;
-    h->key = (st->store_id * 0x9E3779B97F4A7C15ull) ^ 0x5bd1e9955bd1e995ull;
+    h->key = (st->hdr.store_id * 0x9E3779B97F4A7C15ull) ^ 0x5bd1e9955bd1e995ull;
     if (size < HEAP_START + MIN_BLOCK + FENCE_SIZE) {
         int r = store_grow(st, MIN_GROWTH);
         if (r < 0) {

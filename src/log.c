@@ -1,25 +1,8 @@
 /*
- * log.c — the redo log: format, append, replay.
+ * log.c — the redo log: create, append, replay (format in format.h).
  *
- * File "<store>.log":
- *
- *   offset 0     log header, one page: "TMFLOG\0\0", store id (u64), then
- *                zeros.  Written once, when the log is created; a log whose
- *                header names another store is refused, never written.
- *   offset 4096  records, back to back, until the first invalid one.
- *
- * A record (struct log_rec, 64 bytes, then its body):
- *
- *   magic u32 | npages u32 | store_id | gen | seq | size | len | checksum | 0
- *   u64 page number  x npages, strictly increasing, each in [1, size/PAGE)
- *   page image       x npages, 4096 bytes each, in the same order
- *
- *   gen      the header's checkpoint generation when the record was written;
- *   seq      the commit sequence number: ckpt_seq + 1, + 2, ... in file order;
- *   size     the arena size after the commit;
- *   len      64 + 8 * npages + 4096 * npages;
- *   checksum of the 64-byte header with checksum = 0, the page numbers and
- *            the page images (checksum.c).
+ * It knows the log file and the store file's descriptor to replay into,
+ * nothing of transactions: a commit hands it its pages through a callback.
  *
  * Invariants
  *   L1. A record is valid iff magic, store id, gen, seq and len are what the
@@ -49,105 +32,115 @@
 #include <sys/stat.h>
 
 #include "internal.h"
-#include "os.h"
 
 #define IOV_STEP 256
 
 static const uint8_t zeros[64 << 10];
 
-uint64_t log_record_len(size_t npages)
-{
-    return sizeof(struct log_rec) + (uint64_t)npages * (8 + PAGE);
-}
-
 /* L5: the log grows by written zeros, LOG_CHUNK at a time, up to end. */
-static int zero_fill(tm_store *st, uint64_t end)
+static int zero_fill(struct tm_log *lg, uint64_t end)
 {
     int r;
     end = (end + LOG_CHUNK - 1) & ~(LOG_CHUNK - 1);
-    while (st->log_len < end) {
-        uint64_t n = end - st->log_len < sizeof zeros ? end - st->log_len : sizeof zeros;
-        if ((r = os_pwrite_all(st->log_fd, zeros, n, (off_t)st->log_len)) < 0)
+    while (lg->len < end) {
+        uint64_t n = end - lg->len < sizeof zeros ? end - lg->len : sizeof zeros;
+        if ((r = os_pwrite_all(lg->fd, zeros, n, (off_t)lg->len)) < 0)
             return r;
-        st->log_len += n;
+        lg->len += n;
     }
     return 0;
 }
 
-int log_create(tm_store *st)
+int log_create(struct tm_log *lg)
 {
     uint8_t page[PAGE];
     int r;
-    memset(page, 0, sizeof page);
-    memcpy(page, LOG_HDR_MAGIC, 8);
-    memcpy(page + 8, &st->store_id, 8);
-    if ((r = os_pwrite_all(st->log_fd, page, PAGE, 0)) < 0)
+    log_head_init(page, lg->store_id);
+    if ((r = os_pwrite_all(lg->fd, page, PAGE, 0)) < 0)
         return r;
-    st->log_len = PAGE;
-    if ((r = zero_fill(st, LOG_START + LOG_CHUNK)) < 0) /* the first ring */
+    lg->len = PAGE;
+    if ((r = zero_fill(lg, LOG_START + LOG_CHUNK)) < 0) /* the first ring */
         return r;
-    return os_fdatasync(st->log_fd);
+    return os_fdatasync(lg->fd);
 }
 
-int log_check_file(tm_store *st)
+int log_open_check(struct tm_log *lg)
 {
-    uint8_t head[16];
-    uint64_t id;
+    uint8_t head[sizeof(struct log_head)];
     struct stat sb;
-    if (fstat(st->log_fd, &sb) < 0)
-        return -errno;
-    if (sb.st_size < (off_t)PAGE)
+    int r;
+    if ((r = os_fstat(lg->fd, &sb)) < 0)
+        return r;
+    if (sb.st_size < (off_t)PAGE || os_pread_all(lg->fd, head, sizeof head, 0) < 0)
         return -TM_ECORRUPT;
-    if (os_pread_all(st->log_fd, head, sizeof head, 0) < 0)
-        return -TM_ECORRUPT;
-    memcpy(&id, head + 8, 8);
-    if (memcmp(head, LOG_HDR_MAGIC, 8) != 0 || id != st->store_id)
-        return -TM_ECORRUPT;
-    st->log_len = (uint64_t)sb.st_size;
+    if ((r = log_head_check(head, sizeof head, lg->store_id)) < 0)
+        return r;
+    lg->len = (uint64_t)sb.st_size;
     return 0;
+}
+
+void log_close(struct tm_log *lg)
+{
+    if (lg->map)
+        os_munmap((void *)lg->map, lg->map_len);
+    if (lg->fd >= 0)
+        os_close(lg->fd);
+    lg->map = NULL;
+    lg->fd = -1;
 }
 
 /* The log's length as the file has it now: other processes append too. */
-int log_refresh_len(tm_store *st)
+int log_refresh_len(struct tm_log *lg)
 {
     struct stat sb;
-    if (fstat(st->log_fd, &sb) < 0)
-        return -errno;
-    st->log_len = (uint64_t)sb.st_size;
+    int r;
+    if ((r = os_fstat(lg->fd, &sb)) < 0)
+        return r;
+    lg->len = (uint64_t)sb.st_size;
     return 0;
 }
 
-/* L5: make room for len bytes at st->log_off. */
-static int reserve(tm_store *st, uint64_t len)
+/* L5: make room for len bytes at lg->off. */
+static int reserve(struct tm_log *lg, uint64_t len)
 {
-    uint64_t end = st->log_off + len;
+    uint64_t end = lg->off + len;
     int r;
-    if (end <= st->log_len || len >= LOG_CHUNK)
+    if (end <= lg->len || len >= LOG_CHUNK)
         return 0; /* a large record extends the file itself */
-    if ((r = log_refresh_len(st)) < 0) /* never write zeros over another's record */
+    if ((r = log_refresh_len(lg)) < 0) /* never write zeros over another's record */
         return r;
-    return end <= st->log_len ? 0 : zero_fill(st, end);
+    return end <= lg->len ? 0 : zero_fill(lg, end);
 }
 
-int log_fits(tm_store *st, uint64_t len)
+int log_fits(struct tm_log *lg, uint64_t len)
 {
-    if (st->log_off + len <= st->log_len || st->log_off == LOG_START)
+    if (lg->off + len <= lg->len || lg->off == LOG_START)
         return 1;
-    if (log_refresh_len(st) < 0)
+    if (log_refresh_len(lg) < 0)
         return 1; /* reserve() will meet the error */
-    return st->log_off + len <= st->log_len;
+    return lg->off + len <= lg->len;
 }
 
-int log_grow_ring(tm_store *st)
+int log_grow_ring(struct tm_log *lg)
 {
-    uint64_t ring = st->log_len > LOG_START ? st->log_len - LOG_START : LOG_CHUNK / 2;
+    uint64_t ring = lg->len > LOG_START ? lg->len - LOG_START : LOG_CHUNK / 2;
     if (ring >= CKPT_BYTES)
         return 0;
-    return zero_fill(st, LOG_START + (2 * ring < CKPT_BYTES ? 2 * ring : CKPT_BYTES));
+    return zero_fill(lg, LOG_START + (2 * ring < CKPT_BYTES ? 2 * ring : CKPT_BYTES));
 }
 
+void log_restart(struct tm_log *lg)
+{
+    lg->off = LOG_START;
+    /* Only the space goes back: a failed cut leaves a longer ring. */
+    if (lg->len > LOG_START + 2 * CKPT_BYTES && os_ftruncate(lg->fd, LOG_START + CKPT_BYTES) == 0)
+        lg->len = LOG_START + CKPT_BYTES;
+}
+
+/* ---- append ---- */
+
 struct writer {
-    tm_store *st;
+    int fd;
     struct iovec iov[IOV_STEP];
     int n;
     uint64_t off;
@@ -161,7 +154,7 @@ static int flush(struct writer *w)
         int i;
         for (i = 0; i < w->n; i++)
             bytes += w->iov[i].iov_len;
-        r = os_pwritev_all(w->st->log_fd, w->iov, w->n, (off_t)w->off);
+        r = os_pwritev_all(w->fd, w->iov, w->n, (off_t)w->off);
         w->off += bytes;
         w->n = 0;
     }
@@ -188,7 +181,8 @@ static int put(struct writer *w, const void *p, size_t len)
     return 0;
 }
 
-int log_append(tm_store *st, uint64_t seq, const uint64_t *pages, size_t n, uint64_t *len_out)
+int log_append(struct tm_log *lg, uint64_t seq, uint64_t size, const uint64_t *pages, size_t n,
+               log_page_fn *page, void *ctx, uint64_t *len_out)
 {
     struct log_rec rec;
     struct writer w;
@@ -199,40 +193,39 @@ int log_append(tm_store *st, uint64_t seq, const uint64_t *pages, size_t n, uint
     memset(&rec, 0, sizeof rec);
     rec.magic = (uint32_t)LOG_MAGIC;
     rec.npages = (uint32_t)n;
-    rec.store_id = st->store_id;
-    rec.gen = st->gen;
+    rec.store_id = lg->store_id;
+    rec.gen = lg->gen;
     rec.seq = seq;
-    rec.size = super_of(st)->size;
+    rec.size = size;
     rec.len = log_record_len(n);
 
-    hash_init(&h, st->store_id);
-    hash_update(&h, &rec, sizeof rec);
+    log_rec_hash_init(&h, &rec);
     hash_update(&h, pages, n * sizeof *pages);
     for (i = 0; i < n; i++)
-        hash_update(&h, tx_page(st, pages[i]), PAGE);
+        hash_update(&h, page(ctx, pages[i]), PAGE);
     rec.checksum = hash_final(&h);
 
-    if ((r = reserve(st, rec.len)) < 0)
+    if ((r = reserve(lg, rec.len)) < 0)
         return r;
-    w.st = st, w.n = 0, w.off = st->log_off;
+    w.fd = lg->fd, w.n = 0, w.off = lg->off;
     if ((r = put(&w, &rec, sizeof rec)) < 0 || (r = put(&w, pages, n * sizeof *pages)) < 0)
         return r;
     for (i = 0; i < n; i++)
-        if ((r = put(&w, tx_page(st, pages[i]), PAGE)) < 0)
+        if ((r = put(&w, page(ctx, pages[i]), PAGE)) < 0)
             return r;
     if ((r = flush(&w)) < 0)
         return r;
-    if (w.off > st->log_len)
-        st->log_len = w.off;
+    if (w.off > lg->len)
+        lg->len = w.off;
     *len_out = rec.len;
     return 0;
 }
 
-int log_invalidate(tm_store *st, uint64_t off)
+int log_invalidate(struct tm_log *lg, uint64_t off)
 {
-    int r = os_pwrite_all(st->log_fd, zeros, sizeof(struct log_rec), (off_t)off);
-    if (r == 0 && st->sync == TM_SYNC_FULL)
-        r = os_fdatasync(st->log_fd);
+    int r = os_pwrite_all(lg->fd, zeros, sizeof(struct log_rec), (off_t)off);
+    if (r == 0 && lg->sync == TM_SYNC_FULL)
+        r = os_fdatasync(lg->fd);
     return r;
 }
 
@@ -243,129 +236,92 @@ int log_invalidate(tm_store *st, uint64_t off)
 
 /* The header at off through the log's mapping, without a system call, when
  * off lies in the part of the file known to exist and never cut: the file
- * only shrinks to LOG_START + CKPT_BYTES (store_checkpoint_at).  Else 0. */
-static int map_header(tm_store *st, uint64_t off, struct log_rec *rec)
+ * only shrinks to LOG_START + CKPT_BYTES (log_restart).  Else 0. */
+static int map_header(struct tm_log *lg, uint64_t off, struct log_rec *rec)
 {
-    uint64_t window = st->log_len < LOG_START + CKPT_BYTES ? st->log_len : LOG_START + CKPT_BYTES;
+    uint64_t window = lg->len < LOG_START + CKPT_BYTES ? lg->len : LOG_START + CKPT_BYTES;
     if (off + sizeof *rec > window)
         return 0;
-    if (off + sizeof *rec > st->log_map_len) { /* the ring grew: map it all */
-        void *m = mmap(NULL, window, PROT_READ, MAP_SHARED, st->log_fd, 0);
-        if (m == MAP_FAILED)
-            return 0;
-        if (st->log_map)
-            munmap((void *)st->log_map, st->log_map_len);
-        st->log_map = m;
-        st->log_map_len = window;
+    if (off + sizeof *rec > lg->map_len) { /* the ring grew: map it all */
+        void *m = os_mmap(NULL, window, PROT_READ, MAP_SHARED, lg->fd, 0);
+        if (os_map_failed(m))
+            return 0; /* read it instead */
+        if (lg->map)
+            os_munmap((void *)lg->map, lg->map_len);
+        lg->map = m;
+        lg->map_len = window;
     }
-    memcpy(rec, st->log_map + off, sizeof *rec);
+    memcpy(rec, lg->map + off, sizeof *rec);
     return 1;
 }
 
 /* Reads and checks the record header at off (L1, all but the checksum). */
-static int read_header(tm_store *st, uint64_t off, uint64_t seq, struct log_rec *rec)
+static int read_header(struct tm_log *lg, uint64_t off, uint64_t seq, struct log_rec *rec)
 {
-    /* no length test first: the file may have grown since st->log_len */
-    if (!map_header(st, off, rec) && os_pread_all(st->log_fd, rec, sizeof *rec, (off_t)off) < 0)
+    /* no length test first: the file may have grown since lg->len */
+    if (!map_header(lg, off, rec) && os_pread_all(lg->fd, rec, sizeof *rec, (off_t)off) < 0)
         return 0;
-    if (!(rec->magic == (uint32_t)LOG_MAGIC && rec->store_id == st->store_id &&
-          rec->gen == st->gen && rec->seq == seq && rec->npages > 0 &&
-          rec->len == log_record_len(rec->npages) && rec->size >= 2 * PAGE &&
-          rec->size % PAGE == 0 && rec->size <= st->max))
+    if (!log_rec_header_ok(rec, lg->store_id, lg->gen, seq, lg->max))
         return 0;
-    if (off + rec->len > st->log_len && log_refresh_len(st) < 0)
+    if (off + rec->len > lg->len && log_refresh_len(lg) < 0)
         return 0;
-    return off + rec->len <= st->log_len;
+    return off + rec->len <= lg->len;
 }
 
-int log_pending(tm_store *st, uint64_t off, uint64_t seq)
+int log_pending(struct tm_log *lg, uint64_t off, uint64_t seq)
 {
     struct log_rec rec;
-    return read_header(st, off, seq, &rec);
-}
-
-/* Reads the body [from, from+len) of the record at off in pieces. */
-static int for_body(tm_store *st, uint64_t off, uint64_t from, uint64_t len, uint8_t *buf,
-                    int (*fn)(void *ctx, const uint8_t *p, size_t n, uint64_t at), void *ctx)
-{
-    uint64_t done = 0;
-    while (done < len) {
-        size_t n = len - done < RBUF ? (size_t)(len - done) : RBUF;
-        int r = os_pread_all(st->log_fd, buf, n, (off_t)(off + from + done));
-        if (r < 0)
-            return r;
-        if ((r = fn(ctx, buf, n, from + done)) != 0)
-            return r;
-        done += n;
-    }
-    return 0;
-}
-
-static int hash_piece(void *ctx, const uint8_t *p, size_t n, uint64_t at)
-{
-    (void)at;
-    hash_update(ctx, p, n);
-    return 0;
-}
-
-struct index_check {
-    uint64_t prev, limit;
-    int ok;
-};
-
-static int check_index(void *ctx, const uint8_t *p, size_t n, uint64_t at)
-{
-    struct index_check *c = ctx;
-    size_t i;
-    (void)at;
-    for (i = 0; i + 8 <= n; i += 8) {
-        uint64_t pg;
-        memcpy(&pg, p + i, 8);
-        if (pg <= c->prev || pg >= c->limit)
-            c->ok = 0;
-        c->prev = pg;
-    }
-    return 0;
+    return read_header(lg, off, seq, &rec);
 }
 
 /* L1: checksum and page numbers.  A body that fits in buf is read once and
  * left there for apply_record (*whole = 1); a larger one is read a piece at
- * a time, and again when it is applied. */
-static int verify(tm_store *st, uint64_t off, const struct log_rec *rec, uint8_t *buf, int *whole)
+ * a time, and again when it is applied.  1 valid, 0 invalid, -errno. */
+static int verify(struct tm_log *lg, uint64_t off, const struct log_rec *rec, uint8_t *buf, int *whole)
 {
-    struct log_rec h0 = *rec;
-    struct index_check ic = {0, rec->size / PAGE, 1};
-    uint64_t blen = rec->len - sizeof *rec, ilen = (uint64_t)rec->npages * 8;
+    struct log_index_check ic;
+    uint64_t blen = rec->len - sizeof *rec, ilen = (uint64_t)rec->npages * 8, done;
     hash_state h;
     int r;
 
-    h0.checksum = 0;
-    hash_init(&h, st->store_id);
-    hash_update(&h, &h0, sizeof h0);
+    log_rec_hash_init(&h, rec);
+    log_index_check_init(&ic, rec);
     *whole = blen <= RBUF_ALLOC;
-    if (*whole) {
-        if ((r = os_pread_all(st->log_fd, buf, blen, (off_t)(off + sizeof *rec))) < 0)
+    for (done = 0; done < blen; done += RBUF) { /* RBUF is a multiple of 8: no index entry is split */
+        size_t n = blen - done < RBUF || *whole ? (size_t)(blen - done) : RBUF;
+        if ((r = os_pread_all(lg->fd, buf, n, (off_t)(off + sizeof *rec + done))) < 0)
             return r;
-        hash_update(&h, buf, blen);
-        check_index(&ic, buf, ilen, 0);
-    } else {
-        r = for_body(st, off, sizeof *rec, blen, buf, hash_piece, &h);
-        /* page numbers are 8-byte aligned pieces: RBUF is a multiple of 8 */
-        if (r == 0)
-            r = for_body(st, off, sizeof *rec, ilen, buf, check_index, &ic);
-        if (r < 0)
-            return r;
+        hash_update(&h, buf, n);
+        if (done < ilen)
+            log_index_check(&ic, buf, ilen - done < n ? (size_t)(ilen - done) : n);
+        if (*whole)
+            break;
     }
     return hash_final(&h) == rec->checksum && ic.ok;
 }
 
+int log_valid(struct tm_log *lg, uint64_t off, uint64_t seq)
+{
+    struct log_rec rec;
+    uint8_t *buf;
+    int whole, r;
+    if (!read_header(lg, off, seq, &rec))
+        return 0;
+    if (!(buf = os_alloc(RBUF_ALLOC)))
+        return -ENOMEM;
+    r = verify(lg, off, &rec, buf, &whole);
+    os_free(buf, RBUF_ALLOC);
+    return r;
+}
+
 /* Writes k pages (numbers in index) into the store file, runs of neighbours
  * in one write; the superblock's image is set aside in super_img. */
-static int write_pages(tm_store *st, const uint64_t *index, const uint8_t *pages, uint64_t k, uint8_t *super_img,
+static int write_pages(int fd, const uint64_t *index, const uint8_t *pages, uint64_t k, uint8_t *super_img,
                        int *have_super)
 {
     uint64_t i, j;
     for (i = 0; i < k; i = j) {
+        int r;
         if (index[i] == 1) {
             memcpy(super_img, pages + i * PAGE, PAGE);
             *have_super = 1;
@@ -374,8 +330,7 @@ static int write_pages(tm_store *st, const uint64_t *index, const uint8_t *pages
         }
         for (j = i + 1; j < k && index[j] == index[j - 1] + 1; j++)
             ;
-        int r = os_pwrite_all(st->fd, pages + i * PAGE, (j - i) * PAGE, (off_t)(index[i] * PAGE));
-        if (r < 0)
+        if ((r = os_pwrite_all(fd, pages + i * PAGE, (j - i) * PAGE, (off_t)(index[i] * PAGE))) < 0)
             return r;
     }
     return 0;
@@ -385,7 +340,8 @@ static int write_pages(tm_store *st, const uint64_t *index, const uint8_t *pages
  * superblock that names this record's sequence number means every page of it
  * is in place (the test store_heal relies on).  whole: verify left the body
  * in buf. */
-static int apply_record(tm_store *st, uint64_t off, const struct log_rec *rec, uint8_t *buf, int whole)
+static int apply_record(struct tm_log *lg, int fd, uint64_t off, const struct log_rec *rec, uint8_t *buf,
+                        int whole)
 {
     uint8_t *pages = buf;
     uint64_t *index = (uint64_t *)(buf + RBUF);
@@ -394,21 +350,21 @@ static int apply_record(tm_store *st, uint64_t off, const struct log_rec *rec, u
     int have_super = 0, r;
 
     if (whole)
-        r = write_pages(st, (const uint64_t *)buf, buf + (uint64_t)rec->npages * 8, rec->npages, super_img,
+        r = write_pages(fd, (const uint64_t *)buf, buf + (uint64_t)rec->npages * 8, rec->npages, super_img,
                         &have_super);
     else
         for (r = 0; r == 0 && done < rec->npages; done += per) {
             uint64_t k = rec->npages - done < per ? rec->npages - done : per;
-            r = os_pread_all(st->log_fd, index, k * 8, (off_t)(off + sizeof *rec + done * 8));
+            r = os_pread_all(lg->fd, index, k * 8, (off_t)(off + sizeof *rec + done * 8));
             if (r == 0)
-                r = os_pread_all(st->log_fd, pages, k * PAGE,
+                r = os_pread_all(lg->fd, pages, k * PAGE,
                                  (off_t)(off + sizeof *rec + (uint64_t)rec->npages * 8 + done * PAGE));
             if (r == 0)
-                r = write_pages(st, index, pages, k, super_img, &have_super);
+                r = write_pages(fd, index, pages, k, super_img, &have_super);
         }
     if (r < 0)
         return r;
-    return have_super ? os_pwrite_all(st->fd, super_img, PAGE, PAGE) : 0;
+    return have_super ? os_pwrite_all(fd, super_img, PAGE, PAGE) : 0;
 }
 
 /* Replay writes the store file through the page cache, and recovery then
@@ -416,7 +372,7 @@ static int apply_record(tm_store *st, uint64_t off, const struct log_rec *rec, u
  * most of that sync with the replay. */
 #define WRITEBACK_STEP (8u << 20)
 
-long log_replay(tm_store *st, uint64_t *off, uint64_t *seq, uint64_t *size)
+long log_replay(struct tm_log *lg, int fd, uint64_t *off, uint64_t *seq, uint64_t *size)
 {
     struct log_rec rec;
     uint8_t *buf = NULL;
@@ -424,18 +380,18 @@ long log_replay(tm_store *st, uint64_t *off, uint64_t *seq, uint64_t *size)
     long count = 0;
     int r = 0, whole;
 
-    while (read_header(st, *off, *seq + 1, &rec)) {
+    while (read_header(lg, *off, *seq + 1, &rec)) {
         if (!buf && !(buf = os_alloc(RBUF_ALLOC)))
             return -ENOMEM;
-        if ((r = verify(st, *off, &rec, buf, &whole)) <= 0)
+        if ((r = verify(lg, *off, &rec, buf, &whole)) <= 0)
             break;
-        if (rec.size != file_size && (r = os_ftruncate(st->fd, (off_t)rec.size)) < 0)
+        if (rec.size != file_size && (r = os_ftruncate(fd, (off_t)rec.size)) < 0)
             break;
         file_size = rec.size;
-        if ((r = apply_record(st, *off, &rec, buf, whole)) < 0)
+        if ((r = apply_record(lg, fd, *off, &rec, buf, whole)) < 0)
             break;
-        if (st->sync == TM_SYNC_FULL && (unsynced += rec.len) >= WRITEBACK_STEP) {
-            sync_file_range(st->fd, 0, 0, SYNC_FILE_RANGE_WRITE); /* a hint: no error matters */
+        if (lg->sync == TM_SYNC_FULL && (unsynced += rec.len) >= WRITEBACK_STEP) {
+            os_writeback(fd);
             unsynced = 0;
         }
         *off += rec.len;
@@ -443,7 +399,6 @@ long log_replay(tm_store *st, uint64_t *off, uint64_t *seq, uint64_t *size)
         *size = rec.size;
         count++;
     }
-    if (buf)
-        os_free(buf, RBUF_ALLOC);
+    os_free(buf, RBUF_ALLOC);
     return r < 0 ? r : count;
 }

@@ -1,21 +1,56 @@
 /*
- * os.c — system primitives behind the swappable table of os.h.
+ * os.c — the system calls behind the swappable table of os.h.
  */
 #include "os.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #define IOV_BATCH 1024 /* IOV_MAX on Linux */
 
+static int neg(long r)
+{
+    return r < 0 ? -errno : (int)r;
+}
+
+static int real_open(const char *path, int flags, unsigned mode)
+{
+    return neg(open(path, flags, mode));
+}
+
+static int real_close(int fd)
+{
+    return neg(close(fd));
+}
+
+static int real_fstat(int fd, struct stat *st)
+{
+    return neg(fstat(fd, st));
+}
+
+static int real_link(const char *from, const char *to)
+{
+    return neg(link(from, to));
+}
+
+static int real_unlink(const char *path)
+{
+    return neg(unlink(path));
+}
+
+/* A raw system call: the library exports a pread of its own (interpose.c),
+ * which the dynamic linker would bind this call to. */
 static ssize_t real_pread(int fd, void *buf, size_t len, off_t off)
 {
-    ssize_t n = pread(fd, buf, len, off);
+    ssize_t n = syscall(SYS_pread64, fd, buf, len, off);
     return n < 0 ? -errno : n;
 }
 
@@ -31,25 +66,60 @@ static ssize_t real_pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
     return n < 0 ? -errno : n;
 }
 
+static int real_fsync(int fd)
+{
+    return neg(fsync(fd));
+}
+
 static int real_fdatasync(int fd)
 {
-    return fdatasync(fd) < 0 ? -errno : 0;
+    return neg(fdatasync(fd));
+}
+
+static int real_sync_range(int fd, off_t off, off_t len)
+{
+    return neg(sync_file_range(fd, off, len, SYNC_FILE_RANGE_WRITE));
 }
 
 static int real_ftruncate(int fd, off_t len)
 {
-    return ftruncate(fd, len) < 0 ? -errno : 0;
+    return neg(ftruncate(fd, len));
 }
 
 static int real_fallocate(int fd, off_t off, off_t len)
 {
-    return fallocate(fd, 0, off, len) < 0 ? -errno : 0;
+    return neg(fallocate(fd, 0, off, len));
 }
 
-static int real_ioctl(int fd, unsigned long req, void *arg)
+static int real_fadvise(int fd, off_t off, off_t len, int advice)
 {
-    int n = ioctl(fd, req, arg);
-    return n < 0 ? -errno : n;
+    return -posix_fadvise(fd, off, len, advice);
+}
+
+static int real_fcntl_lock(int fd, int cmd, void *fl)
+{
+    return neg(fcntl(fd, cmd, fl));
+}
+
+static void *real_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    void *p = mmap(addr, len, prot, flags, fd, off);
+    return p == MAP_FAILED ? (void *)(intptr_t)-errno : p;
+}
+
+static int real_munmap(void *addr, size_t len)
+{
+    return neg(munmap(addr, len));
+}
+
+static int real_mprotect(void *addr, size_t len, int prot)
+{
+    return neg(mprotect(addr, len, prot));
+}
+
+static int real_madvise(void *addr, size_t len, int advice)
+{
+    return neg(madvise(addr, len, advice));
 }
 
 /* process_madvise(2) on the calling process (PIDFD_SELF: recent kernels). */
@@ -59,19 +129,56 @@ static ssize_t real_madvise_self(const struct iovec *iov, size_t n, int advice)
     return r < 0 ? -errno : r;
 }
 
-const tm_os os_real = {
-    real_pread,     real_pwrite, real_pwritev,       real_fdatasync,
-    real_ftruncate, real_fallocate, real_ioctl,      real_madvise_self,
-};
-
-tm_os os_calls = {
-    real_pread,     real_pwrite, real_pwritev,       real_fdatasync,
-    real_ftruncate, real_fallocate, real_ioctl,      real_madvise_self,
-};
-
-static int retry(ssize_t n)
+static int real_ioctl(int fd, unsigned long req, void *arg)
 {
-    return n == -EINTR;
+    return neg(ioctl(fd, req, arg));
+}
+
+static int real_userfaultfd(int flags)
+{
+    return neg(syscall(SYS_userfaultfd, flags));
+}
+
+#define OS_TABLE                                                                                     \
+    {                                                                                                \
+        real_open, real_close, real_fstat, real_link, real_unlink, real_pread, real_pwrite,          \
+        real_pwritev, real_fsync, real_fdatasync, real_sync_range, real_ftruncate, real_fallocate,   \
+        real_fadvise, real_fcntl_lock, real_mmap, real_munmap, real_mprotect, real_madvise,          \
+        real_madvise_self, real_ioctl, real_userfaultfd,                                             \
+    }
+
+const tm_os os_real = OS_TABLE;
+tm_os os_calls = OS_TABLE;
+
+/* ---- files ---- */
+
+int os_open(const char *path, int flags, unsigned mode)
+{
+    int r;
+    while ((r = os_calls.open(path, flags | O_CLOEXEC, mode)) == -EINTR)
+        ;
+    return r;
+}
+
+/* Linux releases the descriptor even when close reports EINTR: never retry. */
+int os_close(int fd)
+{
+    return os_calls.close(fd);
+}
+
+int os_fstat(int fd, struct stat *st)
+{
+    return os_calls.fstat(fd, st);
+}
+
+int os_link(const char *from, const char *to)
+{
+    return os_calls.link(from, to);
+}
+
+int os_unlink(const char *path)
+{
+    return os_calls.unlink(path);
 }
 
 int os_pwrite_all(int fd, const void *buf, size_t len, off_t off)
@@ -79,7 +186,7 @@ int os_pwrite_all(int fd, const void *buf, size_t len, off_t off)
     const char *p = buf;
     while (len > 0) {
         ssize_t n = os_calls.pwrite(fd, p, len, off);
-        if (retry(n))
+        if (n == -EINTR)
             continue;
         if (n < 0)
             return (int)n;
@@ -94,7 +201,7 @@ int os_pwritev_all(int fd, struct iovec *iov, int cnt, off_t off)
 {
     while (cnt > 0) {
         ssize_t n = os_calls.pwritev(fd, iov, cnt > IOV_BATCH ? IOV_BATCH : cnt, off);
-        if (retry(n))
+        if (n == -EINTR)
             continue;
         if (n < 0)
             return (int)n;
@@ -118,15 +225,23 @@ int os_pread_all(int fd, void *buf, size_t len, off_t off)
     char *p = buf;
     while (len > 0) {
         ssize_t n = os_calls.pread(fd, p, len, off);
-        if (retry(n))
+        if (n == -EINTR)
             continue;
         if (n < 0)
             return (int)n;
         if (n == 0)
-            return -ENODATA; /* end of file */
+            return -ENODATA;
         p += n, off += n, len -= (size_t)n;
     }
     return 0;
+}
+
+int os_fsync(int fd)
+{
+    int r;
+    while ((r = os_calls.fsync(fd)) == -EINTR)
+        ;
+    return r;
 }
 
 int os_fdatasync(int fd)
@@ -135,6 +250,31 @@ int os_fdatasync(int fd)
     while ((r = os_calls.fdatasync(fd)) == -EINTR)
         ;
     return r;
+}
+
+int os_fsync_dir(const char *path)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    int fd, r;
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == path)
+        strcpy(dir, "/");
+    else if ((size_t)(slash - path) < sizeof dir)
+        memcpy(dir, path, (size_t)(slash - path)), dir[slash - path] = 0;
+    else
+        return -ENAMETOOLONG;
+    if ((fd = os_open(dir, O_RDONLY | O_DIRECTORY, 0)) < 0)
+        return fd;
+    r = os_fsync(fd);
+    os_close(fd);
+    return r;
+}
+
+void os_writeback(int fd)
+{
+    (void)os_calls.sync_range(fd, 0, 0); /* a hint: the sync that follows reports errors */
 }
 
 int os_ftruncate(int fd, off_t len)
@@ -155,64 +295,151 @@ int os_extend(int fd, off_t off, off_t len)
     return r;
 }
 
-int os_lock(int fd, off_t byte, int type, int wait)
+void os_fadvise(int fd, int advice)
 {
-    return os_lock_range(fd, byte, 1, type, wait);
+    (void)os_calls.fadvise(fd, 0, 0, advice); /* a hint: only speed depends on it */
 }
 
-int os_lock_range(int fd, off_t byte, off_t len, int type, int wait)
+int os_lock(int fd, off_t byte, off_t len, int type, int wait)
 {
     struct flock fl;
+    int r;
     memset(&fl, 0, sizeof fl);
     fl.l_type = (short)type;
     fl.l_whence = SEEK_SET;
     fl.l_start = byte;
     fl.l_len = len;
-    while (fcntl(fd, wait ? F_SETLKW : F_SETLK, &fl) < 0) {
-        if (errno != EINTR)
-            return errno == EACCES ? -EAGAIN : -errno;
-    }
-    return 0;
+    while ((r = os_calls.fcntl_lock(fd, wait ? F_SETLKW : F_SETLK, &fl)) == -EINTR)
+        ;
+    return r == -EACCES ? -EAGAIN : r;
+}
+
+int os_lock_held(int fd, off_t byte, int type)
+{
+    struct flock fl;
+    int r;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = (short)type;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = byte;
+    fl.l_len = 1;
+    if ((r = os_calls.fcntl_lock(fd, F_GETLK, &fl)) < 0)
+        return r;
+    return fl.l_type != F_UNLCK;
+}
+
+/* ---- memory ---- */
+
+void *os_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    return os_calls.mmap(addr, len, prot, flags, fd, off);
+}
+
+int os_munmap(void *addr, size_t len)
+{
+    return os_calls.munmap(addr, len);
+}
+
+int os_mprotect(void *addr, size_t len, int prot)
+{
+    return os_calls.mprotect(addr, len, prot);
+}
+
+int os_madvise(void *addr, size_t len, int advice)
+{
+    return os_calls.madvise(addr, len, advice);
+}
+
+ssize_t os_madvise_self(const struct iovec *iov, size_t n, int advice)
+{
+    return os_calls.madvise_self(iov, n, advice);
+}
+
+int os_ioctl(int fd, unsigned long req, void *arg)
+{
+    int r;
+    while ((r = os_calls.ioctl(fd, req, arg)) == -EINTR)
+        ;
+    return r;
+}
+
+int os_userfaultfd(int flags)
+{
+    return os_calls.userfaultfd(flags);
 }
 
 void *os_alloc(size_t len)
 {
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
+    void *p = os_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return os_map_failed(p) ? NULL : p;
 }
 
+/* Unmapping memory of our own that we mapped cannot fail. */
 void os_free(void *p, size_t len)
 {
     if (p)
-        munmap(p, len);
+        (void)os_munmap(p, len);
 }
+
+/* ---- the process ---- */
 
 size_t os_page_size(void)
 {
     return (size_t)sysconf(_SC_PAGESIZE);
 }
 
-pid_t os_gettid(void)
+static __attribute__((tls_model("initial-exec"))) __thread pid_t tls_tid;
+
+static pid_t __attribute__((noinline)) tid_slow(void)
 {
-    return (pid_t)syscall(SYS_gettid);
+    return tls_tid = (pid_t)syscall(SYS_gettid);
 }
+
+pid_t os_tid(void)
+{
+    pid_t t = tls_tid;
+    return __builtin_expect(t != 0, 1) ? t : tid_slow();
+}
+
+void os_tid_forget(void)
+{
+    tls_tid = 0;
+}
+
+pid_t os_pid(void)
+{
+    return getpid();
+}
+
+uint64_t os_random64(void)
+{
+    uint64_t v = 0;
+    struct timespec ts;
+    if (getrandom(&v, sizeof v, GRND_NONBLOCK) == (ssize_t)sizeof v && v)
+        return v;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return v ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ ((uint64_t)getpid() << 48) ^ (uintptr_t)&v;
+}
+
+/* ---- diagnostics ---- */
 
 static void put(const char *s)
 {
     size_t len = strlen(s);
     while (len > 0) {
         ssize_t n = write(STDERR_FILENO, s, len);
-        if (n <= 0 && errno != EINTR)
-            return;
-        if (n > 0)
-            s += n, len -= (size_t)n;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return; /* stderr is gone: nowhere left to say it */
+        s += n, len -= (size_t)n;
     }
 }
 
 void os_say(const char *a, const char *b, uintptr_t addr)
 {
     char hex[2 + 16 + 1];
-    int i;
+    int saved = errno, i;
     put("tmfalloc: ");
     put(a);
     if (addr) {
@@ -228,4 +455,5 @@ void os_say(const char *a, const char *b, uintptr_t addr)
         put(b);
     }
     put("\n");
+    errno = saved;
 }

@@ -1,33 +1,60 @@
 /*
- * os.h — the few system primitives the core uses, behind one table.
+ * os.h — every system call the core makes, behind one swappable table.
  *
- * Every call returns 0 (or a byte count for the I/O calls) on success and a
- * negative errno value on failure; none of them touches errno for the caller.
- * Short transfers are completed inside os_pwrite_all / os_pread_all.
+ * The lowest layer: it knows nothing of stores, transactions or the
+ * interposers (it makes its calls with syscall(2), never through the
+ * exported read/pread wrappers of interpose.c).
  *
- * The table is the seam for fault injection: tests swap entries to make any
- * write, pwrite, fdatasync or ftruncate fail, come up short, or be recorded
- * for a simulated power cut (tests/faults.c), or to hide PAGEMAP_SCAN or
- * process_madvise as older kernels do.  Nothing else in the core calls
- * these system calls directly.
+ * Conventions, written once for every function below:
+ *   - the return value is 0 (or a byte count, a descriptor, an address)
+ *     on success and a negative errno value on failure; errno itself is
+ *     never the channel, and is left as it was;
+ *   - EINTR is retried inside;
+ *   - short transfers are completed inside os_pread_all / os_pwrite_all /
+ *     os_pwritev_all; a transfer that makes no progress is -EIO (write)
+ *     or -ENODATA (read: end of file).
+ *
+ * The table is the seam for fault injection and crash exploration: tests
+ * replace entries to make any call fail, come up short, or be recorded for
+ * a simulated power cut (tests/test_faults.c, test_powercut.c,
+ * test_explore.c), or to hide PAGEMAP_SCAN, process_madvise or
+ * userfaultfd as older kernels and locked-down containers do.  Nothing else
+ * in the core makes a system call, so `grep os_calls` lists them all.
  */
 #ifndef TMF_OS_H
 #define TMF_OS_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
 typedef struct tm_os {
+    /* files */
+    int (*open)(const char *path, int flags, unsigned mode);
+    int (*close)(int fd);
+    int (*fstat)(int fd, struct stat *st);
+    int (*link)(const char *from, const char *to);
+    int (*unlink)(const char *path);
     ssize_t (*pread)(int fd, void *buf, size_t len, off_t off);
     ssize_t (*pwrite)(int fd, const void *buf, size_t len, off_t off);
     ssize_t (*pwritev)(int fd, const struct iovec *iov, int n, off_t off);
+    int (*fsync)(int fd);
     int (*fdatasync)(int fd);
+    int (*sync_range)(int fd, off_t off, off_t len); /* start write-back only */
     int (*ftruncate)(int fd, off_t len);
     int (*fallocate)(int fd, off_t off, off_t len);
-    int (*ioctl)(int fd, unsigned long req, void *arg); /* PAGEMAP_SCAN */
+    int (*fadvise)(int fd, off_t off, off_t len, int advice);
+    int (*fcntl_lock)(int fd, int cmd, void *flock); /* F_SETLK, F_SETLKW, F_GETLK */
+    /* memory */
+    void *(*mmap)(void *addr, size_t len, int prot, int flags, int fd, off_t off); /* or (void *)-errno */
+    int (*munmap)(void *addr, size_t len);
+    int (*mprotect)(void *addr, size_t len, int prot);
+    int (*madvise)(void *addr, size_t len, int advice);
     ssize_t (*madvise_self)(const struct iovec *iov, size_t n, int advice); /* process_madvise */
+    int (*ioctl)(int fd, unsigned long req, void *arg); /* PAGEMAP_SCAN, userfaultfd */
+    int (*userfaultfd)(int flags);
 } tm_os;
 
 /* The table in use; tests may replace entries and restore them. */
@@ -35,30 +62,64 @@ extern tm_os os_calls;
 /* The real system calls, for tests that wrap them. */
 extern const tm_os os_real;
 
-/* Loops over short transfers; a write that makes no progress is -EIO. */
+/* Is the value a mapping or a negative errno in disguise? */
+static inline int os_map_failed(const void *p)
+{
+    return (uintptr_t)p >= (uintptr_t)-4095;
+}
+
+int os_open(const char *path, int flags, unsigned mode);
+int os_close(int fd);
+int os_fstat(int fd, struct stat *st);
+int os_link(const char *from, const char *to);
+int os_unlink(const char *path);
 int os_pwrite_all(int fd, const void *buf, size_t len, off_t off);
 int os_pwritev_all(int fd, struct iovec *iov, int n, off_t off);
 int os_pread_all(int fd, void *buf, size_t len, off_t off);
+int os_fsync(int fd);
 int os_fdatasync(int fd);
+/* fsync of the directory that holds path: makes a new name durable. */
+int os_fsync_dir(const char *path);
+/* Starts the write-back of a file; a hint whose failure changes nothing. */
+void os_writeback(int fd);
 int os_ftruncate(int fd, off_t len);
 /* Reserves blocks for [off, off+len), extending the file; falls back to
  * ftruncate where the file system cannot preallocate. */
 int os_extend(int fd, off_t off, off_t len);
+/* posix_fadvise; a hint whose failure changes nothing. */
+void os_fadvise(int fd, int advice);
 
-/* File locks on single bytes (process-associated: not inherited by fork).
- * type is F_RDLCK, F_WRLCK or F_UNLCK; wait selects F_SETLKW. */
-int os_lock(int fd, off_t byte, int type, int wait);
-/* The same on len bytes from byte: one call for neighbouring locks. */
-int os_lock_range(int fd, off_t byte, off_t len, int type, int wait);
+/* POSIX record locks on len bytes from byte (per process, dropped at exit
+ * and by closing any descriptor of the file, not inherited by fork).  type
+ * is F_RDLCK, F_WRLCK or F_UNLCK; wait selects F_SETLKW.  A lock that is
+ * busy without wait is -EAGAIN. */
+int os_lock(int fd, off_t byte, off_t len, int type, int wait);
+/* Whether another process holds a lock of that type or stronger on the
+ * byte: 1, 0, or a negative errno. */
+int os_lock_held(int fd, off_t byte, int type);
+
+void *os_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+int os_munmap(void *addr, size_t len);
+int os_mprotect(void *addr, size_t len, int prot);
+int os_madvise(void *addr, size_t len, int advice);
+ssize_t os_madvise_self(const struct iovec *iov, size_t n, int advice);
+int os_ioctl(int fd, unsigned long req, void *arg);
+int os_userfaultfd(int flags);
 
 /* Zeroed memory straight from mmap: the core never calls malloc, which the
- * preload may route into the arena. NULL on failure. */
+ * preload may route into the arena.  NULL on failure. */
 void *os_alloc(size_t len);
 void os_free(void *p, size_t len);
 
 size_t os_page_size(void);
-pid_t os_gettid(void);
-/* write(2) to stderr, for diagnostics that must not allocate. */
+/* The calling thread's id, cached per thread (reset in a forked child). */
+pid_t os_tid(void);
+void os_tid_forget(void);
+pid_t os_pid(void);
+/* 8 random bytes; never fails (falls back on the clock and addresses). */
+uint64_t os_random64(void);
+/* write(2) to stderr, for diagnostics that must not allocate:
+ * "tmfalloc: a 0x<addr> b" (addr and b left out when 0 / NULL). */
 void os_say(const char *a, const char *b, uintptr_t addr);
 
 #endif

@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "internal.h"
-#include "os.h"
 
 static void *fail(int code)
 {
@@ -23,7 +22,7 @@ static int grow_root(tm_store *st, size_t size)
     struct tm_super *sb = super_of(st);
     void *p = heap_alloc(st, size, 16);
     if (!p)
-        return errno;
+        return -errno;
     memset(p, 0, size);
     if (sb->root) {
         memcpy(p, (void *)(uintptr_t)sb->root, sb->root_size);
@@ -40,16 +39,16 @@ void *tm_store_root(tm_store *st, size_t size)
     int own, r;
     if (size == 0)
         size = 1;
-    if (st->forked && (r = store_revive(st)) < 0)
+    if (st->state == ST_FORKED && (r = store_revive(st)) < 0)
         return fail(tm__err(r));
-    tx_kept_refresh(st);
+    read_refresh(st);
     sb = super_of(st);
     if (sb->root && sb->root_size >= size)
         return (void *)(uintptr_t)sb->root;
     own = !tx_owned(st);
     if (own && (r = tm_store_begin(st)) != 0)
         return fail(r);
-    if (!(sb->root && sb->root_size >= size) && (r = grow_root(st, size)) != 0) {
+    if (!(sb->root && sb->root_size >= size) && (r = tm__err(grow_root(st, size))) != 0) {
         if (own)
             tm_store_abort(st);
         return fail(r);
@@ -63,15 +62,15 @@ int tm_store_stats(tm_store *st, tm_stats_t *out)
 {
     struct tm_super *sb;
     int r;
-    if (st->forked && (r = store_revive(st)) < 0)
+    if (st->state == ST_FORKED && (r = store_revive(st)) < 0)
         return tm__err(r);
-    tx_kept_refresh(st);
+    read_refresh(st);
     sb = super_of(st);
     memset(out, 0, sizeof *out);
     out->arena_size = sb->size;
     out->max_size = st->max;
     out->commits = sb->seq;
-    out->log_bytes = st->log_off > LOG_START ? st->log_off - LOG_START : 0; /* 0 before a first heal */
+    out->log_bytes = st->log.off > LOG_START ? st->log.off - LOG_START : 0; /* 0 before a first heal */
     out->checkpoints = st->n_ckpts;
     out->syncs = st->n_syncs;
     out->tx_commits = st->n_commits;

@@ -285,8 +285,8 @@ static uint64_t fill_ring(tm_store *st)
     TU_OK(tm_store_begin(st));
     cr_assert_not_null(scratch = tm_store_malloc(st, 64 * PAGE));
     TU_OK(tm_store_commit(st));
-    while (log_fits(st, need)) {
-        size_t pages = log_fits(st, need + log_record_len(65)) ? 64 : 1, i;
+    while (log_fits(&st->log, need)) {
+        size_t pages = log_fits(&st->log, need + log_record_len(65)) ? 64 : 1, i;
         TU_OK(tm_store_begin(st));
         for (i = 0; i < pages; i++)
             scratch[i * PAGE] ^= 1;

@@ -804,17 +804,17 @@ Test(store, routing_follows_the_transactions_still_open)
     TU_OK(tm_open(tu_path("rb.tmf"), &o, &b));
     TU_OK(tm_store_begin(a));
     TU_OK(tm_store_begin(b));
-    cr_assert_eq(tm_tls_route, a);
+    cr_assert_eq(tm_route_store, a);
     TU_OK(tm_store_commit(a));
-    cr_assert_eq(tm_tls_route, b, "no route while b's transaction is open");
+    cr_assert_eq(tm_route_store, b, "no route while b's transaction is open");
     tm_transient_begin();
-    cr_assert_null(tm_tls_route);
+    cr_assert_null(tm_route_store);
     TU_OK(tm_store_begin(a));
     tm_store_abort(b);
     tm_transient_end();
-    cr_assert_eq(tm_tls_route, a);
+    cr_assert_eq(tm_route_store, a);
     TU_OK(tm_store_commit(a));
-    cr_assert_null(tm_tls_route);
+    cr_assert_null(tm_route_store);
     TU_OK(tm_close(a));
     TU_OK(tm_close(b));
 }

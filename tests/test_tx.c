@@ -198,13 +198,13 @@ static void bulk_scattered(void)
         TU_OK(tm_store_begin(st));
         for (size_t i = 0; i < pages - 1; i += 2)
             root[i * PAGE + 9] = (char)(round * 7 + i);
-        cr_assert(st->tx_bulk, "%zu first writes left per-page mode", (size_t)st->ndirty);
+        cr_assert(st->trk.mode == TRACK_BULK, "%zu first writes left per-page mode", (size_t)st->trk.ndirty);
         TU_OK(tm_store_commit(st));
     }
     TU_OK(tm_store_begin(st)); /* an aborted bulk transaction leaves nothing */
     for (size_t i = 0; i < pages - 1; i++)
         root[i * PAGE + 9] = 'x';
-    cr_assert(st->tx_bulk);
+    cr_assert(st->trk.mode == TRACK_BULK);
     tm_store_abort(st);
     for (size_t i = 0; i < pages - 1; i++)
         cr_assert_eq(root[i * PAGE + 9], i % 2 ? 0 : (char)(14 + i), "page %zu after abort", i);
@@ -581,9 +581,9 @@ Test(tx, fork_child_threads_revive_the_handle_once, .timeout = 60)
                 if (pthread_join(t[i], &b) == 0 && b)
                     bad = b;
             /* every read ended: no reader left on the handle's locks */
-            if (bad || revive_st->forked || revive_st->readers != 0)
+            if (bad || revive_st->state == ST_FORKED || revive_st->lk.readers != 0)
                 _exit(1);
-            _exit(pthread_rwlock_trywrlock(&revive_st->rw) == 0 ? 0 : 3);
+            _exit(pthread_rwlock_trywrlock(&revive_st->lk.rw) == 0 ? 0 : 3);
         }
         cr_assert_eq(waitpid(pid, &status, 0), pid);
         cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "round %d: child status %#x", round, status);
@@ -602,15 +602,15 @@ Test(tx, read_begun_inside_a_write_outlives_it)
     TU_OK(tm_store_read_begin(st));
     *root = 7;
     TU_OK(tm_store_commit(st));
-    cr_assert_eq(st->readers, 1, "the read holds no lock after the commit");
-    cr_assert_neq(pthread_rwlock_trywrlock(&st->rw), 0, "a writer could start under the read");
+    cr_assert_eq(st->lk.readers, 1, "the read holds no lock after the commit");
+    cr_assert_neq(pthread_rwlock_trywrlock(&st->lk.rw), 0, "a writer could start under the read");
     cr_assert_eq(*root, 7);
     TU_OK(tm_store_read_end(st));
-    cr_assert_eq(st->readers, 0);
-    cr_assert_eq(pthread_rwlock_trywrlock(&st->rw), 0, "the read left its lock behind");
-    pthread_rwlock_unlock(&st->rw);
+    cr_assert_eq(st->lk.readers, 0);
+    cr_assert_eq(pthread_rwlock_trywrlock(&st->lk.rw), 0, "the read left its lock behind");
+    pthread_rwlock_unlock(&st->lk.rw);
     TU_OK(tm_store_read_begin(st)); /* and the next read locks again */
-    cr_assert_eq(st->readers, 1);
+    cr_assert_eq(st->lk.readers, 1);
     TU_OK(tm_store_read_end(st));
     TU_OK(tm_store_begin(st));
     *root = 8;
@@ -657,12 +657,12 @@ Test(tx, bulk_transaction_does_not_log_kept_copies)
         root[(100 + i) * PAGE] = 1;
         TU_OK(tm_store_commit(st));
     }
-    cr_assert_geq(st->nkept, 60);
+    cr_assert_geq(st->trk.nkept, 60);
     TU_OK(tm_store_stats(st, &a));
     TU_OK(tm_store_begin(st));
     for (int i = 0; i < 20; i++)
         root[i * PAGE] = 2;
-    cr_assert(st->tx_bulk);
+    cr_assert(st->trk.mode == TRACK_BULK);
     TU_OK(tm_store_commit(st));
     TU_OK(tm_store_stats(st, &b));
     cr_assert_eq(b.checkpoints, a.checkpoints);
@@ -751,13 +751,13 @@ Test(tx, pages_are_read_only_again_after_commit_and_abort)
     TU_OK(tm_store_begin(misuse_st));
     for (size_t i = 0; i < 40; i++)
         root[(4 * i + 1) * PAGE] = 2;
-    cr_assert(misuse_st->tx_bulk);
+    cr_assert(misuse_st->trk.mode == TRACK_BULK);
     TU_OK(tm_store_commit(misuse_st));
     expect_read_only(root, 41);
     TU_OK(tm_store_begin(misuse_st));
     for (size_t i = 0; i < 40; i++)
         root[(4 * i + 2) * PAGE] = 4;
-    cr_assert(misuse_st->tx_bulk);
+    cr_assert(misuse_st->trk.mode == TRACK_BULK);
     tm_store_abort(misuse_st);
     expect_read_only(root, 42);
     cr_assert_eq(root[3 * PAGE] + root[150 * PAGE] + root[41 * PAGE] + root[7 * PAGE] + root[42 * PAGE], 1 + 1 + 2);
@@ -792,7 +792,7 @@ static void bulk_commit_with_stray_write(void *arg)
         _exit(1);
     for (size_t i = 0; i < 40; i++)
         root[i * PAGE] = 1;
-    if (!misuse_st->tx_bulk)
+    if (misuse_st->trk.mode != TRACK_BULK)
         _exit(2);
     stray_at = root + 60 * PAGE;
     os_calls.pwritev = stray_pwritev;
@@ -822,7 +822,7 @@ Test(tx, child_forked_inside_a_transaction_cannot_write)
         TU_OK(tm_store_begin(misuse_st));
         for (size_t i = 0; i < (bulk ? 40 : 2); i++)
             root[i * PAGE] = 1;
-        cr_assert_eq(misuse_st->tx_bulk, bulk);
+        cr_assert_eq(misuse_st->trk.mode == TRACK_BULK, bulk);
         int status = tu_run_child(write_at, root, err, sizeof err);
         cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "bulk %d: status %#x", bulk, status);
         cr_assert(strstr(err, "outside a write transaction"), "bulk %d: stderr: %s", bulk, err);

@@ -115,11 +115,10 @@ int tu_run_child(void (*fn)(void *), void *arg, char *errbuf, size_t len)
 
 static void probe_writer_lock(void *arg)
 {
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = LOCK_WRITER, .l_len = 1};
-    int fd = open(arg, O_RDWR);
-    if (fd < 0 || fcntl(fd, F_GETLK, &fl) < 0)
+    int fd = open(arg, O_RDWR), held;
+    if (fd < 0 || (held = lock_writer_held(fd)) < 0)
         _exit(2);
-    _exit(fl.l_type == F_UNLCK ? 1 : 0);
+    _exit(held ? 0 : 1);
 }
 
 int tu_writer_lock_held(const char *path)
@@ -134,11 +133,11 @@ void tu_header(const char *path, struct hdr_slot *out)
     struct hdr_slot s, best;
     int fd = open(path, O_RDONLY), found = 0;
     cr_assert_geq(fd, 0, "open %s", path);
-    for (int i = 0; i < 2; i++) {
-        cr_assert_eq(pread(fd, &s, sizeof s, i * HDR_SLOT_SIZE), (ssize_t)sizeof s);
-        if (memcmp(s.magic, HDR_MAGIC, 8) == 0 && hdr_checksum(&s) == s.checksum && (!found || s.gen > best.gen))
+    uint8_t page[PAGE];
+    cr_assert_eq(pread(fd, page, PAGE, 0), (ssize_t)PAGE);
+    for (int i = 0; i < 2; i++)
+        if (hdr_slot_ok(page, i, &s) && (!found || s.gen > best.gen))
             best = s, found = 1;
-    }
     close(fd);
     cr_assert(found, "%s: no valid header slot", path);
     *out = best;

@@ -200,49 +200,31 @@ void tmf_progress_end(void)
 /* ---- opening and diagnosis ---- */
 
 /* Reads the first two pages of path (zero-filled past its end). */
-static int read_head(const char *path, uint8_t *buf, uint64_t *size)
+static int read_head(const char *path, uint8_t *buf)
 {
-    struct stat sb;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n = -1;
+    ssize_t n;
     if (fd < 0)
         return -1;
     memset(buf, 0, 2 * PAGE);
-    if (fstat(fd, &sb) == 0) {
-        *size = (uint64_t)sb.st_size;
-        n = pread(fd, buf, 2 * PAGE, 0);
-    }
+    n = pread(fd, buf, 2 * PAGE, 0);
     close(fd);
     return n < 0 ? -1 : 0;
-}
-
-/* The current slot, as the library picks it: valid checksum, highest gen. */
-static const struct hdr_slot *pick_slot(const uint8_t *page0)
-{
-    const struct hdr_slot *s0 = (const void *)page0, *s1 = (const void *)(page0 + HDR_SLOT_SIZE);
-    int ok0 = !memcmp(s0->magic, HDR_MAGIC, 8) && hdr_checksum(s0) == s0->checksum;
-    int ok1 = !memcmp(s1->magic, HDR_MAGIC, 8) && hdr_checksum(s1) == s1->checksum;
-    if (ok0 && ok1)
-        return s1->gen > s0->gen ? s1 : s0;
-    return ok0 ? s0 : ok1 ? s1 : NULL;
 }
 
 static int diagnose_log(const char *path, const struct hdr_slot *h, char *msg, size_t len)
 {
     char lp[PATH_MAX];
-    uint8_t head[16];
-    uint64_t id;
-    int fd;
-    ssize_t n;
+    uint8_t head[sizeof(struct log_head)];
+    int fd, r;
     snprintf(lp, sizeof lp, "%s.log", path);
     if ((fd = open(lp, O_RDONLY | O_CLOEXEC)) < 0) {
         snprintf(msg, len, "redo log %s: %s", lp, strerror(errno));
         return EXIT_DAMAGED;
     }
-    n = pread(fd, head, sizeof head, 0);
+    r = os_pread_all(fd, head, sizeof head, 0);
     close(fd);
-    memcpy(&id, head + 8, 8);
-    if (n != (ssize_t)sizeof head || memcmp(head, LOG_HDR_MAGIC, 8) || id != h->store_id) {
+    if (r < 0 || log_head_check(head, sizeof head, h->store_id) < 0) {
         snprintf(msg, len, "redo log %s has no valid log header for this store", lp);
         return EXIT_DAMAGED;
     }
@@ -251,41 +233,31 @@ static int diagnose_log(const char *path, const struct hdr_slot *h, char *msg, s
 }
 
 /* TM_ECORRUPT: which part? */
-static int diagnose_corrupt(const char *path, const uint8_t *buf, uint64_t size, char *msg,
-                            size_t len)
+static int diagnose_corrupt(const char *path, const uint8_t *buf, char *msg, size_t len)
 {
-    const struct hdr_slot *h = pick_slot(buf);
     const struct tm_super *sb = (const void *)(buf + PAGE);
-    if (!h) {
+    struct hdr_slot h;
+    const char *why = NULL;
+    int r = hdr_pick(buf, &h);
+    if (!hdr_slot_ok(buf, 0, &h) && !hdr_slot_ok(buf, 1, &h)) {
         snprintf(msg, len, "damaged: both header slots are corrupt (bad checksum)");
         return EXIT_DAMAGED;
     }
-    if (h->version < MIN_FORMAT_VERSION || h->version > FORMAT_VERSION || h->page_size != PAGE ||
-        h->store_id == 0) {
+    if (r < 0) {
         snprintf(msg, len, "damaged: the header has impossible values (version, page size, id)");
         return EXIT_DAMAGED;
     }
-    if (sb->magic != SUPER_MAGIC || sb->checksum != super_checksum(sb)) {
-        snprintf(msg, len, "damaged: the superblock (page 1) is corrupt (bad magic or checksum)");
+    if (super_check(sb, &h, UINT64_MAX, &why) < 0) {
+        snprintf(msg, len, "damaged: %s (size %llu, seq %llu)", why, (unsigned long long)sb->size,
+                 (unsigned long long)sb->seq);
         return EXIT_DAMAGED;
     }
-    if (sb->size < 2 * PAGE || sb->size % PAGE || sb->seq < h->ckpt_seq || sb->size > h->max_size) {
-        snprintf(msg, len, "damaged: the superblock has impossible values (size %llu, seq %llu)",
-                 (unsigned long long)sb->size, (unsigned long long)sb->seq);
-        return EXIT_DAMAGED;
-    }
-    if (sb->root && (sb->root < h->base + 2 * PAGE || sb->root + sb->root_size > h->base + sb->size)) {
-        snprintf(msg, len, "damaged: the superblock's root pointer lies outside the arena");
-        return EXIT_DAMAGED;
-    }
-    (void)size;
-    return diagnose_log(path, h, msg, len);
+    return diagnose_log(path, &h, msg, len);
 }
 
 int tmf_diagnose(const char *path, int code, char *msg, size_t len)
 {
     uint8_t buf[2 * PAGE];
-    uint64_t size = 0;
     struct stat sb;
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
         snprintf(msg, len, "unusable: is a directory, not a store");
@@ -295,8 +267,8 @@ int tmf_diagnose(const char *path, int code, char *msg, size_t len)
         snprintf(msg, len, "unusable: an empty file, not a tmfalloc store");
         return EXIT_UNUSABLE;
     }
-    if (code == TM_ECORRUPT && read_head(path, buf, &size) == 0)
-        return diagnose_corrupt(path, buf, size, msg, len);
+    if (code == TM_ECORRUPT && read_head(path, buf) == 0)
+        return diagnose_corrupt(path, buf, msg, len);
     if (code == TM_ECORRUPT) {
         snprintf(msg, len, "damaged: %s", tm_strerror(code));
         return EXIT_DAMAGED;

@@ -3,14 +3,14 @@
  * store for inspection with a diagnosis of why it cannot be opened, the log
  * scan, and the subcommands.
  *
- * The tool links the static library and reads the core's internal headers:
- * it inspects on-disk structures (header slots, log records, heap blocks)
- * that the public API does not expose.  It never writes a store except in
- * "tmf recover", which goes through the library's read-write open.
+ * The tool links the static library and sees the core through the public
+ * header and src/inspect.h: the on-disk format (header slots, log records)
+ * and a view of an open handle.  It never writes a store except in "tmf
+ * recover", which goes through the library's read-write open.
  *
  * Never open a second descriptor of a store file while a handle is open on
  * it: closing any descriptor of a file drops all of the process's POSIX
- * locks on it.  Use st->fd and st->log_fd instead.
+ * locks on it.  Use the view's fd and log_fd instead.
  */
 #ifndef TMF_TOOL_H
 #define TMF_TOOL_H
@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "internal.h"
+#include "inspect.h"
 
 /* Exit codes (documented in man/tmf.1). */
 enum {
@@ -46,9 +46,8 @@ struct log_scan {
 /* Scans the log on fd for records of header h; sb is the superblock. */
 int tmf_scan_log(int fd, const struct hdr_slot *h, const struct tm_super *sb, uint64_t max,
                  struct log_scan *out);
-/* A read transaction on a read-only handle, or the shared data lock taken
- * directly when only a torn record stood in the way (*own = 1), with a
- * scan of the log.  0, EROFS when recovery is pending, or an error code. */
+/* An inspection read transaction (inspect_begin) with a scan of the log.
+ * 0, EROFS when recovery is pending, or an error code. */
 int tmf_read_begin(tm_store *st, struct log_scan *scan, int *own);
 void tmf_read_end(tm_store *st, int own);
 /* Checks both header slots of page 0; 0, or -1 with a message in msg. */

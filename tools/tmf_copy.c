@@ -28,33 +28,21 @@ static int exists(const char *p)
     return lstat(p, &sb) == 0;
 }
 
-static int write_all(int fd, const void *buf, size_t n, off_t off)
-{
-    const char *p = buf;
-    while (n > 0) {
-        ssize_t w = pwrite(fd, p, n, off);
-        if (w <= 0)
-            return w < 0 ? -errno : -EIO;
-        p += w, n -= (size_t)w, off += w;
-    }
-    return 0;
-}
-
 /* The store's committed bytes, then a header checkpointed at sb. */
-static int copy_bytes(tm_store *st, int out, const struct tm_super *sb)
+static int copy_bytes(const struct tm_view *v, int out, const struct tm_super *sb)
 {
     uint8_t *buf = malloc(COPY_CHUNK);
     uint64_t off;
     int r = buf ? 0 : -ENOMEM;
     for (off = 0; r == 0 && off < sb->size; off += COPY_CHUNK) {
         size_t n = sb->size - off < COPY_CHUNK ? (size_t)(sb->size - off) : COPY_CHUNK;
-        ssize_t got = pread(st->fd, buf, n, (off_t)off);
-        r = got == (ssize_t)n ? write_all(out, buf, n, (off_t)off) : got < 0 ? -errno : -EIO;
+        if ((r = os_pread_all(v->fd, buf, n, (off_t)off)) == 0)
+            r = os_pwrite_all(out, buf, n, (off_t)off);
         tmf_progress("copying", off + n, sb->size);
     }
     tmf_progress_end();
     if (r == 0) {
-        struct hdr_slot h = st->hdr;
+        struct hdr_slot h = v->hdr;
         memset(buf, 0, PAGE);
         h.gen += 1;
         h.ckpt_seq = sb->seq;
@@ -62,10 +50,10 @@ static int copy_bytes(tm_store *st, int out, const struct tm_super *sb)
         h.checksum = hdr_checksum(&h);
         memcpy(buf, &h, sizeof h);
         memcpy(buf + HDR_SLOT_SIZE, &h, sizeof h);
-        r = write_all(out, buf, PAGE, 0);
+        r = os_pwrite_all(out, buf, PAGE, 0);
     }
     free(buf);
-    return r;
+    return r == -ENODATA ? -EIO : r;
 }
 
 /* A fresh log for store id: the header page only. */
@@ -75,27 +63,9 @@ static int write_log(const char *path, uint64_t id)
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), r;
     if (fd < 0)
         return -errno;
-    memset(page, 0, sizeof page);
-    memcpy(page, LOG_HDR_MAGIC, 8);
-    memcpy(page + 8, &id, 8);
-    r = write_all(fd, page, PAGE, 0);
+    log_head_init(page, id);
+    r = os_pwrite_all(fd, page, PAGE, 0);
     if (r == 0 && fsync(fd) < 0)
-        r = -errno;
-    close(fd);
-    return r;
-}
-
-static int sync_dir(const char *path)
-{
-    char *d = strdup(path);
-    int fd, r = 0;
-    if (!d)
-        return -ENOMEM;
-    fd = open(dirname(d), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(d);
-    if (fd < 0)
-        return -errno;
-    if (fsync(fd) < 0)
         r = -errno;
     close(fd);
     return r;
@@ -105,15 +75,17 @@ static int sync_dir(const char *path)
 static int copy_locked(tm_store *st, const char *tmp, const char *logtmp)
 {
     struct tm_super sb;
+    struct tm_view v;
     int out, r;
-    memcpy(&sb, super_of(st), sizeof sb);
+    inspect_view(st, &v);
+    memcpy(&sb, v.sb, sizeof sb);
     if ((out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
         return -errno;
-    r = copy_bytes(st, out, &sb);
+    r = copy_bytes(&v, out, &sb);
     if (r == 0 && fsync(out) < 0)
         r = -errno;
     close(out);
-    return r == 0 ? write_log(logtmp, st->hdr.store_id) : r;
+    return r == 0 ? write_log(logtmp, v.hdr.store_id) : r;
 }
 
 static int copy_into(tm_store *st, const char *dest, const char *src)
@@ -134,7 +106,7 @@ static int copy_into(tm_store *st, const char *dest, const char *src)
     if (r == 0 && (rename(logtmp, log) < 0 || rename(tmp, dest) < 0))
         r = -errno;
     if (r == 0)
-        r = sync_dir(dest);
+        r = os_fsync_dir(dest);
     if (r < 0) {
         unlink(tmp), unlink(logtmp);
         tmf_err(dest, "%s", strerror(-r));
@@ -181,19 +153,14 @@ static int look(const char *path, struct before *b)
 {
     char lp[PATH_MAX];
     uint8_t page[2 * PAGE];
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = LOCK_OPEN, .l_len = 1};
-    int fd = open(path, O_RDONLY | O_CLOEXEC), lfd, i, r = -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), lfd, r = -1;
     memset(b, 0, sizeof *b);
     if (fd < 0)
         return -1;
-    if (pread(fd, page, sizeof page, 0) == (ssize_t)sizeof page) {
-        b->live = fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+    if (os_pread_all(fd, page, sizeof page, 0) == 0) {
+        b->live = inspect_live(fd) > 0;
         memcpy(&b->sb, page + PAGE, sizeof b->sb);
-        for (i = 0; i < 2; i++) {
-            const struct hdr_slot *s = (const void *)(page + i * HDR_SLOT_SIZE);
-            if (hdr_checksum(s) == s->checksum && (r < 0 || s->gen > b->hdr.gen))
-                b->hdr = *s, r = 0;
-        }
+        r = hdr_pick(page, &b->hdr) < 0 ? -1 : 0;
     }
     close(fd);
     snprintf(lp, sizeof lp, "%s.log", path);

@@ -28,6 +28,7 @@ struct snap {
 /* Starts a read transaction and reads everything but the heap walk. */
 static int take_snap(tm_store *st, struct snap *s, char *msg, size_t len)
 {
+    struct tm_view v;
     int r;
     memset(s, 0, sizeof *s);
     r = tmf_read_begin(st, &s->log, &s->own);
@@ -37,12 +38,13 @@ static int take_snap(tm_store *st, struct snap *s, char *msg, size_t len)
     }
     s->in_tx = r == 0;
     s->pending = r == EROFS;
-    if (pread(st->fd, s->page0, PAGE, 0) != PAGE) {
-        snprintf(msg, len, "unusable: cannot read the header: %s", strerror(errno));
+    inspect_view(st, &v);
+    if ((r = os_pread_all(v.fd, s->page0, PAGE, 0)) < 0) {
+        snprintf(msg, len, "unusable: cannot read the header: %s", strerror(-r));
         return EXIT_UNUSABLE;
     }
-    s->hdr = st->hdr;
-    memcpy(&s->sb, super_of(st), sizeof s->sb);
+    s->hdr = v.hdr;
+    memcpy(&s->sb, v.sb, sizeof s->sb);
     if (!s->pending)
         tm_store_stats(st, &s->stats);
     s->stats.log_bytes = s->log.bytes;
@@ -87,7 +89,7 @@ static const char *human(uint64_t n, char *buf, size_t len)
 static void info_log(const tm_store *st, const struct snap *s)
 {
     const struct log_scan *l = &s->log;
-    printf("log file:        %s, %llu bytes\n", st->log_path, (unsigned long long)l->log_size);
+    printf("log file:        %s.log, %llu bytes\n", tm_store_path(st), (unsigned long long)l->log_size);
     if (l->records)
         printf("log records:     %llu after the checkpoint (seq %llu..%llu, %llu bytes), %llu applied\n",
                (unsigned long long)l->records, (unsigned long long)l->first_seq,
@@ -110,7 +112,7 @@ static void info_print(const tm_store *st, const struct snap *s)
 {
     const struct hdr_slot *h = &s->hdr;
     char b1[32], b2[32], b3[32], b4[32], slots[128];
-    printf("file:            %s\n", st->path);
+    printf("file:            %s\n", tm_store_path(st));
     printf("magic:           %.8s\n", h->magic);
     printf("version:         %u\n", h->version);
     printf("page size:       %u\n", h->page_size);
@@ -179,12 +181,12 @@ int tmf_stats(const struct tmf_args *a)
     int ex = open_snap(a->file, &st, &s), i;
     if (ex != EXIT_CLEAN)
         return ex;
-    v[0] = s.sb.size, v[1] = st->max, v[2] = t->live_bytes, v[3] = t->free_bytes;
+    v[0] = s.sb.size, v[1] = s.hdr.max_size, v[2] = t->live_bytes, v[3] = t->free_bytes;
     v[4] = t->free_blocks, v[5] = t->largest_free, v[6] = s.sb.seq, v[7] = s.log.bytes;
     v[8] = s.log.records, v[9] = s.pending && !s.log.pending ? 1 : s.log.pending;
     if (a->json) {
         printf("{\"file\": ");
-        json_string(st->path);
+        json_string(tm_store_path(st));
         for (i = 0; i < 10; i++)
             printf(", \"%s\": %llu", names[i], (unsigned long long)v[i]);
         printf(", \"recovery_pending\": %s}\n", s.pending || s.log.pending ? "true" : "false");

@@ -16,17 +16,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "os.h"
 #include "tmf.h"
 
 #define CHUNK (1u << 20) /* a multiple of 8: page numbers never straddle it */
 
 int tmf_check_slots(const uint8_t *page0, char *msg, size_t len)
 {
+    struct hdr_slot s;
     int i;
     for (i = 0; i < 2; i++) {
-        const struct hdr_slot *s = (const void *)(page0 + i * HDR_SLOT_SIZE);
-        if (memcmp(s->magic, HDR_MAGIC, 8) != 0 || hdr_checksum(s) != s->checksum) {
+        if (!hdr_slot_ok(page0, i, &s)) {
             snprintf(msg, len, "header slot %d is corrupt (bad magic or checksum; the other slot is in use)", i);
             return -1;
         }
@@ -37,35 +36,28 @@ int tmf_check_slots(const uint8_t *page0, char *msg, size_t len)
 static int header_ok(const struct log_rec *r, const struct hdr_slot *h, uint64_t seq, uint64_t off,
                      uint64_t log_size, uint64_t max)
 {
-    return r->magic == (uint32_t)LOG_MAGIC && r->store_id == h->store_id && r->gen == h->gen &&
-           r->seq == seq && r->npages > 0 && r->len == log_record_len(r->npages) &&
-           off + r->len <= log_size && r->size >= 2 * PAGE && r->size % PAGE == 0 && r->size <= max;
+    return log_rec_header_ok(r, h->store_id, h->gen, seq, max) && off + r->len <= log_size;
 }
 
 /* The body: checksum, then the page numbers. 1 valid, 0 invalid, -errno. */
 static int body_ok(int fd, uint64_t off, const struct log_rec *r, uint8_t *buf)
 {
-    struct log_rec h0 = *r;
-    uint64_t done = 0, body = r->len - sizeof *r, ilen = (uint64_t)r->npages * 8, prev = 0;
+    uint64_t done = 0, body = r->len - sizeof *r, ilen = (uint64_t)r->npages * 8;
+    struct log_index_check ic;
     hash_state hs;
-    h0.checksum = 0;
-    hash_init(&hs, r->store_id);
-    hash_update(&hs, &h0, sizeof h0);
+    int e;
+    log_rec_hash_init(&hs, r);
+    log_index_check_init(&ic, r);
     while (done < body) {
-        size_t n = body - done < CHUNK ? (size_t)(body - done) : CHUNK, i;
-        if (pread(fd, buf, n, (off_t)(off + sizeof *r + done)) != (ssize_t)n)
-            return -EIO;
+        size_t n = body - done < CHUNK ? (size_t)(body - done) : CHUNK;
+        if ((e = os_pread_all(fd, buf, n, (off_t)(off + sizeof *r + done))) < 0)
+            return e == -ENODATA ? -EIO : e;
         hash_update(&hs, buf, n);
-        for (i = 0; done + i < ilen && i + 8 <= n; i += 8) {
-            uint64_t pg;
-            memcpy(&pg, buf + i, 8);
-            if (pg <= prev || pg >= r->size / PAGE)
-                return 0;
-            prev = pg;
-        }
+        if (done < ilen)
+            log_index_check(&ic, buf, ilen - done < n ? (size_t)(ilen - done) : n);
         done += n;
     }
-    return hash_final(&hs) == r->checksum;
+    return ic.ok && hash_final(&hs) == r->checksum;
 }
 
 static void note_bad(struct log_scan *out, const struct log_rec *r, const struct tm_super *sb,
@@ -114,43 +106,19 @@ int tmf_scan_log(int fd, const struct hdr_slot *h, const struct tm_super *sb, ui
     return ok < 0 ? ok : 0;
 }
 
-/* A read-only handle's read transaction is refused (EROFS) when a record
- * with a valid header follows the superblock's log position: it cannot tell
- * a dead writer's durable commit from a torn record a writer killed while
- * appending left behind.  The scan can: a torn record was never durable, so
- * nothing of it reached the store file, which is then consistent under the
- * shared data lock, taken here directly. */
-static int read_torn(tm_store *st, struct log_scan *scan)
-{
-    int r;
-    if ((r = os_lock(st->fd, LOCK_DATA, F_RDLCK, 1)) < 0)
-        return -r;
-    if ((r = hdr_current(st)) == 0 &&
-        (r = tmf_scan_log(st->log_fd, &st->hdr, super_of(st), st->max, scan)) == 0)
-        r = scan->pending ? -EROFS : store_refresh(st);
-    if (r < 0)
-        os_lock(st->fd, LOCK_DATA, F_UNLCK, 0);
-    return -r;
-}
-
 int tmf_read_begin(tm_store *st, struct log_scan *scan, int *own)
 {
-    int r = tm_store_read_begin(st);
-    *own = 0;
-    if (r == EROFS) {
-        if ((r = read_torn(st, scan)) == 0)
-            *own = 1;
+    struct tm_view v;
+    int r = inspect_begin(st, own);
+    if (r != 0)
         return r;
-    }
-    if (r == 0 && (r = -tmf_scan_log(st->log_fd, &st->hdr, super_of(st), st->max, scan)) != 0)
-        tm_store_read_end(st);
+    inspect_view(st, &v);
+    if ((r = -tmf_scan_log(v.log_fd, &v.hdr, v.sb, v.max, scan)) != 0)
+        inspect_end(st, *own);
     return r;
 }
 
 void tmf_read_end(tm_store *st, int own)
 {
-    if (own)
-        os_lock(st->fd, LOCK_DATA, F_UNLCK, 0);
-    else
-        tm_store_read_end(st);
+    inspect_end(st, own);
 }

@@ -71,16 +71,18 @@ static int build(tm_store *st, unsigned width, struct map *m)
 {
     uint64_t size, want;
     struct log_scan scan;
+    struct tm_view v;
     int r, own;
     memset(m, 0, sizeof *m);
     if ((r = tmf_read_begin(st, &scan, &own)) != 0)
         return r;
-    size = super_of(st)->size, want = size / ((uint64_t)width * TARGET_ROWS);
+    inspect_view(st, &v);
+    size = v.sb->size, want = size / ((uint64_t)width * TARGET_ROWS);
     for (m->cell = 16; m->cell < want; m->cell <<= 1)
         ;
     m->ncells = (size + m->cell - 1) / m->cell;
     m->bytes = calloc(m->ncells, sizeof *m->bytes);
-    r = m->bytes ? heap_walk(st, add_run, m) : ENOMEM;
+    r = m->bytes ? -heap_walk(st, add_run, m) : ENOMEM;
     tmf_read_end(st, own);
     return r;
 }

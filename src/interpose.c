@@ -1,12 +1,13 @@
 /*
- * syscalls.c — libc calls that write into caller buffers, wrapped so that
+ * interpose.c — libc calls that write into caller buffers, wrapped so that
  * they work on arena buffers inside a write transaction.
  *
  * A system call that writes into a write-protected page fails with EFAULT
  * (no fault reaches user space), so these wrappers first touch the buffer's
- * pages (tx_touch: one fault per page not yet dirty) and then call libc.
+ * pages (fault_touch: one fault per page not yet dirty) and then call libc.
  * Outside a write transaction they cost one thread-local test.  Other calls
- * need tm_touch() on their buffer first.
+ * need tm_touch() on their buffer first.  The core never calls these: its
+ * own system calls go through os.c.
  */
 #include <dlfcn.h>
 #include <stdio.h>
@@ -32,8 +33,8 @@ static void prepare(void *p, size_t len)
         if (a + len > base && a < base + st->mapped) {
             uintptr_t lo = a > base + PAGE ? a : base + PAGE;
             uintptr_t hi = a + len < base + st->mapped ? a + len : base + st->mapped;
-            if (hi > lo)
-                tx_touch(st, (void *)lo, hi - lo);
+            if (hi > lo) /* inside our own transaction and arena: it cannot fail */
+                (void)fault_touch(st, (void *)lo, hi - lo);
         }
     }
 }
@@ -64,7 +65,7 @@ static void *next_symbol(const char *name)
 EXPORT ssize_t read(int fd, void *buf, size_t n)
 {
     REAL(read);
-    if (unlikely(tm_tls_tx))
+    if (unlikely(tm_route_tx))
         prepare(buf, n);
     return real_read(fd, buf, n);
 }
@@ -72,7 +73,7 @@ EXPORT ssize_t read(int fd, void *buf, size_t n)
 EXPORT ssize_t pread(int fd, void *buf, size_t n, off_t off)
 {
     REAL(pread);
-    if (unlikely(tm_tls_tx))
+    if (unlikely(tm_route_tx))
         prepare(buf, n);
     return real_pread(fd, buf, n, off);
 }
@@ -80,7 +81,7 @@ EXPORT ssize_t pread(int fd, void *buf, size_t n, off_t off)
 EXPORT ssize_t pread64(int fd, void *buf, size_t n, off_t off)
 {
     REAL(pread64);
-    if (unlikely(tm_tls_tx))
+    if (unlikely(tm_route_tx))
         prepare(buf, n);
     return real_pread64(fd, buf, n, off);
 }
@@ -88,7 +89,7 @@ EXPORT ssize_t pread64(int fd, void *buf, size_t n, off_t off)
 EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
 {
     REAL(readv);
-    if (unlikely(tm_tls_tx))
+    if (unlikely(tm_route_tx))
         prepare_iov(iov, n);
     return real_readv(fd, iov, n);
 }
@@ -96,7 +97,7 @@ EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
 EXPORT ssize_t preadv(int fd, const struct iovec *iov, int n, off_t off)
 {
     REAL(preadv);
-    if (unlikely(tm_tls_tx))
+    if (unlikely(tm_route_tx))
         prepare_iov(iov, n);
     return real_preadv(fd, iov, n, off);
 }
@@ -104,7 +105,7 @@ EXPORT ssize_t preadv(int fd, const struct iovec *iov, int n, off_t off)
 EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
     REAL(recv);
-    if (unlikely(tm_tls_tx))
+    if (unlikely(tm_route_tx))
         prepare(buf, n);
     return real_recv(fd, buf, n, flags);
 }
@@ -112,7 +113,7 @@ EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
 EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *a, socklen_t *al)
 {
     REAL(recvfrom);
-    if (unlikely(tm_tls_tx))
+    if (unlikely(tm_route_tx))
         prepare(buf, n);
     return real_recvfrom(fd, buf, n, flags, a, al);
 }
@@ -120,7 +121,7 @@ EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr 
 EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
 {
     REAL(recvmsg);
-    if (unlikely(tm_tls_tx))
+    if (unlikely(tm_route_tx))
         prepare_iov(m->msg_iov, (int)m->msg_iovlen);
     return real_recvmsg(fd, m, flags);
 }
@@ -128,12 +129,7 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
 EXPORT size_t fread(void *buf, size_t size, size_t n, FILE *f)
 {
     REAL(fread);
-    if (unlikely(tm_tls_tx) && size && n <= SIZE_MAX / size)
+    if (unlikely(tm_route_tx) && size && n <= SIZE_MAX / size)
         prepare(buf, size * n);
     return real_fread(buf, size, n, f);
-}
-
-int tm_store_touch(tm_store *st, void *p, size_t len)
-{
-    return tx_touch(st, p, len);
 }

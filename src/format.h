@@ -1,0 +1,155 @@
+/*
+ * format.h — the on-disk format, byte by byte, and its validation.
+ *
+ * Shared by the library and the tools (tools/ include this header and the
+ * public one, nothing else of the core).  All integers are little-endian;
+ * the structures are laid out exactly as the offsets in the comments say,
+ * which the _Static_asserts below hold the compiler to.
+ *
+ * A store is two files: the store file "<path>" and its redo log
+ * "<path>.log".
+ *
+ * The store file, a whole number of PAGE-byte pages:
+ *   page 0   header: two slots of struct hdr_slot at offsets 0 and 512, each
+ *            with its own checksum.  The valid slot of the higher generation
+ *            is current.  A checkpoint writes the other slot, so a write torn
+ *            by a power cut leaves the previous one intact.  Never written
+ *            through the mapping.
+ *   page 1   superblock (struct tm_super): an ordinary transactional page.
+ *   page 2.. the heap (heap.h).
+ *
+ * The log file:
+ *   page 0   log header: struct log_head, then zeros.  Written once, when the
+ *            log is created; a log that names another store is refused.
+ *   4096..   records, back to back, until the first invalid one (log.c).
+ *
+ * A record (struct log_rec, 64 bytes, then its body):
+ *   u64 page number  x npages, strictly increasing, each in [1, size/PAGE)
+ *   page image       x npages, PAGE bytes each, in the same order
+ * Its checksum covers the header (with checksum = 0), the page numbers and
+ * the page images, seeded with the store id.
+ */
+#ifndef TMF_FORMAT_H
+#define TMF_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PAGE 4096u
+#define PAGE_SHIFT 12
+#define FORMAT_VERSION 3u     /* 2: the heap's recent lists (heap.h H7); 3: heap_prio */
+#define MIN_FORMAT_VERSION 1u /* older versions read, upgraded by their first read-write opener */
+#define ADDR_LIMIT ((uint64_t)1 << 47) /* x86-64 user space */
+
+/* ---- the store file's header (page 0) ---- */
+
+#define HDR_MAGIC "TMFSTORE"
+#define HDR_SLOT_SIZE 512u /* one sector: the two slots never share one */
+struct hdr_slot {
+    char magic[8];       /*  0: HDR_MAGIC */
+    uint32_t version;    /*  8: FORMAT_VERSION of the store */
+    uint32_t page_size;  /* 12: PAGE */
+    uint64_t base;       /* 16: address the arena is mapped at */
+    uint64_t max_size;   /* 24: address space reserved for growth */
+    uint64_t store_id;   /* 32: random; ties the log to its store */
+    uint64_t gen;        /* 40: checkpoint generation, salt of the log records */
+    uint64_t ckpt_seq;   /* 48: commit sequence number at the checkpoint */
+    uint64_t ckpt_size;  /* 56: arena size at the checkpoint */
+    uint64_t checksum;   /* 64: of the 64 bytes above */
+};                       /* 72 bytes */
+_Static_assert(sizeof(struct hdr_slot) == 72 && offsetof(struct hdr_slot, checksum) == 64, "hdr_slot layout");
+
+/* ---- the superblock (page 1) ---- */
+
+#define SUPER_MAGIC 0x5245505553464d54ull /* "TMFSUPER" */
+#define SUPER_HEAP_BYTES 3072
+struct tm_super {
+    uint64_t magic;      /*  0: SUPER_MAGIC */
+    uint64_t seq;        /*  8: commits so far */
+    uint64_t size;       /* 16: arena size in bytes, a multiple of PAGE */
+    uint64_t log_gen;    /* 24: generation of the record that wrote this page */
+    uint64_t log_tail;   /* 32: log offset just past that record */
+    uint64_t root;       /* 40: address of the root object, or 0 */
+    uint64_t root_size;  /* 48 */
+    uint64_t checksum;   /* 56: of the 56 bytes above */
+    uint8_t heap[SUPER_HEAP_BYTES]; /* 64: the heap's own state (heap.h) */
+};
+_Static_assert(offsetof(struct tm_super, checksum) == 56 && offsetof(struct tm_super, heap) == 64 &&
+                   sizeof(struct tm_super) <= PAGE,
+               "tm_super layout");
+
+/* ---- the log ---- */
+
+#define LOG_HDR_MAGIC "TMFLOG\0\0"
+#define LOG_START PAGE /* records start after the log file's header page */
+struct log_head {
+    char magic[8];       /*  0: LOG_HDR_MAGIC */
+    uint64_t store_id;   /*  8: the store the log belongs to */
+};
+
+#define LOG_MAGIC 0x434552544d54ull /* "TMTREC" */
+struct log_rec {
+    uint32_t magic;      /*  0: (uint32_t)LOG_MAGIC */
+    uint32_t npages;     /*  4: > 0 */
+    uint64_t store_id;   /*  8 */
+    uint64_t gen;        /* 16: the header's generation when written */
+    uint64_t seq;        /* 24: ckpt_seq + 1, + 2, ... in file order */
+    uint64_t size;       /* 32: arena size after the commit */
+    uint64_t len;        /* 40: bytes of the record, this header included */
+    uint64_t checksum;   /* 48: of header (checksum 0), index and pages */
+    uint64_t reserved;   /* 56: 0 */
+};
+_Static_assert(sizeof(struct log_rec) == 64 && offsetof(struct log_rec, checksum) == 48, "log_rec layout");
+
+/* ---- the checksum (checksum.c) ---- */
+
+typedef struct {
+    uint64_t v[4];
+    uint64_t total;
+    uint8_t buf[32];
+    unsigned nbuf;
+} hash_state;
+void hash_init(hash_state *h, uint64_t seed);
+void hash_update(hash_state *h, const void *p, size_t len);
+uint64_t hash_final(hash_state *h);
+uint64_t hash_bytes(const void *p, size_t len, uint64_t seed);
+
+/* ---- validation (format.c) ---- */
+
+uint64_t hdr_checksum(const struct hdr_slot *s);
+uint64_t super_checksum(const struct tm_super *sb);
+/* A fresh slot of generation 1 for a new store. */
+void hdr_init(struct hdr_slot *h, uint64_t base, uint64_t max_size, uint64_t size, uint64_t store_id);
+/* Whether slot i (0 or 1) of a header page has the magic and a valid
+ * checksum; *out gets its bytes either way. */
+int hdr_slot_ok(const uint8_t *page0, int i, struct hdr_slot *out);
+/* Picks the current slot of a header page.  0, or -TM_ENOTSTORE (no magic),
+ * -TM_EVERSION (the current slot is of a newer format), -TM_ECORRUPT (no
+ * valid slot, or impossible values in the current one). */
+int hdr_pick(const uint8_t *page0, struct hdr_slot *out);
+/* The superblock against its header: 0, -TM_ECORRUPT (bad magic, checksum
+ * or values; *why says which when not NULL) or -TM_ETRUNCATED (the arena
+ * is longer than the file). */
+int super_check(const struct tm_super *sb, const struct hdr_slot *h, uint64_t file_size, const char **why);
+
+void log_head_init(uint8_t page[PAGE], uint64_t store_id);
+/* 0 when the first bytes of a log name this store, else -TM_ECORRUPT. */
+int log_head_check(const void *head, size_t len, uint64_t store_id);
+
+uint64_t log_record_len(uint64_t npages);
+/* L1, all but the checksum and the page numbers: the header of the record
+ * that must come next (gen, seq) in a log of store_id whose records may
+ * describe arenas up to max bytes. */
+int log_rec_header_ok(const struct log_rec *r, uint64_t store_id, uint64_t gen, uint64_t seq, uint64_t max);
+/* The record's checksum is computed over pieces: start with the header. */
+void log_rec_hash_init(hash_state *h, const struct log_rec *r);
+/* Page numbers of a record: strictly increasing, inside [1, size/PAGE).
+ * Feed them in order, in pieces of whole numbers; ok stays 1 while valid. */
+struct log_index_check {
+    uint64_t prev, limit;
+    int ok;
+};
+void log_index_check_init(struct log_index_check *c, const struct log_rec *r);
+void log_index_check(struct log_index_check *c, const void *p, size_t len);
+
+#endif

@@ -1,0 +1,57 @@
+/*
+ * inspect.h — what the tools (tools/) see of the core beyond the public
+ * header: the on-disk format (format.h), a view into an open handle, a
+ * read transaction for inspection, and the heap's walk.
+ */
+#ifndef TMF_INSPECT_H
+#define TMF_INSPECT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "format.h"
+#include "tmfalloc.h"
+
+/* An open handle as the tools see it.  fd and log_fd are the handle's own
+ * descriptors: never open and close a second descriptor of these files
+ * while the handle is open, which would drop the process's locks on them. */
+struct tm_view {
+    const char *path, *log_path;
+    int fd, log_fd;
+    uint64_t max;                /* bytes reserved for the arena */
+    struct hdr_slot hdr;         /* the current header slot */
+    const struct tm_super *sb;   /* the superblock, in the arena */
+};
+void inspect_view(tm_store *st, struct tm_view *v);
+
+/* A read transaction on a read-only handle, for inspection.  Where
+ * tm_store_read_begin refuses (EROFS) because a record with a valid header
+ * follows the superblock's log position, this one verifies that record: a
+ * torn one was never durable, so nothing of it reached the store file,
+ * which is consistent under the shared data lock taken here directly (*own
+ * = 1).  0, EROFS when a durable commit awaits recovery, or an error code. */
+int inspect_begin(tm_store *st, int *own);
+void inspect_end(tm_store *st, int own);
+
+/* Whether another process has the store file open; fd is a descriptor of
+ * it that the caller opened without a handle.  1, 0 or a negative errno. */
+int inspect_live(int fd);
+
+/* The heap's read-only walk (heap_check.c): calls fn for every run of bytes
+ * of one kind, in address order, offsets from the base; the header and
+ * superblock pages come first.  -TM_ECORRUPT at the first block it cannot
+ * trust (after reporting what came before it).  Inside a read transaction. */
+enum heap_kind {
+    HK_HEADER, HK_SUPER, HK_USED, HK_FREE, HK_SPAN_META, HK_SPAN_USED, HK_SPAN_FREE, HK_FENCE,
+    HK_COUNT
+};
+typedef void heap_walk_fn(void *ctx, uint64_t off, uint64_t len, int kind);
+int heap_walk(tm_store *st, heap_walk_fn *fn, void *ctx);
+
+/* From os.c (os.h states their conventions: 0 or a negative errno). */
+int os_pwrite_all(int fd, const void *buf, size_t len, off_t off);
+int os_pread_all(int fd, void *buf, size_t len, off_t off);
+int os_fsync_dir(const char *path);
+
+#endif

@@ -1,0 +1,35 @@
+/*
+ * route.h — where this thread's malloc-family calls go: the state the
+ * preload reads, and all it reads of the core.
+ *
+ * tm_route_store is the store whose write transaction this thread has open
+ * and where its allocations go; NULL, the zero of every new thread, means
+ * glibc.  tm_route_tx counts the write transactions this thread has open
+ * over all stores (the test of interpose.c's read(2) wrappers).  Both are
+ * initial-exec TLS: reading them never allocates.
+ *
+ * [tm_arena_lo, tm_arena_hi) holds the reservations of every open store:
+ * a pointer outside it is never the arena's (one subtraction and one
+ * compare; the exact owner is tm_store_of()).
+ */
+#ifndef TMF_ROUTE_H
+#define TMF_ROUTE_H
+
+#include <stdint.h>
+
+#include "tmfalloc.h"
+
+#define TLS __attribute__((tls_model("initial-exec"))) __thread
+
+extern TLS tm_store *tm_route_store;
+extern TLS int tm_route_tx;
+extern _Atomic uintptr_t tm_arena_lo, tm_arena_hi;
+
+/* Whether p lies inside some store's reservation. */
+static inline int route_in_arena(const void *p)
+{
+    uintptr_t lo = tm_arena_lo;
+    return (uintptr_t)p - lo < tm_arena_hi - lo;
+}
+
+#endif

@@ -1,0 +1,490 @@
+/*
+ * track.c — the tracker: which pages the write transaction changed, and
+ * the private copies they live in.
+ *
+ * Outside a write transaction the arena is mapped read-only.  Inside one,
+ * the first write to a page faults; the fault handler (fault.c) calls
+ * track_fault, which makes that page writable and lists it, so tracking
+ * costs one fault per page dirtied, whatever the arena's size.  Changed
+ * pages are private copy-on-write copies of the file's pages (MAP_PRIVATE):
+ * nothing reaches the store file before commit, and abort drops them.
+ *
+ * Each such fault costs a signal and an mprotect that splits the mapping.
+ * Once a transaction has taken enough of them that one walk over the whole
+ * arena is cheaper than what they cost so far, the whole arena is made
+ * writable instead (bulk mode: later first writes are plain copy-on-write
+ * faults) and the end of the transaction finds the private copies with one
+ * PAGEMAP_SCAN of the page tables.  The switch comes after 1/BULK_RATIO of
+ * the arena's pages (at least BULK_MIN, at most BULK_PAGES): a transaction
+ * never pays much more than twice what the better of the two ways would
+ * have cost, and none runs into vm.max_map_count.  In bulk mode a stray
+ * write by another thread is not caught: it joins the transaction.
+ *
+ * Kept copies.  After a commit, the private copies of the pages it wrote
+ * hold exactly what the store file holds.  Up to KEEP_MAX of them are kept,
+ * read-only, so a later transaction that writes them again takes its fault
+ * without copying the page, and its commit has nothing to drop.  They go
+ * stale as soon as anyone else commits: every writer (after healing) and
+ * every first reader compares the committed sequence number, read through
+ * the superblock's page, which is never kept, with kept_seq, and drops them
+ * all on a difference.  Aborts, failed applies and bulk transactions drop
+ * them too.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+
+int track_alloc(tm_store *st)
+{
+    struct tm_tracker *t = &st->trk;
+    t->pm_fd = -1;
+    t->dirty = os_alloc((st->max / PAGE) * sizeof *t->dirty);
+    t->kept = os_alloc(2 * KEEP_MAX * sizeof *t->kept);
+    return t->dirty && t->kept ? 0 : -ENOMEM;
+}
+
+void track_free(tm_store *st)
+{
+    struct tm_tracker *t = &st->trk;
+    os_free(t->dirty, (st->max / PAGE) * sizeof *t->dirty);
+    os_free(t->kept, 2 * KEEP_MAX * sizeof *t->kept);
+    if (t->pm_fd >= 0)
+        os_close(t->pm_fd);
+    t->dirty = t->kept = NULL;
+    t->pm_fd = -1;
+}
+
+/* ---- runs of pages ---- */
+
+/* Calls fn on each run of consecutive page numbers in pages[0..n); stops at
+ * the first error and returns it. */
+static int for_runs(tm_store *st, const uint64_t *pages, size_t n, int (*fn)(char *, size_t))
+{
+    size_t i = 0, j;
+    int r = 0;
+    while (i < n && r == 0) {
+        for (j = i + 1; j < n && pages[j] == pages[j - 1] + 1; j++)
+            ;
+        r = fn(st->base + pages[i] * PAGE, (j - i) * PAGE);
+        i = j;
+    }
+    return r;
+}
+
+static int protect(char *p, size_t len)
+{
+    return os_mprotect(p, len, PROT_READ);
+}
+
+/* MADV_DONTNEED of a private copy, which only drops memory of ours: it
+ * cannot fail for a valid range, and a copy left behind would be found
+ * stale by the sequence test, so the result changes nothing. */
+static int drop(char *p, size_t len)
+{
+    (void)os_madvise(p, len, MADV_DONTNEED);
+    return 0;
+}
+
+/* MADV_DONTNEED on many runs in one process_madvise(2) call on PIDFD_SELF
+ * (recent kernels accept any advice for the calling process), else, on
+ * older kernels or any error, one madvise each. */
+#define IOV_BATCH 64
+
+static void discard(tm_store *st, const uint64_t *pages, size_t n)
+{
+    static atomic_int no_batch;
+    struct iovec iov[IOV_BATCH];
+    size_t i = 0, j, k;
+    while (i < n) {
+        size_t first = i;
+        ssize_t want = 0;
+        for (k = 0; k < IOV_BATCH && i < n; k++, i = j) {
+            for (j = i + 1; j < n && pages[j] == pages[j - 1] + 1; j++)
+                ;
+            iov[k].iov_base = st->base + pages[i] * PAGE;
+            iov[k].iov_len = (j - i) * PAGE;
+            want += (ssize_t)iov[k].iov_len;
+        }
+        if (no_batch || k == 1 || os_madvise_self(iov, k, MADV_DONTNEED) != want) {
+            no_batch |= k > 1;
+            for_runs(st, pages + first, i - first, drop);
+        }
+    }
+}
+
+/* Spans of at most this many pages are write-protected in one call (the
+ * clean pages inside are read-only already): one VMA merge, not one a run. */
+#define PROTECT_SPAN 4096
+
+/* The listed pages that have a private copy: all but page 1 when the
+ * commit listed it without the transaction writing it (track_add_super). */
+const uint64_t *track_copies(tm_store *st, size_t *n)
+{
+    struct tm_tracker *t = &st->trk;
+    *n = t->ndirty;
+    if (t->sb_added) {
+        --*n;
+        return t->dirty + 1;
+    }
+    return t->dirty;
+}
+
+/* Read-only again: from here on a stray write by another thread faults
+ * instead of making a copy that nobody would log or drop. */
+int track_protect(tm_store *st)
+{
+    size_t i, n;
+    const uint64_t *d = track_copies(st, &n);
+    uint64_t lo = UINT64_MAX, hi = 0;
+    if (st->trk.mode != TRACK_PAGES) /* the whole arena, unless settled: protected already */
+        return st->trk.mode == TRACK_BULK ? protect(st->base + PAGE, st->mapped - PAGE) : 0;
+    for (i = 0; i < n; i++) {
+        lo = d[i] < lo ? d[i] : lo;
+        hi = d[i] > hi ? d[i] : hi;
+    }
+    if (n && hi - lo < PROTECT_SPAN)
+        return protect(st->base + lo * PAGE, (hi - lo + 1) * PAGE);
+    return for_runs(st, d, n, protect);
+}
+
+/* ---- bulk mode: find the private copies ---- */
+
+/* PAGEMAP_SCAN (Linux 6.7), declared here for older headers. */
+#define PM_IOC_SCAN _IOWR('f', 16, struct pm_scan)
+#define PM_IS_FILE (1u << 2)
+#define PM_IS_PRESENT (1u << 3)
+#define PM_IS_SWAPPED (1u << 4)
+struct pm_region {
+    uint64_t start, end, categories;
+};
+struct pm_scan {
+    uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+    uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+#define PM_VEC 128
+
+/* One walk of the page tables: appends the runs of private pages (present
+ * or swapped, not the file's own) of [from, to) to the list.  -ENOTTY (or
+ * -EINVAL) on kernels without the ioctl. */
+static int scan_ioctl(tm_store *st, uintptr_t from, uintptr_t to)
+{
+    struct tm_tracker *t = &st->trk;
+    struct pm_region vec[PM_VEC];
+    struct pm_scan a;
+    while (from < to) {
+        long n, i;
+        memset(&a, 0, sizeof a);
+        a.size = sizeof a;
+        a.start = from;
+        a.end = to;
+        a.vec = (uintptr_t)vec;
+        a.vec_len = PM_VEC;
+        a.category_inverted = PM_IS_FILE;
+        a.category_mask = PM_IS_FILE;
+        a.category_anyof_mask = PM_IS_PRESENT | PM_IS_SWAPPED;
+        a.return_mask = PM_IS_PRESENT | PM_IS_SWAPPED;
+        if ((n = os_ioctl(t->pm_fd, PM_IOC_SCAN, &a)) < 0)
+            return (int)n;
+        for (i = 0; i < n; i++)
+            for (uintptr_t p = vec[i].start; p < vec[i].end; p += PAGE)
+                t->dirty[t->ndirty++] = (p - (uintptr_t)st->base) / PAGE;
+        if (a.walk_end <= from)
+            return -EIO;
+        from = a.walk_end;
+    }
+    return 0;
+}
+
+/* The same from /proc/self/pagemap's entries, 8 bytes a page, on kernels
+ * before 6.7. */
+#define PM_PRESENT (1ull << 63)
+#define PM_SWAPPED (1ull << 62)
+#define PM_FILE (1ull << 61)
+#define PM_BATCH 65536
+
+static int scan_read(tm_store *st, uint64_t first, uint64_t npages)
+{
+    struct tm_tracker *t = &st->trk;
+    uint64_t *pm = os_alloc(PM_BATCH * sizeof *pm), p;
+    int r = 0;
+    if (!pm)
+        return -ENOMEM;
+    for (p = first; p < npages && r == 0; p += PM_BATCH) {
+        uint64_t n = npages - p < PM_BATCH ? npages - p : PM_BATCH, i;
+        uint64_t vpn = ((uintptr_t)st->base >> PAGE_SHIFT) + p;
+        if ((r = os_pread_all(t->pm_fd, pm, n * 8, (off_t)(vpn * 8))) < 0)
+            break;
+        for (i = 0; i < n; i++)
+            if ((pm[i] & (PM_PRESENT | PM_SWAPPED)) && !(pm[i] & PM_FILE))
+                t->dirty[t->ndirty++] = p + i;
+    }
+    os_free(pm, PM_BATCH * sizeof *pm);
+    return r;
+}
+
+/* Replaces the list with every page of the arena that has a private copy,
+ * in ascending order. */
+static int scan(tm_store *st)
+{
+    static atomic_int no_ioctl;
+    struct tm_tracker *t = &st->trk;
+    int r;
+    if (t->pm_fd < 0 && (t->pm_fd = os_open("/proc/self/pagemap", O_RDONLY, 0)) < 0)
+        return t->pm_fd;
+    t->ndirty = 0;
+    if (!no_ioctl) {
+        r = scan_ioctl(st, (uintptr_t)st->base + PAGE, (uintptr_t)st->base + st->mapped);
+        if (r != -ENOTTY && r != -EINVAL)
+            return r;
+        no_ioctl = 1;
+        t->ndirty = 0;
+    }
+    return scan_read(st, 1, st->mapped / PAGE);
+}
+
+/* ---- kept copies ---- */
+
+static void drop_kept(tm_store *st)
+{
+    discard(st, st->trk.kept, st->trk.nkept);
+    st->trk.nkept = 0;
+}
+
+/* Entering bulk mode: drops the kept copies this transaction has not
+ * written (those it has are listed; the scan will list them again). */
+static void drop_kept_clean(tm_store *st)
+{
+    struct tm_tracker *t = &st->trk;
+    size_t i = 0, j = 0, k = 0, n = t->ndirty;
+    uint64_t *out = t->kept + KEEP_MAX;
+    if (!t->nkept)
+        return;
+    sort_pages(t->dirty, n); /* the order no longer matters: the scan replaces the list */
+    while (i < t->nkept) {
+        while (j < n && t->dirty[j] < t->kept[i])
+            j++;
+        if (j == n || t->dirty[j] != t->kept[i])
+            out[k++] = t->kept[i];
+        i++;
+    }
+    discard(st, out, k);
+    t->nkept = 0;
+}
+
+void track_drop_stale(tm_store *st)
+{
+    if (st->trk.nkept && super_of(st)->seq != st->trk.kept_seq)
+        drop_kept(st);
+}
+
+/* Commit's last step in per-page mode (the pages are read-only already):
+ * keep the copies, all of them dropped instead when the kept set would pass
+ * KEEP_MAX.  The superblock's copy is never kept: its page carries the
+ * sequence number the staleness test reads. */
+void track_keep(tm_store *st, uint64_t seq)
+{
+    struct tm_tracker *t = &st->trk;
+    size_t n, i = 0, j = 0, k = 0;
+    const uint64_t *d = track_copies(st, &n);
+    uint64_t *out = t->kept + KEEP_MAX;
+    if (t->mode != TRACK_PAGES) {
+        track_drop(st);
+        return;
+    }
+    if (n && d[0] == 1) {
+        discard(st, d, 1);
+        d++, n--;
+    }
+    while ((i < t->nkept || j < n) && k < KEEP_MAX) { /* merge the sorted lists */
+        if (j == n || (i < t->nkept && t->kept[i] < d[j]))
+            out[k++] = t->kept[i++];
+        else if (i == t->nkept || d[j] < t->kept[i])
+            out[k++] = d[j++];
+        else
+            out[k++] = d[j++], i++;
+    }
+    if (i < t->nkept || j < n) { /* more than KEEP_MAX */
+        discard(st, d, n);
+        drop_kept(st);
+        return;
+    }
+    memcpy(t->kept, out, k * sizeof *out);
+    t->nkept = k;
+    t->kept_seq = seq;
+}
+
+/* Write-protects the listed pages again and drops every private copy: the
+ * transaction's and the kept ones (none in bulk mode: entering it dropped
+ * them, or left them among the listed pages).  A failed mprotect leaves
+ * pages writable that hold the file's bytes again: a stray write to one
+ * would not fault, but would still land in a private copy that the next
+ * scan or commit drops, never in the file. */
+void track_drop(tm_store *st)
+{
+    size_t n;
+    const uint64_t *d = track_copies(st, &n);
+    (void)track_protect(st);
+    discard(st, d, n);
+    drop_kept(st);
+}
+
+/* ---- the transaction's course ---- */
+
+void track_begin(tm_store *st)
+{
+    struct tm_tracker *t = &st->trk;
+    track_drop_stale(st);
+    t->ndirty = 0;
+    t->sb_dirty = 0;
+    t->sb_added = 0;
+    t->mode = TRACK_PAGES;
+}
+
+/* Dirty pages after which bulk mode is cheaper: see the top of the file. */
+static size_t bulk_threshold(const tm_store *st)
+{
+    size_t n = st->mapped / PAGE / BULK_RATIO;
+    return n < BULK_MIN ? BULK_MIN : n > BULK_PAGES ? BULK_PAGES : n;
+}
+
+/* From now on the scan, not the faults, lists the dirty pages: it finds
+ * every private copy whatever the protection, so even a partly failed
+ * mprotect leaves nothing untracked (later faults still unprotect pages). */
+static void enter_bulk(tm_store *st)
+{
+    drop_kept_clean(st); /* or the scan would log them all */
+    (void)os_mprotect(st->base + PAGE, st->mapped - PAGE, PROT_READ | PROT_WRITE);
+    st->trk.mode = TRACK_BULK;
+}
+
+/* In the fault handler: the transaction's first write to page.  0, or the
+ * error of the mprotect that failed (vm.max_map_count). */
+int track_fault(tm_store *st, uint64_t page)
+{
+    struct tm_tracker *t = &st->trk;
+    int r;
+    if ((r = os_mprotect(st->base + page * PAGE, PAGE, PROT_READ | PROT_WRITE)) < 0)
+        return r;
+    t->dirty[t->ndirty++] = page;
+    t->sb_dirty |= page == 1;
+    if (t->ndirty >= bulk_threshold(st) && t->mode == TRACK_PAGES)
+        enter_bulk(st);
+    return 0;
+}
+
+/* The protection new arena pages get when the transaction grows it. */
+int track_grow_prot(const tm_store *st)
+{
+    return st->trk.mode == TRACK_BULK ? PROT_READ | PROT_WRITE : PROT_READ;
+}
+
+/* The end of the transaction: the sorted list of dirty pages, which are
+ * read-only again.  In bulk mode the whole arena is write-protected first,
+ * then the copies are listed. */
+int track_settle(tm_store *st)
+{
+    struct tm_tracker *t = &st->trk;
+    int r;
+    /* The fault handler changed the list behind the compiler's back. */
+    atomic_signal_fence(memory_order_seq_cst);
+    if (t->mode == TRACK_PAGES) {
+        sort_pages(t->dirty, t->ndirty);
+        return track_protect(st);
+    }
+    if (t->mode == TRACK_BULK) {
+        if ((r = protect(st->base + PAGE, st->mapped - PAGE)) < 0 || (r = scan(st)) < 0)
+            return r;
+        t->mode = TRACK_SETTLED;
+        t->sb_dirty = t->ndirty && t->dirty[0] == 1; /* sorted; page 0 is never a copy */
+    }
+    return 0;
+}
+
+/* How many pages the open transaction has dirtied so far (in bulk mode,
+ * as its end will find them); a negative errno when the scan fails. */
+long track_count(tm_store *st)
+{
+    int r;
+    if (st->trk.mode == TRACK_BULK && (r = scan(st)) < 0)
+        return r;
+    return (long)st->trk.ndirty;
+}
+
+/* Lists page 1 for the commit, which always logs the superblock, when the
+ * transaction did not write it (then it has no copy). */
+void track_add_super(tm_store *st)
+{
+    struct tm_tracker *t = &st->trk;
+    if (t->sb_dirty)
+        return;
+    memmove(t->dirty + 1, t->dirty, t->ndirty * sizeof *t->dirty);
+    t->dirty[0] = 1;
+    t->ndirty++;
+    t->sb_added = 1;
+}
+
+/* Abort: every copy of the transaction goes, listed or not. */
+void track_rollback(tm_store *st)
+{
+    if (st->trk.mode == TRACK_BULK && track_settle(st) < 0) { /* no list of the copies: drop them all */
+        drop(st->base + PAGE, st->mapped - PAGE);
+        (void)protect(st->base + PAGE, st->mapped - PAGE);
+        drop_kept(st);
+        return;
+    }
+    track_drop(st);
+}
+
+/* In a forked child: the parent's transaction made pages writable, and
+ * stray writes must fault here too. */
+void track_fork_child(tm_store *st)
+{
+    if (st->tx_tid)
+        (void)protect(st->base + PAGE, st->mapped - PAGE);
+}
+
+/* A revived handle's new mapping has no private copies. */
+void track_forget(tm_store *st)
+{
+    struct tm_tracker *t = &st->trk;
+    t->ndirty = 0;
+    t->nkept = 0;
+    t->mode = TRACK_PAGES;
+    if (t->pm_fd >= 0) /* it shows the parent's pages */
+        os_close(t->pm_fd);
+    t->pm_fd = -1;
+}
+
+/* ---- sorting ---- */
+
+/* In-place heapsort: the commit path must not allocate (qsort may call
+ * malloc, which the preload would route into the arena being committed). */
+static void sift(uint64_t *v, size_t i, size_t n)
+{
+    uint64_t x = v[i];
+    for (size_t c; (c = 2 * i + 1) < n; i = c) {
+        if (c + 1 < n && v[c + 1] > v[c])
+            c++;
+        if (v[c] <= x)
+            break;
+        v[i] = v[c];
+    }
+    v[i] = x;
+}
+
+void sort_pages(uint64_t *v, size_t n)
+{
+    size_t i;
+    for (i = n / 2; i-- > 0;)
+        sift(v, i, n);
+    while (n > 1) {
+        uint64_t t = v[0];
+        v[0] = v[--n];
+        v[n] = t;
+        sift(v, 0, n);
+    }
+}
