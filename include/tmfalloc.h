@@ -112,58 +112,101 @@ typedef struct tm_stats_t {
     uint64_t tx_commits;     /* commits made by this handle */
 } tm_stats_t;
 
-/* Options: defaults, and defaults overridden by the TMF_* environment. */
+/* Options: defaults, and defaults overridden by the TMF_* environment.
+ * tm_options_from_env: 0, or EINVAL when a variable is malformed (also
+ * said on stderr, naming it). */
 void tm_options_init(tm_options *opts);
 int tm_options_from_env(tm_options *opts);
 
-/* Explicit stores.  tm_open creates the file if needed (mode 0600 unless
- * opts->mode says otherwise), recovers it after a crash, and maps it at its
- * base.  Errors: errno values from the system, TM_ENOTSTORE, TM_EVERSION,
- * TM_ECORRUPT, TM_ETRUNCATED, TM_EADDR, TM_EPAGESIZE, EBUSY when the
- * store is already open in this process, EEXIST when the store file is
- * missing but its log is there (never overwritten: it may hold a lost
- * store's commits). */
+/* tm_open: opens the store at path, creating it if needed (mode 0600
+ * unless opts->mode says otherwise), recovers it after a crash, and maps
+ * it at its base.  opts may be NULL (the defaults).
+ * Returns 0 and *out, or:
+ *   EINVAL         empty path; for a new store, a base that is not page
+ *                  aligned, below 4 GiB or whose reservation passes the end
+ *                  of user space, or an initial size above max_size
+ *   ENOENT         no store at path, with no_create or read_only
+ *   EEXIST         the store file is missing but its log is there (never
+ *                  overwritten: it may hold a lost store's commits)
+ *   EBUSY          the store is already open in this process
+ *   EMFILE         this process has 16 stores open
+ *   TM_ENOTSTORE, TM_EVERSION, TM_ECORRUPT, TM_ETRUNCATED   the files
+ *   TM_EADDR       the base address is taken in this process
+ *   TM_EPAGESIZE   the system's page size is not 4096 bytes
+ *   system errors  EACCES, ENOSPC, EIO, ENOMEM, ... from opening,
+ *                  creating, locking, reading or recovering the files */
 int tm_open(const char *path, const tm_options *opts, tm_store **out);
-/* Closes a store; an open write transaction is aborted.  The last handle
- * of all processes checkpoints; an I/O error of that checkpoint is
- * returned, the handle is closed anyway and the commits stay in the log,
- * replayed by the next open. */
+/* Closes a store; an open write transaction of the calling thread is
+ * aborted.  The last handle of all processes checkpoints.  Returns 0,
+ * EINVAL for NULL, or the I/O error of that checkpoint (or of rewriting a
+ * commit whose first write into the store file failed): the handle is
+ * closed anyway and the commits stay in the log, replayed by the next
+ * open. */
 int tm_close(tm_store *st);
 const char *tm_store_path(const tm_store *st);
 void *tm_store_base(const tm_store *st);
 
 /* Write transactions.  begin waits for the single-writer lock; nested begins
- * are counted and only the outermost commit commits.  Errors of begin:
- * TM_EPOISONED, TM_EREADTX, system errors.  Errors of commit: TM_ENOTX, and
- * I/O errors, after which the transaction is rolled back and the handle
- * poisoned (TM_EPOISONED) until reopened. */
+ * are counted and only the outermost commit commits.
+ * begin returns 0 or:
+ *   TM_EPOISONED   an earlier I/O error; close and reopen the store
+ *   TM_EREADTX     this thread has a read transaction open on the store
+ *   EROFS          the store was opened read_only
+ *   TM_ECORRUPT    a damaged header or log met while healing a dead
+ *                  writer's commit
+ *   system errors  EIO, ENOLCK, EDEADLK, ... from locking and healing
+ * commit returns 0 once the transaction is durable (per the sync mode) and
+ * visible, or:
+ *   TM_ENOTX       no write transaction of this thread is open
+ *   I/O errors     EIO, ENOSPC, EDQUOT, ... before the commit point: the
+ *                  transaction is rolled back and the handle poisoned
+ *                  (TM_EPOISONED) until reopened.  An error after the
+ *                  commit point returns 0 (the commit is durable) and
+ *                  poisons the handle.
+ * abort undoes every byte, allocation and growth since the outermost
+ * begin; without an open transaction it does nothing. */
 int tm_store_begin(tm_store *st);
 int tm_store_commit(tm_store *st);
 void tm_store_abort(tm_store *st);
 
-/* Read transactions: no writer changes the arena meanwhile. */
+/* Read transactions: no writer of this or any other process changes the
+ * arena meanwhile.  They nest, and may be begun inside the thread's own
+ * write transaction (they then see its changes).
+ * read_begin returns 0 or:
+ *   TM_EPOISONED   this handle's last commit is not fully in the store file
+ *   EROFS          a read_only handle, and a dead writer left a durable
+ *                  commit unapplied: a read-write open must recover it
+ *   TM_ECORRUPT, system errors   as for begin
+ * read_end returns 0, or TM_ENOTX when this thread has none open. */
 int tm_store_read_begin(tm_store *st);
 int tm_store_read_end(tm_store *st);
 
 /* The root object: zero-filled on first use, at least size bytes; a larger
  * size grows it keeping its contents.  Opens its own write transaction when
- * it must change the store and none is open. */
+ * it must change the store and none is open.  NULL with errno: ENOMEM (the
+ * arena cannot grow), or an error of begin or commit. */
 void *tm_store_root(tm_store *st, size_t size);
 
 /* Makes [p, p+len) of the arena writable in the current write transaction,
- * for system calls that write into it and that tmfalloc does not wrap. */
+ * for system calls that write into it and that tmfalloc does not wrap.
+ * Returns 0, TM_ENOTX (no write transaction of this thread), or EFAULT
+ * (the range leaves the arena or touches its header page). */
 int tm_store_touch(tm_store *st, void *p, size_t len);
 
-/* Fills *out.  TM_ECORRUPT when the heap's own state is damaged: the heap
- * fields may then be incomplete (tm_store_check says what is wrong). */
+/* Fills *out.  Returns 0, or TM_ECORRUPT when the heap's own state is
+ * damaged: the heap fields may then be incomplete (tm_store_check says
+ * what is wrong). */
 int tm_store_stats(tm_store *st, tm_stats_t *out);
 
 /* Allocation in the arena.  Inside a write transaction of the calling thread
- * these behave as malloc and friends (16-byte alignment at least; NULL with
- * errno ENOMEM when the arena cannot grow); outside one they fail with errno
- * TM_ENOTX.  Freeing an arena block outside a write transaction, a double
- * free or a pointer the arena never returned is reported on stderr and stops
- * the process, as glibc does. */
+ * these behave as malloc and friends (16-byte alignment at least).  On
+ * failure they return NULL with errno: ENOMEM (the arena cannot grow, or a
+ * size too large), EINVAL (an alignment that is not a power of two;
+ * posix_memalign returns it), TM_ENOTX (outside a write transaction of
+ * this thread), TM_ECORRUPT (the heap's state is damaged).  Freeing an
+ * arena block outside a write transaction, a double free or a pointer the
+ * arena never returned is reported on stderr and stops the process, as
+ * glibc does. */
 void *tm_store_malloc(tm_store *st, size_t size);
 void tm_store_free(tm_store *st, void *p);
 void *tm_store_calloc(tm_store *st, size_t n, size_t size);
@@ -172,13 +215,17 @@ void *tm_store_aligned_alloc(tm_store *st, size_t align, size_t size);
 int tm_store_posix_memalign(tm_store *st, void **out, size_t align, size_t size);
 size_t tm_store_usable_size(tm_store *st, const void *p);
 /* Walks the whole heap and checks its invariants: every byte in exactly one
- * block, free structures agree with the blocks, no overlap.  Returns 0 or
- * TM_ECORRUPT, with a one-line description in msg (if msg is not NULL). */
+ * block, free structures agree with the blocks, no overlap.  Returns 0,
+ * TM_ECORRUPT with a one-line description in msg (if msg is not NULL), or
+ * ENOMEM. */
 int tm_store_check(tm_store *st, char *msg, size_t len);
 /* The open store whose reservation contains p, or NULL. */
 tm_store *tm_store_of(const void *p);
 
-/* The default store. */
+/* The default store: the calls above on tm_default(), with the same
+ * errors, and those of opening it (tm_open's, and EINVAL for a malformed
+ * TMF_* variable).  tm_commit, tm_read_end and tm_touch return TM_ENOTX
+ * when the default store was never opened. */
 int tm_begin(void);
 int tm_commit(void);
 void tm_abort(void);

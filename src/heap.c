@@ -33,12 +33,6 @@
 #include "heap.h"
 #include "os.h"
 
-void heap_die(const char *what, const void *p)
-{
-    os_say(what, NULL, (uintptr_t)p);
-    abort();
-}
-
 /* Reports misuse by operation: "free(): double free detected at 0x...". */
 static void misuse(const char *op, const char *what, const void *p) __attribute__((noreturn, cold));
 static void misuse(const char *op, const char *what, const void *p)

@@ -55,6 +55,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "internal.h"
 
@@ -209,7 +210,12 @@ static inline uint64_t (*heap_prio_of(uint64_t magic))(const void *)
 int heap_rebuild_tree(tm_store *st, uint64_t magic);
 
 
-/* heap.c */
-void heap_die(const char *what, const void *p) __attribute__((noreturn, cold));
+/* Reports a misuse or a damaged heap, naming the address, and aborts as
+ * glibc does. */
+static inline __attribute__((noreturn, cold)) void heap_die(const char *what, const void *p)
+{
+    os_say(what, NULL, (uintptr_t)p);
+    abort();
+}
 
 #endif

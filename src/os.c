@@ -21,130 +21,130 @@ static int neg(long r)
     return r < 0 ? -errno : (int)r;
 }
 
-static int real_open(const char *path, int flags, unsigned mode)
+static int sys_open(const char *path, int flags, unsigned mode)
 {
     return neg(open(path, flags, mode));
 }
 
-static int real_close(int fd)
+static int sys_close(int fd)
 {
     return neg(close(fd));
 }
 
-static int real_fstat(int fd, struct stat *st)
+static int sys_fstat(int fd, struct stat *st)
 {
     return neg(fstat(fd, st));
 }
 
-static int real_link(const char *from, const char *to)
+static int sys_link(const char *from, const char *to)
 {
     return neg(link(from, to));
 }
 
-static int real_unlink(const char *path)
+static int sys_unlink(const char *path)
 {
     return neg(unlink(path));
 }
 
 /* A raw system call: the library exports a pread of its own (interpose.c),
  * which the dynamic linker would bind this call to. */
-static ssize_t real_pread(int fd, void *buf, size_t len, off_t off)
+static ssize_t sys_pread(int fd, void *buf, size_t len, off_t off)
 {
     ssize_t n = syscall(SYS_pread64, fd, buf, len, off);
     return n < 0 ? -errno : n;
 }
 
-static ssize_t real_pwrite(int fd, const void *buf, size_t len, off_t off)
+static ssize_t sys_pwrite(int fd, const void *buf, size_t len, off_t off)
 {
     ssize_t n = pwrite(fd, buf, len, off);
     return n < 0 ? -errno : n;
 }
 
-static ssize_t real_pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
+static ssize_t sys_pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
 {
     ssize_t n = pwritev(fd, iov, cnt, off);
     return n < 0 ? -errno : n;
 }
 
-static int real_fsync(int fd)
+static int sys_fsync(int fd)
 {
     return neg(fsync(fd));
 }
 
-static int real_fdatasync(int fd)
+static int sys_fdatasync(int fd)
 {
     return neg(fdatasync(fd));
 }
 
-static int real_sync_range(int fd, off_t off, off_t len)
+static int sys_sync_range(int fd, off_t off, off_t len)
 {
     return neg(sync_file_range(fd, off, len, SYNC_FILE_RANGE_WRITE));
 }
 
-static int real_ftruncate(int fd, off_t len)
+static int sys_ftruncate(int fd, off_t len)
 {
     return neg(ftruncate(fd, len));
 }
 
-static int real_fallocate(int fd, off_t off, off_t len)
+static int sys_fallocate(int fd, off_t off, off_t len)
 {
     return neg(fallocate(fd, 0, off, len));
 }
 
-static int real_fadvise(int fd, off_t off, off_t len, int advice)
+static int sys_fadvise(int fd, off_t off, off_t len, int advice)
 {
     return -posix_fadvise(fd, off, len, advice);
 }
 
-static int real_fcntl_lock(int fd, int cmd, void *fl)
+static int sys_fcntl_lock(int fd, int cmd, void *fl)
 {
     return neg(fcntl(fd, cmd, fl));
 }
 
-static void *real_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+static void *sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
     void *p = mmap(addr, len, prot, flags, fd, off);
     return p == MAP_FAILED ? (void *)(intptr_t)-errno : p;
 }
 
-static int real_munmap(void *addr, size_t len)
+static int sys_munmap(void *addr, size_t len)
 {
     return neg(munmap(addr, len));
 }
 
-static int real_mprotect(void *addr, size_t len, int prot)
+static int sys_mprotect(void *addr, size_t len, int prot)
 {
     return neg(mprotect(addr, len, prot));
 }
 
-static int real_madvise(void *addr, size_t len, int advice)
+static int sys_madvise(void *addr, size_t len, int advice)
 {
     return neg(madvise(addr, len, advice));
 }
 
 /* process_madvise(2) on the calling process (PIDFD_SELF: recent kernels). */
-static ssize_t real_madvise_self(const struct iovec *iov, size_t n, int advice)
+static ssize_t sys_madvise_self(const struct iovec *iov, size_t n, int advice)
 {
     long r = syscall(SYS_process_madvise, -10000 /* PIDFD_SELF */, iov, n, advice, 0);
     return r < 0 ? -errno : r;
 }
 
-static int real_ioctl(int fd, unsigned long req, void *arg)
+static int sys_ioctl(int fd, unsigned long req, void *arg)
 {
     return neg(ioctl(fd, req, arg));
 }
 
-static int real_userfaultfd(int flags)
+static int sys_userfaultfd(int flags)
 {
     return neg(syscall(SYS_userfaultfd, flags));
 }
 
 #define OS_TABLE                                                                                     \
     {                                                                                                \
-        real_open, real_close, real_fstat, real_link, real_unlink, real_pread, real_pwrite,          \
-        real_pwritev, real_fsync, real_fdatasync, real_sync_range, real_ftruncate, real_fallocate,   \
-        real_fadvise, real_fcntl_lock, real_mmap, real_munmap, real_mprotect, real_madvise,          \
-        real_madvise_self, real_ioctl, real_userfaultfd,                                             \
+        sys_open, sys_close, sys_fstat, sys_link, sys_unlink, sys_pread, sys_pwrite,          \
+        sys_pwritev, sys_fsync, sys_fdatasync, sys_sync_range, sys_ftruncate, sys_fallocate,   \
+        sys_fadvise, sys_fcntl_lock, sys_mmap, sys_munmap, sys_mprotect, sys_madvise,          \
+        sys_madvise_self, sys_ioctl, sys_userfaultfd,                                             \
     }
 
 const tm_os os_real = OS_TABLE;
@@ -160,10 +160,10 @@ int os_open(const char *path, int flags, unsigned mode)
     return r;
 }
 
-/* Linux releases the descriptor even when close reports EINTR: never retry. */
-int os_close(int fd)
+/* Never retried: Linux releases the descriptor even when close reports EINTR. */
+void os_close(int fd)
 {
-    return os_calls.close(fd);
+    (void)os_calls.close(fd);
 }
 
 int os_fstat(int fd, struct stat *st)
@@ -181,26 +181,37 @@ int os_unlink(const char *path)
     return os_calls.unlink(path);
 }
 
-int os_pwrite_all(int fd, const void *buf, size_t len, off_t off)
+/* Completes a short read or write; end of file is -ENODATA, a write that
+ * makes no progress -EIO. */
+static int transfer(int fd, char *p, size_t len, off_t off, int write)
 {
-    const char *p = buf;
     while (len > 0) {
-        ssize_t n = os_calls.pwrite(fd, p, len, off);
+        ssize_t n = write ? os_calls.write_at(fd, p, len, off) : os_calls.read_at(fd, p, len, off);
         if (n == -EINTR)
             continue;
         if (n < 0)
             return (int)n;
         if (n == 0)
-            return -EIO;
+            return write ? -EIO : -ENODATA;
         p += n, off += n, len -= (size_t)n;
     }
     return 0;
 }
 
+int os_pwrite_all(int fd, const void *buf, size_t len, off_t off)
+{
+    return transfer(fd, (char *)buf, len, off, 1);
+}
+
+int os_pread_all(int fd, void *buf, size_t len, off_t off)
+{
+    return transfer(fd, buf, len, off, 0);
+}
+
 int os_pwritev_all(int fd, struct iovec *iov, int cnt, off_t off)
 {
     while (cnt > 0) {
-        ssize_t n = os_calls.pwritev(fd, iov, cnt > IOV_BATCH ? IOV_BATCH : cnt, off);
+        ssize_t n = os_calls.writev_at(fd, iov, cnt > IOV_BATCH ? IOV_BATCH : cnt, off);
         if (n == -EINTR)
             continue;
         if (n < 0)
@@ -220,36 +231,22 @@ int os_pwritev_all(int fd, struct iovec *iov, int cnt, off_t off)
     return 0;
 }
 
-int os_pread_all(int fd, void *buf, size_t len, off_t off)
+static int retry(int (*call)(int), int fd)
 {
-    char *p = buf;
-    while (len > 0) {
-        ssize_t n = os_calls.pread(fd, p, len, off);
-        if (n == -EINTR)
-            continue;
-        if (n < 0)
-            return (int)n;
-        if (n == 0)
-            return -ENODATA;
-        p += n, off += n, len -= (size_t)n;
-    }
-    return 0;
+    int r;
+    while ((r = call(fd)) == -EINTR)
+        ;
+    return r;
 }
 
 int os_fsync(int fd)
 {
-    int r;
-    while ((r = os_calls.fsync(fd)) == -EINTR)
-        ;
-    return r;
+    return retry(os_calls.fsync, fd);
 }
 
 int os_fdatasync(int fd)
 {
-    int r;
-    while ((r = os_calls.fdatasync(fd)) == -EINTR)
-        ;
-    return r;
+    return retry(os_calls.fdatasync, fd);
 }
 
 int os_fsync_dir(const char *path)
@@ -300,15 +297,21 @@ void os_fadvise(int fd, int advice)
     (void)os_calls.fadvise(fd, 0, 0, advice); /* a hint: only speed depends on it */
 }
 
-int os_lock(int fd, off_t byte, off_t len, int type, int wait)
+static struct flock flock_of(off_t byte, off_t len, int type)
 {
     struct flock fl;
-    int r;
     memset(&fl, 0, sizeof fl);
     fl.l_type = (short)type;
     fl.l_whence = SEEK_SET;
     fl.l_start = byte;
     fl.l_len = len;
+    return fl;
+}
+
+int os_lock(int fd, off_t byte, off_t len, int type, int wait)
+{
+    struct flock fl = flock_of(byte, len, type);
+    int r;
     while ((r = os_calls.fcntl_lock(fd, wait ? F_SETLKW : F_SETLK, &fl)) == -EINTR)
         ;
     return r == -EACCES ? -EAGAIN : r;
@@ -316,13 +319,8 @@ int os_lock(int fd, off_t byte, off_t len, int type, int wait)
 
 int os_lock_held(int fd, off_t byte, int type)
 {
-    struct flock fl;
+    struct flock fl = flock_of(byte, 1, type);
     int r;
-    memset(&fl, 0, sizeof fl);
-    fl.l_type = (short)type;
-    fl.l_whence = SEEK_SET;
-    fl.l_start = byte;
-    fl.l_len = 1;
     if ((r = os_calls.fcntl_lock(fd, F_GETLK, &fl)) < 0)
         return r;
     return fl.l_type != F_UNLCK;
@@ -335,9 +333,9 @@ void *os_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
     return os_calls.mmap(addr, len, prot, flags, fd, off);
 }
 
-int os_munmap(void *addr, size_t len)
+void os_munmap(void *addr, size_t len)
 {
-    return os_calls.munmap(addr, len);
+    (void)os_calls.munmap(addr, len);
 }
 
 int os_mprotect(void *addr, size_t len, int prot)
@@ -374,11 +372,10 @@ void *os_alloc(size_t len)
     return os_map_failed(p) ? NULL : p;
 }
 
-/* Unmapping memory of our own that we mapped cannot fail. */
 void os_free(void *p, size_t len)
 {
     if (p)
-        (void)os_munmap(p, len);
+        os_munmap(p, len);
 }
 
 /* ---- the process ---- */

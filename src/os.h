@@ -37,9 +37,9 @@ typedef struct tm_os {
     int (*fstat)(int fd, struct stat *st);
     int (*link)(const char *from, const char *to);
     int (*unlink)(const char *path);
-    ssize_t (*pread)(int fd, void *buf, size_t len, off_t off);
-    ssize_t (*pwrite)(int fd, const void *buf, size_t len, off_t off);
-    ssize_t (*pwritev)(int fd, const struct iovec *iov, int n, off_t off);
+    ssize_t (*read_at)(int fd, void *buf, size_t len, off_t off);
+    ssize_t (*write_at)(int fd, const void *buf, size_t len, off_t off);
+    ssize_t (*writev_at)(int fd, const struct iovec *iov, int n, off_t off);
     int (*fsync)(int fd);
     int (*fdatasync)(int fd);
     int (*sync_range)(int fd, off_t off, off_t len); /* start write-back only */
@@ -68,8 +68,11 @@ static inline int os_map_failed(const void *p)
     return (uintptr_t)p >= (uintptr_t)-4095;
 }
 
+/* Opens with O_CLOEXEC added. */
 int os_open(const char *path, int flags, unsigned mode);
-int os_close(int fd);
+/* Linux releases the descriptor even when close reports an error, and the
+ * core syncs what it must before closing: nothing is left to do about one. */
+void os_close(int fd);
 int os_fstat(int fd, struct stat *st);
 int os_link(const char *from, const char *to);
 int os_unlink(const char *path);
@@ -99,7 +102,8 @@ int os_lock(int fd, off_t byte, off_t len, int type, int wait);
 int os_lock_held(int fd, off_t byte, int type);
 
 void *os_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
-int os_munmap(void *addr, size_t len);
+/* Unmaps a range the core mapped itself, which cannot fail. */
+void os_munmap(void *addr, size_t len);
 int os_mprotect(void *addr, size_t len, int prot);
 int os_madvise(void *addr, size_t len, int advice);
 ssize_t os_madvise_self(const struct iovec *iov, size_t n, int advice);

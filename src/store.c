@@ -332,8 +332,7 @@ static int revive_locked(tm_store *st)
 {
     int r;
     lock_init(&st->lk, st->fd);
-    st->tx_tid = 0;
-    st->tx_depth = 0;
+    tx_forget(st);
     track_forget(st);
     st->pid = os_pid();
     if ((r = lock_open_shared(&st->lk)) < 0 || (r = map_arena(st, 1)) < 0) {

@@ -430,7 +430,10 @@ void track_add_super(tm_store *st)
 /* Abort: every copy of the transaction goes, listed or not. */
 void track_rollback(tm_store *st)
 {
-    if (st->trk.mode == TRACK_BULK && track_settle(st) < 0) { /* no list of the copies: drop them all */
+    if (st->trk.mode == TRACK_BULK && track_settle(st) < 0) {
+        /* No list of the copies: drop them all.  Should the protection
+         * fail as well, the arena stays writable but holds the file's
+         * bytes; a stray write lands in a private copy, never the file. */
         drop(st->base + PAGE, st->mapped - PAGE);
         (void)protect(st->base + PAGE, st->mapped - PAGE);
         drop_kept(st);
@@ -440,7 +443,8 @@ void track_rollback(tm_store *st)
 }
 
 /* In a forked child: the parent's transaction made pages writable, and
- * stray writes must fault here too. */
+ * stray writes must fault here too.  There is no one to tell of a failure
+ * here; the child's copies die with it and never reach the file. */
 void track_fork_child(tm_store *st)
 {
     if (st->tx_tid)

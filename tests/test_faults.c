@@ -171,8 +171,8 @@ static ssize_t fi_pwrite(int fd, const void *buf, size_t len, off_t off)
     if (a == A_FAIL)
         return fi_err();
     if (a == A_SHORT && len > 1)
-        return fi_saved.pwrite(fd, buf, len / 2, off);
-    return fi_saved.pwrite(fd, buf, len, off);
+        return fi_saved.write_at(fd, buf, len / 2, off);
+    return fi_saved.write_at(fd, buf, len, off);
 }
 
 static ssize_t fi_pwritev(int fd, const struct iovec *iov, int n, off_t off)
@@ -194,9 +194,9 @@ static ssize_t fi_pwritev(int fd, const struct iovec *iov, int n, off_t off)
             want -= v[m].iov_len;
         }
         if (m > 0 && total > 1)
-            return fi_saved.pwritev(fd, v, m, off);
+            return fi_saved.writev_at(fd, v, m, off);
     }
-    return fi_saved.pwritev(fd, iov, n, off);
+    return fi_saved.writev_at(fd, iov, n, off);
 }
 
 static int fi_fdatasync(int fd)
@@ -219,8 +219,8 @@ static void fi_arm(int mode, unsigned mask, long k)
     memset(&fi, 0, sizeof fi);
     fi.mode = mode, fi.mask = mask, fi.k = k, fi.armed = 1;
     fi_saved = os_calls;
-    os_calls.pwrite = fi_pwrite;
-    os_calls.pwritev = fi_pwritev;
+    os_calls.write_at = fi_pwrite;
+    os_calls.writev_at = fi_pwritev;
     os_calls.fdatasync = fi_fdatasync;
     os_calls.ftruncate = fi_ftruncate;
     os_calls.fallocate = fi_fallocate;
@@ -535,7 +535,7 @@ static ssize_t hs_pwrite(int fd, const void *buf, size_t len, off_t off)
     if (hs_file(fd) == 0 && len == sizeof(struct hdr_slot) && (off == 0 || off == HDR_SLOT_SIZE) &&
         memcmp(buf, HDR_MAGIC, 8) == 0)
         hs.header_written = 1;
-    return os_real.pwrite(fd, buf, len, off);
+    return os_real.write_at(fd, buf, len, off);
 }
 
 static int hs_fdatasync(int fd)
@@ -574,7 +574,7 @@ static void header_sync_fails_child(void *arg)
         hs_snapshot(k, fd);
         close(fd);
     }
-    os_calls.pwrite = hs_pwrite;
+    os_calls.write_at = hs_pwrite;
     os_calls.fdatasync = hs_fdatasync;
     if (tm_close(st) != EIO) /* the closing checkpoint's header sync fails */
         _exit(14);
@@ -631,7 +631,7 @@ static ssize_t ex_pwrite(int fd, const void *buf, size_t len, off_t off)
 {
     if (ex.synced)
         _exit(42); /* dies as the durable record is being applied */
-    return os_real.pwrite(fd, buf, len, off);
+    return os_real.write_at(fd, buf, len, off);
 }
 
 /* Child: gens 1-4 committed, then gen 5 (which also grows the arena) made
@@ -654,7 +654,7 @@ static void crash_child(void *arg)
     if (tm_store_begin(st) != 0 || !(root = tm_store_root(st, BIG_ROOT)))
         _exit(13);
     fill(root, 5);
-    os_calls.pwrite = ex_pwrite;
+    os_calls.write_at = ex_pwrite;
     os_calls.fdatasync = ex_fdatasync;
     tm_store_commit(st);
     _exit(14);

@@ -136,7 +136,7 @@ static struct op *push(int fd, int kind)
 
 static ssize_t rec_pwrite(int fd, const void *buf, size_t len, off_t off)
 {
-    ssize_t n = os_real.pwrite(fd, buf, len, off);
+    ssize_t n = os_real.write_at(fd, buf, len, off);
     struct op *o;
     if (n > 0 && rec.on && (o = push(fd, OP_WRITE))) {
         o->off = (uint64_t)off, o->len = (uint64_t)n;
@@ -149,7 +149,7 @@ static ssize_t rec_pwrite(int fd, const void *buf, size_t len, off_t off)
 
 static ssize_t rec_pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
 {
-    ssize_t n = os_real.pwritev(fd, iov, cnt, off);
+    ssize_t n = os_real.writev_at(fd, iov, cnt, off);
     struct op *o;
     if (n > 0 && rec.on && (o = push(fd, OP_WRITE))) {
         size_t done = 0;
@@ -254,8 +254,8 @@ static void rec_start(const char *path)
     rec.dev[F_STORE] = sb.st_dev, rec.ino[F_STORE] = sb.st_ino;
     cr_assert_eq(stat(log, &sb), 0);
     rec.dev[F_LOG] = sb.st_dev, rec.ino[F_LOG] = sb.st_ino;
-    os_calls.pwrite = rec_pwrite;
-    os_calls.pwritev = rec_pwritev;
+    os_calls.write_at = rec_pwrite;
+    os_calls.writev_at = rec_pwritev;
     os_calls.ftruncate = rec_ftruncate;
     os_calls.fallocate = rec_fallocate;
     os_calls.fdatasync = rec_fdatasync;

@@ -521,7 +521,7 @@ static _Thread_local long thread_reads;
 static ssize_t counted_pread(int fd, void *buf, size_t len, off_t off)
 {
     thread_reads++;
-    return os_real.pread(fd, buf, len, off);
+    return os_real.read_at(fd, buf, len, off);
 }
 
 static void *race_open(void *arg)
@@ -549,7 +549,7 @@ Test(store, racing_opens_in_a_process_recover_once)
     snprintf(path, sizeof path, "%s", tu_path("r.tmf"));
     snprintf(log, sizeof log, "%s.log", path);
     pthread_barrier_init(&go, NULL, 2);
-    os_calls.pread = counted_pread;
+    os_calls.read_at = counted_pread;
     for (int round = 0; round < 40; round++) {
         struct racer x[2] = {{c.path, &go, NULL, -1, 0}, {c.path, &go, NULL, -1, 0}};
         pthread_t t[2];
@@ -570,7 +570,7 @@ Test(store, racing_opens_in_a_process_recover_once)
         TU_OK(tm_close(x[w].st));
         cr_assert_eq(read_root(c.path), 100, "round %d", round);
     }
-    os_calls.pread = os_real.pread;
+    os_calls.read_at = os_real.read_at;
     pthread_barrier_destroy(&go);
 }
 

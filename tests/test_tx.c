@@ -781,7 +781,7 @@ static ssize_t stray_pwritev(int fd, const struct iovec *iov, int n, off_t off)
     pthread_t t;
     if (stray_at && pthread_create(&t, NULL, stray_thread, NULL) == 0)
         pthread_join(t, NULL);
-    return os_real.pwritev(fd, iov, n, off);
+    return os_real.writev_at(fd, iov, n, off);
 }
 
 static void bulk_commit_with_stray_write(void *arg)
@@ -795,7 +795,7 @@ static void bulk_commit_with_stray_write(void *arg)
     if (misuse_st->trk.mode != TRACK_BULK)
         _exit(2);
     stray_at = root + 60 * PAGE;
-    os_calls.pwritev = stray_pwritev;
+    os_calls.writev_at = stray_pwritev;
     tm_store_commit(misuse_st);
     _exit(0);
 }
