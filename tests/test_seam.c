@@ -1,0 +1,146 @@
+/*
+ * test_seam.c — every system call of the core goes through the os_calls
+ * table (src/os.h), so a fault injected there reaches it: locks, mapping,
+ * protection and opening fail with their error, and the store stays whole.
+ */
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "internal.h"
+
+static tm_os saved;
+static int fail_err;   /* the error the armed call returns */
+static int fail_after; /* calls let through before it fails; -1: every call */
+
+static int should_fail(void)
+{
+    if (fail_after < 0)
+        return 1;
+    return fail_after-- == 0;
+}
+
+static void restore(void)
+{
+    os_calls = saved;
+}
+
+static void arm(int err, int after)
+{
+    saved = os_calls;
+    fail_err = err;
+    fail_after = after;
+}
+
+TestSuite(seam, .fini = restore);
+
+static int lock_fails(int fd, int cmd, void *fl)
+{
+    if (cmd == F_SETLKW && should_fail())
+        return -fail_err;
+    return saved.fcntl_lock(fd, cmd, fl);
+}
+
+Test(seam, a_failed_lock_fails_begin_and_nothing_else)
+{
+    tm_store *st = tu_open(tu_path("lock.tmf"));
+    long *root = tm_store_root(st, sizeof(long));
+    TU_OK(tm_store_begin(st));
+    *root = 1;
+    TU_OK(tm_store_commit(st));
+    arm(ENOLCK, -1);
+    os_calls.fcntl_lock = lock_fails;
+    cr_assert_eq(tm_store_begin(st), ENOLCK);
+    cr_assert_not(tm_in_tx(), "a refused begin left a transaction open");
+    restore();
+    TU_OK(tm_store_begin(st));
+    *root = 2;
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_close(st));
+    st = tu_open(tu_path("lock.tmf"));
+    cr_assert_eq(*(long *)tm_store_root(st, sizeof(long)), 2);
+    TU_OK(tm_close(st));
+}
+
+static int mprotect_fails(void *addr, size_t len, int prot)
+{
+    if (should_fail())
+        return -fail_err;
+    return saved.mprotect(addr, len, prot);
+}
+
+Test(seam, a_failed_mprotect_in_growth_loses_nothing)
+{
+    const char *path = tu_path("grow.tmf");
+    tm_store *st = tu_open(path);
+    long *root = tm_store_root(st, sizeof(long));
+    struct stat sb;
+    tm_stats_t s0, s1;
+    void *p;
+    TU_OK(tm_store_begin(st));
+    *root = 5;
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_store_stats(st, &s0));
+    TU_OK(tm_store_begin(st));
+    arm(ENOMEM, -1);
+    os_calls.mprotect = mprotect_fails;
+    p = tm_store_malloc(st, s0.arena_size * 2); /* must grow the arena */
+    restore();
+    cr_assert_null(p, "the allocation succeeded without the growth's mprotect");
+    cr_assert_eq(errno, ENOMEM);
+    tm_store_abort(st);
+    TU_OK(tm_store_stats(st, &s1));
+    cr_assert_eq(s1.arena_size, s0.arena_size);
+    cr_assert_eq(stat(path, &sb), 0);
+    cr_assert_eq((uint64_t)sb.st_size, s0.arena_size, "the file kept the failed growth");
+    TU_OK(tm_close(st));
+    st = tu_open(path);
+    cr_assert_eq(*(long *)tm_store_root(st, sizeof(long)), 5);
+    TU_OK(tm_store_check(st, NULL, 0));
+    TU_OK(tm_close(st));
+}
+
+static void *mmap_fails(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    if (fd >= 0 && (flags & MAP_PRIVATE) && should_fail())
+        return (void *)(intptr_t)-fail_err;
+    return saved.mmap(addr, len, prot, flags, fd, off);
+}
+
+Test(seam, a_failed_mapping_fails_the_open_and_leaves_no_lock)
+{
+    const char *path = tu_path("map.tmf");
+    tm_store *st = tu_open(path);
+    TU_OK(tm_close(st));
+    arm(ENOMEM, -1);
+    os_calls.mmap = mmap_fails;
+    cr_assert_eq(tm_open(path, NULL, &st), ENOMEM);
+    cr_assert_null(st);
+    restore();
+    cr_assert_not(tu_writer_lock_held(path));
+    st = tu_open(path);
+    TU_OK(tm_close(st));
+}
+
+static int open_fails(const char *path, int flags, unsigned mode)
+{
+    if (should_fail())
+        return -fail_err;
+    return saved.open(path, flags, mode);
+}
+
+Test(seam, a_failed_open_of_the_log_is_reported)
+{
+    const char *path = tu_path("open.tmf");
+    tm_store *st = tu_open(path);
+    TU_OK(tm_close(st));
+    arm(EMFILE, 1); /* the store file opens, its log does not */
+    os_calls.open = open_fails;
+    cr_assert_eq(tm_open(path, NULL, &st), EMFILE);
+    restore();
+    st = tu_open(path);
+    TU_OK(tm_close(st));
+}
