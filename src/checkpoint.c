@@ -1,27 +1,38 @@
 /*
  * checkpoint.c — the store's crash safety: the current header, checkpoints,
- * and recovery (healing a dead writer's apply, replaying after a crash).
+ * and recovery (healing a dead writer's commit, replaying after a crash).
+ *
+ * The committed state while the store is open is in the lock file
+ * (struct tm_shared): seq, the last durable commit; applied, the last one
+ * whose bytes are in the store file; the log offsets just past each.
  *
  * Crash-safety rules
  *   S1. A commit is durable once its log record is (log.c L3); the store
- *       file is only ever written with pages of durable records (apply,
+ *       file is only ever written with the bytes of durable records (apply,
  *       replay), and a new store is built in a temporary file and linked into
  *       place whole (store.c).
- *   S2. Apply writes the superblock last.  So a superblock whose sequence
- *       number is N proves that records up to N are in the store file, as far
- *       as the page cache goes; store_heal replays any record past it, which
- *       repairs an apply cut short by the death of its process.
+ *   S2. A commit publishes seq only once its record is durable, and applied
+ *       only once its bytes are in the store file; readers stay out while
+ *       applied != seq (lock.c).  A writer that finds them different, or
+ *       finds the writer's mutex of a dead holder, heals: it replays every
+ *       valid record from applied's offset on (L4: replay is idempotent), a
+ *       durable record its dead holder never published included.
  *   S3. The page cache can be lost only with every process that had the store
- *       open (power cut, OS crash).  The first opener, which holds LOCK_OPEN
- *       alone, therefore replays every record of the current generation
- *       (idempotent, L4), syncs the store file and checkpoints.
+ *       open (power cut, OS crash), and the lock file's state with it.  The
+ *       first opener, which holds LOCK_OPEN alone, therefore replays every
+ *       record of the current generation, syncs the store file and
+ *       checkpoints.  Any other first user of the lock file (a read-only
+ *       opener, which may not recover) takes only the checkpoint as
+ *       applied: a writer's healing then replays the whole log.
  *   S4. A checkpoint syncs the store file before it writes the new header
  *       slot, and syncs the slot before the log is reused.  Every record it
  *       retires is then in the synced store file.
  *   S5. The store file is longer than the committed arena only while a
- *       transaction that grew it is open; recovery and abort cut it back.
+ *       transaction that grew it is open, or after its writer died; abort,
+ *       healing and recovery cut it back.
  */
 #include <errno.h>
+#include <sys/stat.h>
 
 #include "internal.h"
 
@@ -45,18 +56,12 @@ int hdr_current(tm_store *st)
     return 0;
 }
 
-uint64_t store_log_tail(const tm_store *st)
-{
-    const struct tm_super *sb = super_of(st);
-    return sb->log_gen == st->hdr.gen ? sb->log_tail : LOG_START;
-}
-
 /* ---- checkpoints ---- */
 
 /* S4: the store file is synced, then the next header slot written and
- * synced; the log restarts.  seq and size are the committed state:
- * callable inside a write transaction, whose superblock already holds
- * uncommitted changes. */
+ * synced; the log restarts.  seq and size are the committed state, all of
+ * it applied: callable by the writer inside its transaction, whose arena
+ * already holds uncommitted changes. */
 int store_checkpoint_at(tm_store *st, uint64_t seq, uint64_t size)
 {
     struct hdr_slot h = st->hdr, prev;
@@ -85,71 +90,85 @@ int store_checkpoint_at(tm_store *st, uint64_t seq, uint64_t size)
     st->ckpt_commits = st->n_commits;
     store_set_hdr(st, &h);
     log_restart(&st->log);
+    st->lk.sh->gen = h.gen;
+    st->lk.sh->log_off = st->lk.sh->applied_off = LOG_START;
     return 0;
 }
 
 int store_checkpoint(tm_store *st)
 {
-    return store_checkpoint_at(st, super_of(st)->seq, super_of(st)->size);
+    return store_checkpoint_at(st, st->lk.sh->seq, st->lk.sh->size);
 }
 
 /* ---- healing ---- */
 
-/* Finds where the next record goes and replays any durable record that a
- * dead writer did not finish applying (S2).  Caller holds LOCK_WRITER, and
- * refreshes the mapping afterwards (the arena may have grown). */
-int store_heal(tm_store *st)
+/* S5: a dead writer's growth. */
+static int cut_to(tm_store *st, uint64_t size)
 {
-    struct tm_super *sb = super_of(st);
-    uint64_t off, seq, size;
+    struct stat sb;
+    int r = os_fstat(st->fd, &sb);
+    if (r == 0 && (uint64_t)sb.st_size > size)
+        r = os_ftruncate(st->fd, (off_t)size);
+    return r;
+}
+
+/* S2: replays every valid record from the applied offset on.  Readers of
+ * every process stay out meanwhile; on failure they stay out, until a
+ * writer heals. */
+static int replay_unapplied(tm_store *st, int died)
+{
+    struct tm_shared *sh = st->lk.sh;
+    uint64_t off = sh->applied_off, seq = sh->applied, size = sh->size;
     long n;
     int r;
-
-    if ((r = hdr_current(st)) < 0)
+    lock_apply_begin(&st->lk);
+    if ((r = log_refresh_len(&st->log)) < 0)
         return r;
-    off = store_log_tail(st);
-    if (off > st->log.len && (r = log_refresh_len(&st->log)) < 0)
-        return r;
-    if (off < LOG_START || off > st->log.len)
-        return -TM_ECORRUPT;
-    seq = sb->seq, size = sb->size;
-    st->log.off = off;
-    if (!log_pending(&st->log, off, seq + 1))
-        return 0;
-    if ((r = lock_data(&st->lk, 1)) < 0)
-        return r;
-    n = log_replay(&st->log, st->fd, &off, &seq, &size);
-    lock_data_release(&st->lk);
-    if (n < 0)
+    if ((n = log_replay(&st->log, st->fd, &off, &seq, &size)) < 0)
         return (int)n;
-    st->log.off = off;
     /* L1: a record with a valid header but a torn or corrupt body (a power
      * cut, a writer killed mid-write) can never become valid; erase its
-     * header, or readers would find it pending and heal forever. */
+     * header, as its writer would have. */
     if (log_pending(&st->log, off, seq + 1) && (r = log_invalidate(&st->log, off)) < 0)
         return r;
+    if (died && (r = cut_to(st, size)) < 0)
+        return r;
+    sh->seq = seq;
+    sh->size = size;
+    sh->log_off = sh->applied_off = off;
+    sh->applied = seq;
+    lock_apply_end(&st->lk);
     return 0;
 }
 
-/* After an apply failed (its handle kept both locks), writes the record
- * into the store file again.  The superblock may already be half new, so
- * store_heal cannot be trusted to see the record as pending. */
-int store_reapply(tm_store *st)
+/* Brings the store file up to the committed state.  The caller holds the
+ * writer's mutex; died: its last holder died holding it. */
+int store_heal(tm_store *st, int died)
 {
-    uint64_t off = st->apply_off, seq = st->apply_seq - 1, size = 0;
-    long n;
+    struct tm_shared *sh = st->lk.sh;
     int r;
-    if ((r = log_refresh_len(&st->log)) < 0)
+    if ((died || sh->gen != st->hdr.gen) && (r = hdr_current(st)) < 0)
         return r;
-    n = log_replay(&st->log, st->fd, &off, &seq, &size);
-    if (n < 0)
-        return (int)n;
-    return n == 0 ? -TM_ECORRUPT : 0;
+    if (sh->gen != st->hdr.gen) {
+        /* A writer died inside a checkpoint: its header slot is written,
+         * maybe not yet on disk.  Everything before it was applied (and
+         * synced); sync the slot before any record of its generation. */
+        if (st->log.sync == TM_SYNC_FULL && (r = os_fdatasync(st->fd)) < 0)
+            return r;
+        sh->gen = st->hdr.gen;
+        sh->log_off = sh->applied_off = LOG_START;
+        sh->applied = sh->seq = st->hdr.ckpt_seq;
+    }
+    if (died || sh->applied != sh->seq || sh->applying)
+        if ((r = replay_unapplied(st, died)) < 0)
+            return r;
+    st->log.off = sh->log_off;
+    return 0;
 }
 
 /* S3: replay everything since the checkpoint; cut the file to the arena.
- * The first opener only, before anything is mapped. */
-int store_recover(tm_store *st, uint64_t file_size)
+ * The first opener only, before anything is mapped.  *size: the arena's. */
+int store_recover(tm_store *st, uint64_t file_size, uint64_t *arena)
 {
     uint8_t page[PAGE];
     struct tm_super *sb = (struct tm_super *)page;
@@ -165,13 +184,14 @@ int store_recover(tm_store *st, uint64_t file_size)
         return r;
     if ((n > 0 || file_size != sb->size) && (r = os_ftruncate(st->fd, (off_t)sb->size)) < 0)
         return r;
-    if (n > 0 || st->hdr.ckpt_seq != sb->seq || st->hdr.version < FORMAT_VERSION) {
+    *arena = sb->size;
+    st->log.off = LOG_START;
+    if (n > 0 || st->hdr.version < FORMAT_VERSION) {
         /* Upgrade an older store here and only here: no other process has
          * it open, so none runs a library that would misread it. */
         st->hdr.version = FORMAT_VERSION;
-        return store_checkpoint_at(st, sb->seq, sb->size);
+        return store_checkpoint_at(st, seq, sb->size);
     }
-    st->log.off = LOG_START;
     return 0;
 }
 
@@ -179,15 +199,15 @@ int store_recover(tm_store *st, uint64_t file_size)
  * replay.  Its error, if any: the commits stay in the log. */
 int store_checkpoint_if_last(tm_store *st)
 {
-    int r = 0;
+    int r = 0, held;
     if (st->state != ST_READY || st->read_only)
         return 0;
     if (lock_open_try_last(&st->lk) < 0)
         return 0; /* not the last */
-    if (lock_writer_try(&st->lk) == 0) {
-        if ((r = store_heal(st)) == 0 && super_of(st)->seq != st->hdr.ckpt_seq)
+    if ((held = lock_writer_try(&st->lk)) >= 0) {
+        if ((r = store_heal(st, held)) == 0 && st->lk.sh->seq != st->hdr.ckpt_seq)
             r = store_checkpoint(st);
-        lock_writer_release(&st->lk, 1);
+        lock_writer_release(&st->lk);
     }
     return r;
 }

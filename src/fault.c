@@ -41,14 +41,12 @@ static void chain(struct sigaction *old, int sig, siginfo_t *si, void *uc)
     signal(sig, SIG_DFL);
 }
 
-/* Another process may have grown the arena: map what it committed (read
- * from the file: no lock is held here).  Only ever grows the mapping. */
+/* Another process may have grown the arena: map what it committed.  Only
+ * ever grows the mapping. */
 static int grown_elsewhere(tm_store *st, uint64_t off)
 {
-    uint64_t size = 0;
-    return !tx_owned(st) &&
-           os_pread_all(st->fd, &size, sizeof size, PAGE + offsetof(struct tm_super, size)) == 0 &&
-           off < size && size <= st->max && size % PAGE == 0 &&
+    uint64_t size = st->lk.sh->size;
+    return !tx_owned(st) && off < size && size <= st->max && size % PAGE == 0 &&
            (size <= st->mapped || store_map_size(st, size) == 0);
 }
 

@@ -78,8 +78,8 @@ int super_check(const struct tm_super *sb, const struct hdr_slot *h, uint64_t fi
     const char *w = NULL;
     if (sb->magic != SUPER_MAGIC || sb->checksum != super_checksum(sb))
         w = "the superblock (page 1) is corrupt (bad magic or checksum)";
-    else if (sb->size < 2 * PAGE || sb->size % PAGE || sb->size > h->max_size || sb->seq < h->ckpt_seq)
-        w = "the superblock has impossible values (size, sequence number)";
+    else if (sb->size < 2 * PAGE || sb->size % PAGE || sb->size > h->max_size)
+        w = "the superblock has impossible values (size)";
     else if (sb->root && (sb->root < h->base + 2 * PAGE || sb->root - h->base > sb->size ||
                           sb->root_size > sb->size - (sb->root - h->base)))
         w = "the superblock's root pointer lies outside the arena";
@@ -108,16 +108,17 @@ int log_head_check(const void *head, size_t len, uint64_t store_id)
     return memcmp(h.magic, LOG_HDR_MAGIC, 8) == 0 && h.store_id == store_id ? 0 : -TM_ECORRUPT;
 }
 
-uint64_t log_record_len(uint64_t npages)
+uint64_t log_pages_len(uint64_t npages)
 {
     return sizeof(struct log_rec) + npages * (8 + PAGE);
 }
 
 int log_rec_header_ok(const struct log_rec *r, uint64_t store_id, uint64_t gen, uint64_t seq, uint64_t max)
 {
-    return r->magic == (uint32_t)LOG_MAGIC && r->store_id == store_id && r->gen == gen && r->seq == seq &&
-           r->npages > 0 && r->len == log_record_len(r->npages) && r->size >= 2 * PAGE &&
-           r->size % PAGE == 0 && r->size <= max;
+    int len_ok = r->magic == LOG_MAGIC ? r->len >= sizeof *r + r->n * log_range_bytes(1) && r->len % 8 == 0
+                                      : r->magic == LOG_MAGIC_PAGES && r->len == log_pages_len(r->n);
+    return len_ok && r->store_id == store_id && r->gen == gen && r->seq == seq && r->n > 0 &&
+           r->size >= 2 * PAGE && r->size % PAGE == 0 && r->size <= max;
 }
 
 void log_rec_hash_init(hash_state *h, const struct log_rec *r)

@@ -23,11 +23,21 @@
  *            log is created; a log that names another store is refused.
  *   4096..   records, back to back, until the first invalid one (log.c).
  *
- * A record (struct log_rec, 64 bytes, then its body):
- *   u64 page number  x npages, strictly increasing, each in [1, size/PAGE)
- *   page image       x npages, PAGE bytes each, in the same order
- * Its checksum covers the header (with checksum = 0), the page numbers and
- * the page images, seeded with the store id.
+ * A record (struct log_rec, 64 bytes, then its body) holds what one commit
+ * changed, as byte ranges of the arena:
+ *   struct log_range {off, len}, then len bytes, then zeros up to a
+ *   multiple of 8; nranges times, strictly increasing and apart, each
+ *   inside [PAGE, size)
+ * Its checksum covers the header (with checksum = 0) and the body, seeded
+ * with the store id.  Stores of format 3 and older wrote page records
+ * (LOG_MAGIC_PAGES): u64 page numbers x n, strictly increasing in
+ * [1, size/PAGE), then the n page images; they are still replayed.
+ *
+ * Format 4 (lean records, the lock file) no longer keeps the superblock's
+ * seq, log_gen and log_tail: the committed state lives in the lock file
+ * while the store is open, and in the header's checkpoint and the log
+ * otherwise.  Its checksum still covers the first 56 bytes, and a commit
+ * that changed them seals it anew.
  */
 #ifndef TMF_FORMAT_H
 #define TMF_FORMAT_H
@@ -37,7 +47,7 @@
 
 #define PAGE 4096u
 #define PAGE_SHIFT 12
-#define FORMAT_VERSION 3u     /* 2: the heap's recent lists (heap.h H7); 3: heap_prio */
+#define FORMAT_VERSION 4u     /* 2: the heap's recent lists (heap.h H7); 3: heap_prio; 4: lean records */
 #define MIN_FORMAT_VERSION 1u /* older versions read, upgraded by their first read-write opener */
 #define ADDR_LIMIT ((uint64_t)1 << 47) /* x86-64 user space */
 
@@ -65,10 +75,10 @@ _Static_assert(sizeof(struct hdr_slot) == 72 && offsetof(struct hdr_slot, checks
 #define SUPER_HEAP_BYTES 3072
 struct tm_super {
     uint64_t magic;      /*  0: SUPER_MAGIC */
-    uint64_t seq;        /*  8: commits so far */
+    uint64_t seq;        /*  8: format <= 3: commits so far */
     uint64_t size;       /* 16: arena size in bytes, a multiple of PAGE */
-    uint64_t log_gen;    /* 24: generation of the record that wrote this page */
-    uint64_t log_tail;   /* 32: log offset just past that record */
+    uint64_t log_gen;    /* 24: format <= 3: generation of the record that wrote this page */
+    uint64_t log_tail;   /* 32: format <= 3: log offset just past that record */
     uint64_t root;       /* 40: address of the root object, or 0 */
     uint64_t root_size;  /* 48 */
     uint64_t checksum;   /* 56: of the 56 bytes above */
@@ -87,19 +97,32 @@ struct log_head {
     uint64_t store_id;   /*  8: the store the log belongs to */
 };
 
-#define LOG_MAGIC 0x434552544d54ull /* "TMTREC" */
+#define LOG_MAGIC 0x474e5254u       /* "TRNG": a record of byte ranges */
+#define LOG_MAGIC_PAGES 0x52544d54u /* "TMTR": a record of pages, format <= 3 */
 struct log_rec {
-    uint32_t magic;      /*  0: (uint32_t)LOG_MAGIC */
-    uint32_t npages;     /*  4: > 0 */
+    uint32_t magic;      /*  0: LOG_MAGIC (or LOG_MAGIC_PAGES) */
+    uint32_t n;          /*  4: ranges (pages); > 0 */
     uint64_t store_id;   /*  8 */
     uint64_t gen;        /* 16: the header's generation when written */
     uint64_t seq;        /* 24: ckpt_seq + 1, + 2, ... in file order */
     uint64_t size;       /* 32: arena size after the commit */
-    uint64_t len;        /* 40: bytes of the record, this header included */
-    uint64_t checksum;   /* 48: of header (checksum 0), index and pages */
+    uint64_t len;        /* 40: bytes of the record, this header included; a multiple of 8 */
+    uint64_t checksum;   /* 48: of header (checksum 0) and body */
     uint64_t reserved;   /* 56: 0 */
 };
 _Static_assert(sizeof(struct log_rec) == 64 && offsetof(struct log_rec, checksum) == 48, "log_rec layout");
+
+struct log_range {
+    uint64_t off;        /* 0: arena offset */
+    uint64_t len;        /* 8: bytes that follow, > 0 */
+};
+_Static_assert(sizeof(struct log_range) == 16, "log_range layout");
+
+/* Bytes a range of len takes in a record. */
+static inline uint64_t log_range_bytes(uint64_t len)
+{
+    return sizeof(struct log_range) + ((len + 7) & ~(uint64_t)7);
+}
 
 /* ---- the checksum (checksum.c) ---- */
 
@@ -136,14 +159,28 @@ void log_head_init(uint8_t page[PAGE], uint64_t store_id);
 /* 0 when the first bytes of a log name this store, else -TM_ECORRUPT. */
 int log_head_check(const void *head, size_t len, uint64_t store_id);
 
-uint64_t log_record_len(uint64_t npages);
-/* L1, all but the checksum and the page numbers: the header of the record
- * that must come next (gen, seq) in a log of store_id whose records may
+/* The most a record of npages whole pages takes. */
+static inline uint64_t log_pages_bound(uint64_t npages)
+{
+    return sizeof(struct log_rec) + npages * (sizeof(struct log_range) + PAGE);
+}
+
+/* The length of a page record of npages (format <= 3). */
+uint64_t log_pages_len(uint64_t npages);
+/* L1, all but the checksum and the body: the header of the record that
+ * must come next (gen, seq) in a log of store_id whose records may
  * describe arenas up to max bytes. */
 int log_rec_header_ok(const struct log_rec *r, uint64_t store_id, uint64_t gen, uint64_t seq, uint64_t max);
+/* A range of a record of arena size `size`, after one that ended at prev:
+ * increasing, apart, inside [PAGE, size), and within the record's rest. */
+static inline int log_range_ok(const struct log_range *g, uint64_t prev_end, uint64_t size, uint64_t rest)
+{
+    return g->len > 0 && g->off >= PAGE && g->off >= prev_end && g->len <= size && g->off <= size - g->len &&
+           log_range_bytes(g->len) <= rest;
+}
 /* The record's checksum is computed over pieces: start with the header. */
 void log_rec_hash_init(hash_state *h, const struct log_rec *r);
-/* Page numbers of a record: strictly increasing, inside [1, size/PAGE).
+/* Page numbers of a page record: strictly increasing, inside [1, size/PAGE).
  * Feed them in order, in pieces of whole numbers; ok stays 1 while valid. */
 struct log_index_check {
     uint64_t prev, limit;

@@ -17,32 +17,24 @@ void inspect_view(tm_store *st, struct tm_view *v)
     v->sb = super_of(st);
 }
 
-int inspect_begin(tm_store *st, int *own)
+void inspect_state(tm_store *st, struct tm_committed *c)
 {
-    int r = tm_store_read_begin(st);
-    *own = 0;
-    if (r != EROFS)
-        return r;
-    if ((r = lock_data(&st->lk, 0)) < 0)
-        return tm__err(r);
-    if ((r = hdr_current(st)) == 0 && (r = log_refresh_len(&st->log)) == 0) {
-        r = log_valid(&st->log, store_log_tail(st), super_of(st)->seq + 1);
-        r = r > 0 ? -EROFS : r < 0 ? r : store_refresh(st);
-    }
-    if (r < 0) {
-        lock_data_release(&st->lk);
-        return tm__err(r);
-    }
-    *own = 1;
-    return 0;
+    const struct tm_shared *sh = st->lk.sh;
+    c->seq = sh->seq;
+    c->applied = sh->applied;
+    c->size = sh->size;
+    c->detached = st->lk.detached;
 }
 
-void inspect_end(tm_store *st, int own)
+int inspect_record_ok(int log_fd, uint64_t off, const struct log_rec *rec)
 {
-    if (own)
-        lock_data_release(&st->lk);
-    else
-        tm_store_read_end(st);
+    uint8_t *buf = os_alloc(REPLAY_BUF);
+    int whole, r;
+    if (!buf)
+        return -ENOMEM;
+    r = rec_verify(log_fd, off, rec, buf, &whole);
+    os_free(buf, REPLAY_BUF);
+    return r;
 }
 
 int inspect_live(int fd)

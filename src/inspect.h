@@ -25,14 +25,19 @@ struct tm_view {
 };
 void inspect_view(tm_store *st, struct tm_view *v);
 
-/* A read transaction on a read-only handle, for inspection.  Where
- * tm_store_read_begin refuses (EROFS) because a record with a valid header
- * follows the superblock's log position, this one verifies that record: a
- * torn one was never durable, so nothing of it reached the store file,
- * which is consistent under the shared data lock taken here directly (*own
- * = 1).  0, EROFS when a durable commit awaits recovery, or an error code. */
-int inspect_begin(tm_store *st, int *own);
-void inspect_end(tm_store *st, int own);
+/* The committed state the store's processes share (its lock file): the
+ * last durable commit, the last one in the store file (a read-only handle
+ * refuses to read, EROFS, while they differ: recovery needed), the arena
+ * size; detached: a read-only handle without a writable lock file, alone. */
+struct tm_committed {
+    uint64_t seq, applied, size;
+    int detached;
+};
+void inspect_state(tm_store *st, struct tm_committed *c);
+
+/* Whether the record at off of a log (its header read already) is valid,
+ * checksum and body included: 1, 0, or a negative errno. */
+int inspect_record_ok(int log_fd, uint64_t off, const struct log_rec *rec);
 
 /* Whether another process has the store file open; fd is a descriptor of
  * it that the caller opened without a handle.  1, 0 or a negative errno. */

@@ -16,17 +16,21 @@
  *               (track.c).
  *   kept copy   a private copy that outlived its commit: it equals the
  *               file, so a later write to it costs no copy (track.c).
- *   log record  the dirty pages of one commit with a checksum, appended to
- *               the redo log; durable record = committed transaction.
- *   apply       writing a committed record's pages into the store file,
- *               under the exclusive data lock, superblock last.
+ *   log record  the byte ranges one commit changed, with a checksum,
+ *               appended to the redo log; durable record = committed
+ *               transaction (diff.c, format.h).
+ *   apply       writing a committed record's bytes into the store file,
+ *               while no reader is inside (lock.c).
+ *   lock file   "<path>.lock": the committed state, the writer's mutex and
+ *               the reader slots, shared by every process that has the
+ *               store open (lock.c).
  *   checkpoint  after the store file is synced, a new header generation
  *               makes every log record obsolete; the log restarts.
  *
  * Layers (a file calls only into its own layer or those below it):
  *   1  os.c                          system calls (os.h)
  *   2  checksum.c format.c route.c   on-disk format (format.h), routing (route.h)
- *   3  log.c lock.c registry.c track.c
+ *   3  log.c replay.c lock.c registry.c track.c diff.c
  *   4  store.c checkpoint.c          files, mapping, growth, recovery
  *   5  heap.c heap_large.c heap_check.c fault.c
  *   6  tx.c read.c                   write and read transactions
@@ -64,6 +68,12 @@
 
 /* ---- the handle ---- */
 
+/* One range of a record to write: its header, and where its bytes are. */
+struct log_piece {
+    struct log_range g;
+    const void *src;
+};
+
 /* The redo log of a store (log.c). */
 struct tm_log {
     int fd;
@@ -77,12 +87,47 @@ struct tm_log {
     uint64_t map_len;    /* record headers are looked up there, not read */
 };
 
+/* What every process that has a store open shares, in its lock file
+ * "<path>.lock" (lock.c), beside the writer's mutex and the reader slots.
+ * It is lost only when the last process closes or dies; the first to
+ * attach again rebuilds it from the files (store.c).  The fields change
+ * only under the writer's mutex. */
+struct tm_shared {
+    uint64_t magic;
+    uint64_t store_id;
+    uint32_t version, nreaders;
+    pthread_mutex_t writer;       /* robust, process-shared: the one writer */
+    _Atomic uint64_t seq;         /* the last durable commit */
+    _Atomic uint64_t applied;     /* commits whose bytes are in the store file */
+    _Atomic uint64_t applied_off; /* log offset just past the last applied record */
+    _Atomic uint64_t log_off;     /* where the next record goes */
+    _Atomic uint64_t size;        /* the committed arena size */
+    _Atomic uint64_t gen;         /* the header's generation */
+    _Atomic uint32_t applying;    /* a commit is being applied (futex word) */
+    _Atomic uint32_t apply_waiters;
+    _Atomic uint32_t leave_seq;   /* bumped when a reader leaves while a writer waits (futex) */
+    _Atomic uint32_t writer_waits;
+    char boot[36];                /* the system's boot id when it was set up */
+};
+
+#define LOCK_READERS 1024 /* reader slots: threads reading a store at once */
+
 /* The locks of a store (lock.c). */
 struct tm_locks {
-    int fd;              /* the store file: POSIX locks on the LOCK_* bytes */
-    pthread_rwlock_t rw; /* this process's readers against its writer */
-    pthread_mutex_t mu;  /* readers and the shared data lock */
-    int readers;         /* this process's open read transactions */
+    int fd;                       /* the store file: LOCK_OPEN, LOCK_DETACHED */
+    int lock_fd;                  /* the lock file; -1 when detached */
+    int detached;                 /* read-only, without a writable lock file */
+    struct tm_shared *sh;         /* the lock file's mapping (private when detached) */
+    int idx;                      /* the handle's registry slot */
+    unsigned gen;                 /* unique per handle and process */
+    pid_t pid;
+    _Atomic uint32_t local_writer;  /* this process's writer is in (futex word) */
+    _Atomic uint32_t local_waiters;
+    _Atomic uint32_t own_leave;   /* bumped when a reader leaves while local_writer waits */
+    _Atomic uint32_t own_waits;
+    pthread_mutex_t mu;           /* claiming reader slots */
+    unsigned nowned;
+    uint16_t owned[LOCK_READERS]; /* the slots this process claimed */
 };
 
 /* How the tracker finds the dirty pages (track.c). */
@@ -97,11 +142,8 @@ struct tm_tracker {
     int pm_fd;           /* /proc/self/pagemap, for bulk mode; -1 until needed */
     uint64_t *dirty;     /* page numbers, capacity max/PAGE */
     volatile size_t ndirty; /* the fault handler appends: always reload */
-    volatile int sb_dirty;  /* the superblock (page 1) is among them */
-    int sb_added;        /* ... listed by the commit, not written (track_add_super) */
     uint64_t *kept;      /* sorted pages whose copies outlived their commit */
     size_t nkept;        /* capacity 2 * KEEP_MAX (the second half: scratch) */
-    uint64_t kept_seq;   /* the commit they are exact for */
 };
 
 /*
@@ -128,7 +170,7 @@ enum store_state { ST_READY, ST_WRITING, ST_POISONED, ST_APPLY_PENDING, ST_FORKE
 
 struct tm_store {
     /* files (store.c) */
-    char *path, *log_path;
+    char *path, *log_path, *lock_path;
     int fd;
     dev_t dev;
     ino_t ino;
@@ -154,9 +196,12 @@ struct tm_store {
     atomic_int tx_tid;   /* owning thread, 0 when none */
     int tx_depth;
     size_t tx_size0;     /* arena size at begin */
-    int sb_copy;         /* the superblock is committed from sb_buf, not the arena */
-    char *sb_buf;        /* PAGE bytes */
-    uint64_t apply_off, apply_seq; /* the record an unfinished apply left */
+    const char *view;    /* the store file, read-only and shared: the committed bytes */
+    struct log_piece *pieces; /* what the commit changed (diff.c), capacity max/PAGE */
+
+    /* what this process's mapping and private copies reflect */
+    _Atomic uint64_t seen_seq;
+    pthread_mutex_t refresh_mu; /* readers catching up */
 
     /* counters of this handle */
     uint64_t n_syncs, n_ckpts, n_commits;
@@ -199,11 +244,8 @@ int log_grow_ring(struct tm_log *lg);
 /* After a checkpoint: records restart at LOG_START; a file grown past twice
  * the checkpoint threshold is cut back. */
 void log_restart(struct tm_log *lg);
-/* Where the records of one commit come from: page(ctx, n) is page n's
- * image. */
-typedef const char *log_page_fn(void *ctx, uint64_t pg);
-int log_append(struct tm_log *lg, uint64_t seq, uint64_t size, const uint64_t *pages, size_t n,
-               log_page_fn *page, void *ctx, uint64_t *len_out);
+int log_append(struct tm_log *lg, uint64_t seq, uint64_t size, const struct log_piece *p, size_t n,
+               uint64_t *len_out);
 int log_invalidate(struct tm_log *lg, uint64_t off);
 /* Nonzero when a record with sequence number seq begins at off (header
  * checks only: cheap enough for every transaction start). */
@@ -216,27 +258,48 @@ int log_valid(struct tm_log *lg, uint64_t off, uint64_t seq);
  * *off, *seq, *size advance past them. */
 long log_replay(struct tm_log *lg, int store_fd, uint64_t *off, uint64_t *seq, uint64_t *size);
 
+/* ---- 3: replay.c: record bodies ----
+ * A body of up to REPLAY_BUF bytes is read into buf once (*whole = 1) and
+ * applied from there.  verify: 1 valid, 0 not, or a negative errno. */
+#define REPLAY_BUF ((4u << 20) + (4u << 20) / PAGE * 8)
+int rec_verify(int log_fd, uint64_t off, const struct log_rec *rec, uint8_t *buf, int *whole);
+int rec_apply(int log_fd, int store_fd, uint64_t off, const struct log_rec *rec, uint8_t *buf, int whole);
+
+/* ---- 3: diff.c ---- */
+int diff_open(tm_store *st);
+void diff_close(tm_store *st);
+size_t diff_pages(tm_store *st, const uint64_t *pages, size_t n);
+
 /* ---- 3: lock.c ---- */
-void lock_init(struct tm_locks *lk, int fd);
-int lock_open(struct tm_locks *lk, int read_only, int *first);
+int lock_open(struct tm_locks *lk, int fd, int read_only, int *first);
 int lock_open_downgrade(struct tm_locks *lk);
-int lock_open_shared(struct tm_locks *lk);
 int lock_open_try_last(struct tm_locks *lk);
 int lock_open_held(int fd);
-int lock_writer_held(int fd);
+/* Joins the lock file (or, read-only without write access to it, goes it
+ * alone).  *fresh: no other process uses it, and its state is for the
+ * caller to set before lock_attach_done lets others in; 2: the state of
+ * the last run, which was of this boot, is kept. */
+int lock_attach(struct tm_locks *lk, const char *path, unsigned mode, int read_only, uint64_t store_id,
+                int *fresh);
+void lock_attach_done(struct tm_locks *lk);
+void lock_detach(struct tm_locks *lk);
+void lock_fork_child(struct tm_locks *lk);
+int lock_revive(struct tm_locks *lk);
+/* The writer: 0, 1 when the last holder died (heal), a negative errno;
+ * _try: -EBUSY when held. */
 int lock_writer(struct tm_locks *lk);
 int lock_writer_try(struct tm_locks *lk);
-void lock_writer_release(struct tm_locks *lk, int keep_data);
-int lock_writer_shared(struct tm_locks *lk);
-void lock_writer_shared_release(struct tm_locks *lk);
-int lock_data(struct tm_locks *lk, int exclusive);
-void lock_data_release(struct tm_locks *lk);
-void lock_local_write(struct tm_locks *lk);
-void lock_local_read(struct tm_locks *lk);
-void lock_local_release(struct tm_locks *lk);
-int lock_readers_enter(struct tm_locks *lk, int (*first)(void *ctx), void *ctx);
-void lock_readers_leave(struct tm_locks *lk);
-int lock_if_idle(struct tm_locks *lk, void (*fn)(void *ctx), void *ctx);
+void lock_writer_release(struct tm_locks *lk);
+int lock_probe_writer(const char *lock_path);
+/* Readers of every process out while a commit writes the store file. */
+void lock_apply_begin(struct tm_locks *lk);
+void lock_apply_end(struct tm_locks *lk);
+/* 0 once inside; -EAGAIN when a commit's apply takes too long (its writer
+ * may be dead) or all slots are taken. */
+int lock_read_enter(struct tm_locks *lk);
+void lock_read_enter_writer(struct tm_locks *lk);
+void lock_read_leave(struct tm_locks *lk);
+unsigned lock_readers_inside(struct tm_locks *lk);
 
 /* ---- 3: registry.c ---- */
 extern tm_store *_Atomic store_registry[MAX_STORES];
@@ -258,13 +321,12 @@ void track_begin(tm_store *st);
 int track_fault(tm_store *st, uint64_t page);
 int track_grow_prot(const tm_store *st);
 int track_settle(tm_store *st);
-void track_add_super(tm_store *st);
 long track_count(tm_store *st);
 const uint64_t *track_copies(tm_store *st, size_t *n);
 int track_protect(tm_store *st);
-void track_keep(tm_store *st, uint64_t seq);
+void track_keep(tm_store *st);
 void track_drop(tm_store *st);
-void track_drop_stale(tm_store *st);
+void track_drop_copies(tm_store *st);
 void track_rollback(tm_store *st);
 void track_fork_child(tm_store *st);
 void track_forget(tm_store *st);
@@ -274,7 +336,7 @@ void sort_pages(uint64_t *v, size_t n);
 int store_open(const char *path, const tm_options *o, tm_store **out);
 int store_close(tm_store *st);
 int store_revive(tm_store *st);
-int store_refresh(tm_store *st);
+int store_catch_up(tm_store *st);
 int store_map_size(tm_store *st, size_t size);
 int store_grow(tm_store *st, size_t need);
 int store_shrink(tm_store *st, size_t size);
@@ -282,13 +344,9 @@ void store_set_hdr(tm_store *st, const struct hdr_slot *h);
 int hdr_current(tm_store *st);
 int store_checkpoint(tm_store *st);
 int store_checkpoint_at(tm_store *st, uint64_t seq, uint64_t size);
-int store_heal(tm_store *st);
-int store_reapply(tm_store *st);
-int store_recover(tm_store *st, uint64_t file_size);
+int store_heal(tm_store *st, int died);
+int store_recover(tm_store *st, uint64_t file_size, uint64_t *arena);
 int store_checkpoint_if_last(tm_store *st);
-/* Where the record after the superblock's goes: its log tail when it was
- * written in the current generation, else the log's start. */
-uint64_t store_log_tail(const tm_store *st);
 
 /* ---- 5: heap.c, heap_check.c (layout and invariants in heap.h) ----
  * All but heap_stats, heap_check and heap_usable need the caller to own the

@@ -33,7 +33,7 @@
 
 #include "internal.h"
 
-#define IOV_STEP 256
+#define IOV_STEP 256 /* vectors per pwritev */
 
 static const uint8_t zeros[64 << 10];
 
@@ -181,8 +181,8 @@ static int put(struct writer *w, const void *p, size_t len)
     return 0;
 }
 
-int log_append(struct tm_log *lg, uint64_t seq, uint64_t size, const uint64_t *pages, size_t n,
-               log_page_fn *page, void *ctx, uint64_t *len_out)
+int log_append(struct tm_log *lg, uint64_t seq, uint64_t size, const struct log_piece *p, size_t n,
+               uint64_t *len_out)
 {
     struct log_rec rec;
     struct writer w;
@@ -191,28 +191,35 @@ int log_append(struct tm_log *lg, uint64_t seq, uint64_t size, const uint64_t *p
     int r;
 
     memset(&rec, 0, sizeof rec);
-    rec.magic = (uint32_t)LOG_MAGIC;
-    rec.npages = (uint32_t)n;
+    rec.magic = LOG_MAGIC;
+    rec.n = (uint32_t)n;
     rec.store_id = lg->store_id;
     rec.gen = lg->gen;
     rec.seq = seq;
     rec.size = size;
-    rec.len = log_record_len(n);
+    rec.len = sizeof rec;
+    for (i = 0; i < n; i++)
+        rec.len += log_range_bytes(p[i].g.len);
 
     log_rec_hash_init(&h, &rec);
-    hash_update(&h, pages, n * sizeof *pages);
-    for (i = 0; i < n; i++)
-        hash_update(&h, page(ctx, pages[i]), PAGE);
+    for (i = 0; i < n; i++) {
+        hash_update(&h, &p[i].g, sizeof p[i].g);
+        hash_update(&h, p[i].src, p[i].g.len);
+        hash_update(&h, zeros, log_range_bytes(p[i].g.len) - sizeof p[i].g - p[i].g.len);
+    }
     rec.checksum = hash_final(&h);
 
     if ((r = reserve(lg, rec.len)) < 0)
         return r;
     w.fd = lg->fd, w.n = 0, w.off = lg->off;
-    if ((r = put(&w, &rec, sizeof rec)) < 0 || (r = put(&w, pages, n * sizeof *pages)) < 0)
+    if ((r = put(&w, &rec, sizeof rec)) < 0)
         return r;
-    for (i = 0; i < n; i++)
-        if ((r = put(&w, page(ctx, pages[i]), PAGE)) < 0)
+    for (i = 0; i < n; i++) {
+        size_t pad = log_range_bytes(p[i].g.len) - sizeof p[i].g - p[i].g.len;
+        if ((r = put(&w, &p[i].g, sizeof p[i].g)) < 0 || (r = put(&w, p[i].src, p[i].g.len)) < 0 ||
+            (pad && (r = put(&w, zeros, pad)) < 0))
             return r;
+    }
     if ((r = flush(&w)) < 0)
         return r;
     if (w.off > lg->len)
@@ -230,9 +237,6 @@ int log_invalidate(struct tm_log *lg, uint64_t off)
 }
 
 /* ---- replay ---- */
-
-#define RBUF (4u << 20)                 /* pages read per step */
-#define RBUF_ALLOC (RBUF + RBUF / PAGE * 8) /* and their page numbers */
 
 /* The header at off through the log's mapping, without a system call, when
  * off lies in the part of the file known to exist and never cut: the file
@@ -274,32 +278,6 @@ int log_pending(struct tm_log *lg, uint64_t off, uint64_t seq)
     return read_header(lg, off, seq, &rec);
 }
 
-/* L1: checksum and page numbers.  A body that fits in buf is read once and
- * left there for apply_record (*whole = 1); a larger one is read a piece at
- * a time, and again when it is applied.  1 valid, 0 invalid, -errno. */
-static int verify(struct tm_log *lg, uint64_t off, const struct log_rec *rec, uint8_t *buf, int *whole)
-{
-    struct log_index_check ic;
-    uint64_t blen = rec->len - sizeof *rec, ilen = (uint64_t)rec->npages * 8, done;
-    hash_state h;
-    int r;
-
-    log_rec_hash_init(&h, rec);
-    log_index_check_init(&ic, rec);
-    *whole = blen <= RBUF_ALLOC;
-    for (done = 0; done < blen; done += RBUF) { /* RBUF is a multiple of 8: no index entry is split */
-        size_t n = blen - done < RBUF || *whole ? (size_t)(blen - done) : RBUF;
-        if ((r = os_pread_all(lg->fd, buf, n, (off_t)(off + sizeof *rec + done))) < 0)
-            return r;
-        hash_update(&h, buf, n);
-        if (done < ilen)
-            log_index_check(&ic, buf, ilen - done < n ? (size_t)(ilen - done) : n);
-        if (*whole)
-            break;
-    }
-    return hash_final(&h) == rec->checksum && ic.ok;
-}
-
 int log_valid(struct tm_log *lg, uint64_t off, uint64_t seq)
 {
     struct log_rec rec;
@@ -307,64 +285,11 @@ int log_valid(struct tm_log *lg, uint64_t off, uint64_t seq)
     int whole, r;
     if (!read_header(lg, off, seq, &rec))
         return 0;
-    if (!(buf = os_alloc(RBUF_ALLOC)))
+    if (!(buf = os_alloc(REPLAY_BUF)))
         return -ENOMEM;
-    r = verify(lg, off, &rec, buf, &whole);
-    os_free(buf, RBUF_ALLOC);
+    r = rec_verify(lg->fd, off, &rec, buf, &whole);
+    os_free(buf, REPLAY_BUF);
     return r;
-}
-
-/* Writes k pages (numbers in index) into the store file, runs of neighbours
- * in one write; the superblock's image is set aside in super_img. */
-static int write_pages(int fd, const uint64_t *index, const uint8_t *pages, uint64_t k, uint8_t *super_img,
-                       int *have_super)
-{
-    uint64_t i, j;
-    for (i = 0; i < k; i = j) {
-        int r;
-        if (index[i] == 1) {
-            memcpy(super_img, pages + i * PAGE, PAGE);
-            *have_super = 1;
-            j = i + 1;
-            continue;
-        }
-        for (j = i + 1; j < k && index[j] == index[j - 1] + 1; j++)
-            ;
-        if ((r = os_pwrite_all(fd, pages + i * PAGE, (j - i) * PAGE, (off_t)(index[i] * PAGE))) < 0)
-            return r;
-    }
-    return 0;
-}
-
-/* Writes the record's pages into the store file, the superblock last: a
- * superblock that names this record's sequence number means every page of it
- * is in place (the test store_heal relies on).  whole: verify left the body
- * in buf. */
-static int apply_record(struct tm_log *lg, int fd, uint64_t off, const struct log_rec *rec, uint8_t *buf,
-                        int whole)
-{
-    uint8_t *pages = buf;
-    uint64_t *index = (uint64_t *)(buf + RBUF);
-    uint64_t per = RBUF / PAGE, done = 0;
-    uint8_t super_img[PAGE];
-    int have_super = 0, r;
-
-    if (whole)
-        r = write_pages(fd, (const uint64_t *)buf, buf + (uint64_t)rec->npages * 8, rec->npages, super_img,
-                        &have_super);
-    else
-        for (r = 0; r == 0 && done < rec->npages; done += per) {
-            uint64_t k = rec->npages - done < per ? rec->npages - done : per;
-            r = os_pread_all(lg->fd, index, k * 8, (off_t)(off + sizeof *rec + done * 8));
-            if (r == 0)
-                r = os_pread_all(lg->fd, pages, k * PAGE,
-                                 (off_t)(off + sizeof *rec + (uint64_t)rec->npages * 8 + done * PAGE));
-            if (r == 0)
-                r = write_pages(fd, index, pages, k, super_img, &have_super);
-        }
-    if (r < 0)
-        return r;
-    return have_super ? os_pwrite_all(fd, super_img, PAGE, PAGE) : 0;
 }
 
 /* Replay writes the store file through the page cache, and recovery then
@@ -381,24 +306,26 @@ long log_replay(struct tm_log *lg, int fd, uint64_t *off, uint64_t *seq, uint64_
     int r = 0, whole;
 
     while (read_header(lg, *off, *seq + 1, &rec)) {
-        if (!buf && !(buf = os_alloc(RBUF_ALLOC)))
+        if (!buf && !(buf = os_alloc(REPLAY_BUF)))
             return -ENOMEM;
-        if ((r = verify(lg, *off, &rec, buf, &whole)) <= 0)
+        if ((r = rec_verify(lg->fd, *off, &rec, buf, &whole)) <= 0)
             break;
-        if (rec.size != file_size && (r = os_ftruncate(fd, (off_t)rec.size)) < 0)
-            break;
-        file_size = rec.size;
-        if ((r = apply_record(lg, fd, *off, &rec, buf, whole)) < 0)
-            break;
-        if (lg->sync == TM_SYNC_FULL && (unsynced += rec.len) >= WRITEBACK_STEP) {
-            os_writeback(fd);
-            unsynced = 0;
+        if (fd >= 0) {
+            if (rec.size != file_size && (r = os_ftruncate(fd, (off_t)rec.size)) < 0)
+                break;
+            file_size = rec.size;
+            if ((r = rec_apply(lg->fd, fd, *off, &rec, buf, whole)) < 0)
+                break;
+            if (lg->sync == TM_SYNC_FULL && (unsynced += rec.len) >= WRITEBACK_STEP) {
+                os_writeback(fd);
+                unsynced = 0;
+            }
         }
         *off += rec.len;
         *seq += 1;
         *size = rec.size;
         count++;
     }
-    os_free(buf, RBUF_ALLOC);
+    os_free(buf, REPLAY_BUF);
     return r < 0 ? r : count;
 }

@@ -6,7 +6,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -139,12 +141,24 @@ static int sys_userfaultfd(int flags)
     return neg(syscall(SYS_userfaultfd, flags));
 }
 
+static int sys_futex_wait(_Atomic uint32_t *word, uint32_t val, long timeout_ns, int shared)
+{
+    struct timespec ts = {timeout_ns / 1000000000, timeout_ns % 1000000000};
+    int op = FUTEX_WAIT | (shared ? 0 : FUTEX_PRIVATE_FLAG);
+    return neg(syscall(SYS_futex, word, op, val, timeout_ns < 0 ? NULL : &ts, NULL, 0));
+}
+
+static int sys_futex_wake(_Atomic uint32_t *word, int n, int shared)
+{
+    return neg(syscall(SYS_futex, word, FUTEX_WAKE | (shared ? 0 : FUTEX_PRIVATE_FLAG), n, NULL, NULL, 0));
+}
+
 #define OS_TABLE                                                                                     \
     {                                                                                                \
         sys_open, sys_close, sys_fstat, sys_link, sys_unlink, sys_pread, sys_pwrite,          \
         sys_pwritev, sys_fsync, sys_fdatasync, sys_sync_range, sys_ftruncate, sys_fallocate,   \
         sys_fadvise, sys_fcntl_lock, sys_mmap, sys_munmap, sys_mprotect, sys_madvise,          \
-        sys_madvise_self, sys_ioctl, sys_userfaultfd,                                             \
+        sys_madvise_self, sys_ioctl, sys_userfaultfd, sys_futex_wait, sys_futex_wake,             \
     }
 
 const tm_os os_real = OS_TABLE;
@@ -366,6 +380,18 @@ int os_userfaultfd(int flags)
     return os_calls.userfaultfd(flags);
 }
 
+int os_futex_wait(_Atomic uint32_t *word, uint32_t val, long timeout_ns, int shared)
+{
+    int r = os_calls.futex_wait(word, val, timeout_ns, shared);
+    return r == -EAGAIN ? 0 : r; /* the value had changed already */
+}
+
+/* Waking cannot fail on a valid word of ours. */
+void os_futex_wake(_Atomic uint32_t *word, int n, int shared)
+{
+    (void)os_calls.futex_wake(word, n, shared);
+}
+
 void *os_alloc(size_t len)
 {
     void *p = os_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -406,6 +432,16 @@ void os_tid_forget(void)
 pid_t os_pid(void)
 {
     return getpid();
+}
+
+int os_boot_id(char out[36])
+{
+    int fd = os_open("/proc/sys/kernel/random/boot_id", O_RDONLY, 0), r;
+    if (fd < 0)
+        return fd;
+    r = os_pread_all(fd, out, 36, 0);
+    os_close(fd);
+    return r;
 }
 
 uint64_t os_random64(void)

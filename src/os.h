@@ -55,6 +55,9 @@ typedef struct tm_os {
     ssize_t (*madvise_self)(const struct iovec *iov, size_t n, int advice); /* process_madvise */
     int (*ioctl)(int fd, unsigned long req, void *arg); /* PAGEMAP_SCAN, userfaultfd */
     int (*userfaultfd)(int flags);
+    /* futex(2) on a 32-bit word; shared: across processes (a MAP_SHARED word) */
+    int (*futex_wait)(_Atomic uint32_t *word, uint32_t val, long timeout_ns, int shared);
+    int (*futex_wake)(_Atomic uint32_t *word, int n, int shared);
 } tm_os;
 
 /* The table in use; tests may replace entries and restore them. */
@@ -109,6 +112,12 @@ int os_madvise(void *addr, size_t len, int advice);
 ssize_t os_madvise_self(const struct iovec *iov, size_t n, int advice);
 int os_ioctl(int fd, unsigned long req, void *arg);
 int os_userfaultfd(int flags);
+/* Sleeps while *word == val, at most timeout_ns (< 0: no limit); 0 when
+ * woken or the value differed, -ETIMEDOUT, -EINTR.  shared: the word is in
+ * a MAP_SHARED mapping used by several processes. */
+int os_futex_wait(_Atomic uint32_t *word, uint32_t val, long timeout_ns, int shared);
+/* Wakes up to n sleepers on word (INT_MAX: all). */
+void os_futex_wake(_Atomic uint32_t *word, int n, int shared);
 
 /* Zeroed memory straight from mmap: the core never calls malloc, which the
  * preload may route into the arena.  NULL on failure. */
@@ -120,6 +129,8 @@ size_t os_page_size(void);
 pid_t os_tid(void);
 void os_tid_forget(void);
 pid_t os_pid(void);
+/* The system's boot id (36 characters, /proc/sys/kernel/random/boot_id). */
+int os_boot_id(char out[36]);
 /* 8 random bytes; never fails (falls back on the clock and addresses). */
 uint64_t os_random64(void);
 /* write(2) to stderr, for diagnostics that must not allocate:

@@ -143,6 +143,7 @@ void registry_fork_child(void)
         tm_store *st = store_registry[i];
         if (st) {
             st->state = ST_FORKED;
+            lock_fork_child(&st->lk);
             track_fork_child(st);
         }
     }

@@ -69,8 +69,8 @@ int tm_store_stats(tm_store *st, tm_stats_t *out)
     memset(out, 0, sizeof *out);
     out->arena_size = sb->size;
     out->max_size = st->max;
-    out->commits = sb->seq;
-    out->log_bytes = st->log.off > LOG_START ? st->log.off - LOG_START : 0; /* 0 before a first heal */
+    out->commits = st->lk.sh->seq;
+    out->log_bytes = st->lk.sh->log_off - LOG_START;
     out->checkpoints = st->n_ckpts;
     out->syncs = st->n_syncs;
     out->tx_commits = st->n_commits;

@@ -74,31 +74,44 @@ static int create_file(const char *path, const tm_options *o)
 
 /* ---- mapping ---- */
 
+/* Scattered small commits meet the page cache in small folios, not the
+ * large ones readahead builds: a write into a large folio costs ten times
+ * one into a page, and its write-back writes the whole folio. */
 static int map_arena(tm_store *st, int replace)
 {
     int flags = MAP_PRIVATE | MAP_NORESERVE | (replace ? MAP_FIXED : MAP_FIXED_NOREPLACE);
     void *p = os_mmap(st->base, st->max, PROT_NONE, flags, st->fd, 0);
+    int r;
     if (os_map_failed(p))
         return (intptr_t)p == -EEXIST ? -TM_EADDR : (int)(intptr_t)p;
     if (p != st->base) { /* a kernel without MAP_FIXED_NOREPLACE took it as a hint */
         os_munmap(p, st->max);
         return -TM_EADDR;
     }
+    (void)os_madvise(p, st->max, MADV_RANDOM); /* a hint: only speed depends on it */
     st->mapped = 0;
-    return store_refresh(st);
+    if ((r = os_mprotect(st->base, 2 * PAGE, PROT_READ)) < 0)
+        return r;
+    st->mapped = 2 * PAGE;
+    return store_map_size(st, st->lk.sh->size);
 }
 
-/* Makes the mapping cover the committed arena size: another process may have
- * grown it.  Called under a lock that keeps the size still. */
-int store_refresh(tm_store *st)
+/* Brings this process's view up to the committed state: the mapping to the
+ * committed size (another process may have grown the arena), and no
+ * private copy older than the last commit.  Inside a read or write
+ * transaction, so the state holds still. */
+int store_catch_up(tm_store *st)
 {
+    uint64_t seq = st->lk.sh->seq;
     int r;
-    if (st->mapped < 2 * PAGE) {
-        if ((r = os_mprotect(st->base, 2 * PAGE, PROT_READ)) < 0)
-            return r;
-        st->mapped = 2 * PAGE;
+    pthread_mutex_lock(&st->refresh_mu);
+    r = store_map_size(st, st->lk.sh->size);
+    if (r == 0 && st->seen_seq != seq) {
+        track_drop_copies(st);
+        st->seen_seq = seq;
     }
-    return store_map_size(st, super_of(st)->size);
+    pthread_mutex_unlock(&st->refresh_mu);
+    return r;
 }
 
 /* Makes exactly [base, base+size) readable. */
@@ -220,13 +233,56 @@ static int validate(tm_store *st, int first, uint64_t *file_size)
     st->log.max = h.max_size;
     st->base = (char *)(uintptr_t)h.base;
     st->max = h.max_size; /* the store's own: every opener maps it all */
-    if ((r = open_log(st, first)) < 0)
+    if (!first && h.version < FORMAT_VERSION)
+        return -EBUSY; /* open elsewhere by an older library, which upgrading would break */
+    return open_log(st, first);
+}
+
+/* A fresh lock file's committed state: what recovery left, or what the
+ * last run of this boot left, or else only the checkpoint (S3); then the
+ * log's valid records after it, durable but not applied: a writer heals
+ * them before anyone reads. */
+static int init_shared(tm_store *st, int recovered, int kept, uint64_t arena)
+{
+    struct tm_shared *sh = st->lk.sh;
+    uint64_t off, seq, size;
+    long n;
+    if (recovered || !kept || sh->gen != st->hdr.gen || sh->applied_off < LOG_START) {
+        sh->gen = st->hdr.gen;
+        sh->seq = sh->applied = st->hdr.ckpt_seq;
+        sh->log_off = sh->applied_off = LOG_START;
+        sh->size = arena;
+    }
+    off = sh->log_off, seq = sh->seq, size = sh->size;
+    if ((n = recovered ? 0 : log_replay(&st->log, -1, &off, &seq, &size)) < 0)
+        return (int)n;
+    sh->seq = seq;
+    sh->size = size;
+    sh->log_off = off;
+    return 0;
+}
+
+/* Joins the lock file; the first opener recovers meanwhile, alone. */
+static int attach(tm_store *st, int first, uint64_t file_size)
+{
+    uint8_t page[PAGE];
+    uint64_t arena = 0;
+    int fresh, r;
+    if ((r = lock_attach(&st->lk, st->lock_path, st->mode, st->read_only, st->hdr.store_id, &fresh)) < 0)
         return r;
     if (first)
-        return store_recover(st, *file_size);
-    if ((r = os_pread_all(st->fd, page, PAGE, PAGE)) < 0)
-        return r;
-    return super_check((struct tm_super *)page, &st->hdr, *file_size, NULL);
+        r = store_recover(st, file_size, &arena);
+    else if ((r = os_pread_all(st->fd, page, PAGE, PAGE)) == 0)
+        r = super_check((struct tm_super *)page, &st->hdr, file_size, NULL);
+    if (r == 0 && fresh && !first)
+        arena = ((struct tm_super *)page)->size;
+    if (r == 0 && fresh)
+        r = init_shared(st, first, fresh == 2, arena);
+    if (fresh)
+        lock_attach_done(&st->lk);
+    st->seen_seq = st->lk.sh->seq;
+    st->log.off = st->lk.sh->log_off;
+    return r;
 }
 
 /* The part of the open under open_mu: st->fd is open; on failure the caller
@@ -239,12 +295,13 @@ static int open_locked(tm_store *st)
         st->fd = -1;
         return -EBUSY;
     }
-    lock_init(&st->lk, st->fd);
-    if ((r = lock_open(&st->lk, st->read_only, &first)) < 0 || (r = validate(st, first, &file_size)) < 0 ||
-        (r = registry_add(st)) < 0)
+    if ((r = lock_open(&st->lk, st->fd, st->read_only, &first)) < 0 || (r = validate(st, first, &file_size)) < 0 ||
+        (r = attach(st, first, file_size)) < 0 || (r = registry_add(st)) < 0)
         return r;
-    st->sb_buf = os_alloc(PAGE);
-    r = st->sb_buf ? track_alloc(st) : -ENOMEM;
+    st->lk.idx = st->slot;
+    r = track_alloc(st);
+    if (r == 0 && !st->read_only)
+        r = diff_open(st);
     if (r == 0)
         r = map_arena(st, 0);
     if (r == 0 && first)
@@ -260,7 +317,8 @@ static int open_locked(tm_store *st)
 static void destroy(tm_store *st)
 {
     track_free(st);
-    os_free(st->sb_buf, PAGE);
+    diff_close(st);
+    lock_detach(&st->lk);
     log_close(&st->log);
     while (st->nparked > 0)
         os_close(st->parked[--st->nparked]);
@@ -268,6 +326,7 @@ static void destroy(tm_store *st)
         os_close(st->fd); /* drops this process's locks on the file */
     free_path(st->path);
     free_path(st->log_path);
+    free_path(st->lock_path);
     os_free(st, sizeof *st);
 }
 
@@ -297,8 +356,9 @@ int store_open(const char *path, const tm_options *o, tm_store **out)
     int r;
     if (!st)
         return -ENOMEM;
-    st->fd = st->log.fd = -1;
+    st->fd = st->log.fd = st->lk.lock_fd = -1;
     st->trk.pm_fd = -1;
+    pthread_mutex_init(&st->refresh_mu, NULL);
     st->slot = -1;
     st->log.sync = o->sync;
     st->mode = o->mode ? o->mode : 0600;
@@ -307,7 +367,8 @@ int store_open(const char *path, const tm_options *o, tm_store **out)
     st->pid = os_pid();
     st->path = dup_path(path, "");
     st->log_path = dup_path(path, ".log");
-    if (!st->path || !st->log_path) {
+    st->lock_path = dup_path(path, ".lock");
+    if (!st->path || !st->log_path || !st->lock_path) {
         destroy(st);
         return -ENOMEM;
     }
@@ -331,14 +392,15 @@ int store_open(const char *path, const tm_options *o, tm_store **out)
 static int revive_locked(tm_store *st)
 {
     int r;
-    lock_init(&st->lk, st->fd);
     tx_forget(st);
     track_forget(st);
+    pthread_mutex_init(&st->refresh_mu, NULL);
     st->pid = os_pid();
-    if ((r = lock_open_shared(&st->lk)) < 0 || (r = map_arena(st, 1)) < 0) {
+    if ((r = lock_revive(&st->lk)) < 0 || (r = map_arena(st, 1)) < 0) {
         st->state = ST_POISONED;
         return r;
     }
+    st->seen_seq = st->lk.sh->seq;
     st->state = ST_READY;
     return 0;
 }
@@ -353,6 +415,17 @@ int store_revive(tm_store *st)
     return r;
 }
 
+/* A commit whose apply failed is written again (S2), by healing. */
+static int reapply(tm_store *st)
+{
+    int r = lock_writer(&st->lk);
+    if (r >= 0) {
+        r = store_heal(st, r);
+        lock_writer_release(&st->lk);
+    }
+    return r;
+}
+
 /* Closes a handle that owns no transaction: a durable commit whose apply
  * failed is written again first (S2), and the last handle of all processes
  * checkpoints.  The handle goes whatever happens; the error is returned. */
@@ -361,7 +434,7 @@ int store_close(tm_store *st)
     int r = 0;
     registry_open_lock();
     if (st->state == ST_APPLY_PENDING)
-        r = store_reapply(st);
+        r = reapply(st);
     if (st->state != ST_FORKED && r == 0) /* a child's inherited handle holds no lock */
         r = store_checkpoint_if_last(st);
     registry_remove(st);

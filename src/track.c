@@ -24,11 +24,10 @@
  * hold exactly what the store file holds.  Up to KEEP_MAX of them are kept,
  * read-only, so a later transaction that writes them again takes its fault
  * without copying the page, and its commit has nothing to drop.  They go
- * stale as soon as anyone else commits: every writer (after healing) and
- * every first reader compares the committed sequence number, read through
- * the superblock's page, which is never kept, with kept_seq, and drops them
- * all on a difference.  Aborts, failed applies and bulk transactions drop
- * them too.
+ * stale as soon as anyone else commits: every transaction compares the
+ * committed sequence number with the one this process's copies reflect
+ * (store_catch_up) and drops them all on a difference.  Aborts, failed
+ * applies and bulk transactions drop them too.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -120,17 +119,11 @@ static void discard(tm_store *st, const uint64_t *pages, size_t n)
  * clean pages inside are read-only already): one VMA merge, not one a run. */
 #define PROTECT_SPAN 4096
 
-/* The listed pages that have a private copy: all but page 1 when the
- * commit listed it without the transaction writing it (track_add_super). */
+/* The listed pages: each has a private copy. */
 const uint64_t *track_copies(tm_store *st, size_t *n)
 {
-    struct tm_tracker *t = &st->trk;
-    *n = t->ndirty;
-    if (t->sb_added) {
-        --*n;
-        return t->dirty + 1;
-    }
-    return t->dirty;
+    *n = st->trk.ndirty;
+    return st->trk.dirty;
 }
 
 /* Read-only again: from here on a stray write by another thread faults
@@ -275,17 +268,16 @@ static void drop_kept_clean(tm_store *st)
     t->nkept = 0;
 }
 
-void track_drop_stale(tm_store *st)
+/* Another process committed: every private copy kept is stale. */
+void track_drop_copies(tm_store *st)
 {
-    if (st->trk.nkept && super_of(st)->seq != st->trk.kept_seq)
-        drop_kept(st);
+    drop_kept(st);
 }
 
 /* Commit's last step in per-page mode (the pages are read-only already):
  * keep the copies, all of them dropped instead when the kept set would pass
- * KEEP_MAX.  The superblock's copy is never kept: its page carries the
- * sequence number the staleness test reads. */
-void track_keep(tm_store *st, uint64_t seq)
+ * KEEP_MAX. */
+void track_keep(tm_store *st)
 {
     struct tm_tracker *t = &st->trk;
     size_t n, i = 0, j = 0, k = 0;
@@ -294,10 +286,6 @@ void track_keep(tm_store *st, uint64_t seq)
     if (t->mode != TRACK_PAGES) {
         track_drop(st);
         return;
-    }
-    if (n && d[0] == 1) {
-        discard(st, d, 1);
-        d++, n--;
     }
     while ((i < t->nkept || j < n) && k < KEEP_MAX) { /* merge the sorted lists */
         if (j == n || (i < t->nkept && t->kept[i] < d[j]))
@@ -314,7 +302,6 @@ void track_keep(tm_store *st, uint64_t seq)
     }
     memcpy(t->kept, out, k * sizeof *out);
     t->nkept = k;
-    t->kept_seq = seq;
 }
 
 /* Write-protects the listed pages again and drops every private copy: the
@@ -337,10 +324,7 @@ void track_drop(tm_store *st)
 void track_begin(tm_store *st)
 {
     struct tm_tracker *t = &st->trk;
-    track_drop_stale(st);
     t->ndirty = 0;
-    t->sb_dirty = 0;
-    t->sb_added = 0;
     t->mode = TRACK_PAGES;
 }
 
@@ -370,7 +354,6 @@ int track_fault(tm_store *st, uint64_t page)
     if ((r = os_mprotect(st->base + page * PAGE, PAGE, PROT_READ | PROT_WRITE)) < 0)
         return r;
     t->dirty[t->ndirty++] = page;
-    t->sb_dirty |= page == 1;
     if (t->ndirty >= bulk_threshold(st) && t->mode == TRACK_PAGES)
         enter_bulk(st);
     return 0;
@@ -399,7 +382,6 @@ int track_settle(tm_store *st)
         if ((r = protect(st->base + PAGE, st->mapped - PAGE)) < 0 || (r = scan(st)) < 0)
             return r;
         t->mode = TRACK_SETTLED;
-        t->sb_dirty = t->ndirty && t->dirty[0] == 1; /* sorted; page 0 is never a copy */
     }
     return 0;
 }
@@ -412,19 +394,6 @@ long track_count(tm_store *st)
     if (st->trk.mode == TRACK_BULK && (r = scan(st)) < 0)
         return r;
     return (long)st->trk.ndirty;
-}
-
-/* Lists page 1 for the commit, which always logs the superblock, when the
- * transaction did not write it (then it has no copy). */
-void track_add_super(tm_store *st)
-{
-    struct tm_tracker *t = &st->trk;
-    if (t->sb_dirty)
-        return;
-    memmove(t->dirty + 1, t->dirty, t->ndirty * sizeof *t->dirty);
-    t->dirty[0] = 1;
-    t->ndirty++;
-    t->sb_added = 1;
 }
 
 /* Abort: every copy of the transaction goes, listed or not. */

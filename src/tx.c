@@ -1,26 +1,27 @@
 /*
  * tx.c — write transactions: begin, commit, abort.
  *
- * Begin takes the writer locks (lock.c), heals what a dead writer left
- * (checkpoint.c S2), and hands the arena to the tracker (track.c), which
- * finds the pages the transaction writes.
+ * Begin takes the writer's lock (lock.c), heals what a dead writer left
+ * (checkpoint.c S2), catches up with other processes' commits, and hands
+ * the arena to the tracker (track.c), which finds the pages the
+ * transaction writes.
  *
  * Commit, in order (the commit point is step 3):
  *   1. the tracker lists the dirty pages and write-protects them again;
- *      the superblock is stamped (seq + 1, log position) on a copy, so its
- *      page in the arena holds only what the transaction wrote into it;
- *   2. append the dirty pages and the stamped superblock to the log as one
- *      checksummed record (checkpointing first when the ring is full);
+ *      diff.c turns them into the byte ranges they changed;
+ *   2. append the ranges to the log as one checksummed record
+ *      (checkpointing first when the ring is full);
  *   3. fdatasync the log (TMF_SYNC=full);
- *   4. take the data lock exclusively and write the pages into the store
- *      file, superblock last (S2);
+ *   4. with readers of every process kept out, publish the commit in the
+ *      lock file and write its ranges into the store file, then mark it
+ *      applied (S2);
  *   5. keep the private copies, which now equal the file, or drop them;
- *   6. release the locks, and checkpoint when the log has grown past
- *      CKPT_BYTES (after the data lock, so readers elsewhere do not wait).
+ *   6. release the writer's lock, and checkpoint when the log has grown
+ *      past CKPT_BYTES.
  * A failure before 3 rolls the transaction back, poisons the handle and
  * returns the error; a failure after it leaves the commit durable (commit
- * returns 0) and poisons the handle, which keeps the store locked until
- * closed (APPLY_PENDING: tm_close writes the record again).
+ * returns 0) and poisons the handle, and readers stay out until a writer
+ * heals the store file (APPLY_PENDING; tm_close tries first).
  */
 #include <errno.h>
 #include <string.h>
@@ -38,7 +39,7 @@ static int check_usable(tm_store *st)
 
 int tm_store_begin(tm_store *st)
 {
-    int r;
+    int r, died;
     if ((r = check_usable(st)) < 0)
         return tm__err(r);
     if (st->read_only)
@@ -49,18 +50,14 @@ int tm_store_begin(tm_store *st)
     }
     if (read_active(st))
         return TM_EREADTX;
-    lock_local_write(&st->lk);
-    if ((r = lock_writer(&st->lk)) < 0) {
-        lock_local_release(&st->lk);
-        return tm__err(r);
-    }
-    if ((r = store_heal(st)) < 0 || (r = store_refresh(st)) < 0) {
-        lock_writer_release(&st->lk, 1);
-        lock_local_release(&st->lk);
+    if ((died = lock_writer(&st->lk)) < 0)
+        return tm__err(died);
+    if ((r = store_heal(st, died)) < 0 || (r = store_catch_up(st)) < 0) {
+        lock_writer_release(&st->lk);
         return tm__err(r);
     }
     track_begin(st);
-    st->tx_size0 = super_of(st)->size;
+    st->tx_size0 = st->lk.sh->size;
     st->tx_depth = 1;
     st->tx_tid = os_tid();
     st->state = ST_WRITING;
@@ -83,20 +80,19 @@ static tm_store *other_owned(const tm_store *st)
 }
 
 /* Unlocks and forgets the transaction.  A read transaction begun inside it
- * goes on under read locks of its own.  A handle whose apply failed keeps
- * the writer and data locks (S2): nobody may read the half-written file. */
+ * goes on under a reader slot of its own, taken before the writer's lock
+ * goes so that no other commit slips in between. */
 static void release(tm_store *st)
 {
-    int pending = st->state == ST_APPLY_PENDING;
+    if (read_active(st)) {
+        lock_read_enter_writer(&st->lk);
+        read_relock(st);
+    }
     tx_forget(st);
     if (st->state == ST_WRITING)
         st->state = ST_READY;
     route_leave(st, other_owned(st));
-    if (!pending)
-        lock_writer_release(&st->lk, 0);
-    lock_local_release(&st->lk);
-    if (!pending)
-        read_relock(st);
+    lock_writer_release(&st->lk);
 }
 
 /* Undoes everything since begin: the copies, and the growth (S5).  A
@@ -118,66 +114,73 @@ void tm_store_abort(tm_store *st)
 
 /* ---- commit ---- */
 
-/* Where the log takes page pg from: the arena, or the stamped superblock. */
-static const char *commit_page(void *ctx, uint64_t pg)
+/* The superblock's checksum, anew when the transaction changed what it
+ * covers (then its page is dirty, and writable, already). */
+static void super_seal(tm_store *st)
 {
-    tm_store *st = ctx;
-    return pg == 1 ? st->sb_buf : st->base + pg * PAGE;
+    struct tm_super *sb = super_of(st);
+    uint64_t c = super_checksum(sb);
+    if (sb->checksum != c)
+        sb->checksum = c;
 }
 
-/* Steps 1-3: returns 0 once the record is durable. */
-static int write_record(tm_store *st)
+/* Steps 1-3: returns 0 once the record is durable, or 1 when the
+ * transaction changed nothing (no record). */
+static int write_record(tm_store *st, size_t *npieces)
 {
-    struct tm_super *sb = (struct tm_super *)st->sb_buf;
-    uint64_t len;
+    struct tm_shared *sh = st->lk.sh;
+    uint64_t len = sizeof(struct log_rec), seq = sh->seq + 1, size = super_of(st)->size;
+    size_t i, n;
     int r;
 
+    super_seal(st);
     if ((r = track_settle(st)) < 0)
         return r;
-    track_add_super(st);
-    memcpy(st->sb_buf, st->base + PAGE, PAGE);
-    sb->seq += 1;
-    len = log_record_len(st->trk.ndirty);
+    if ((n = *npieces = diff_pages(st, st->trk.dirty, st->trk.ndirty)) == 0)
+        return 1;
+    for (i = 0; i < n; i++)
+        len += log_range_bytes(st->pieces[i].g.len);
     if (!log_fits(&st->log, len)) { /* the ring is full: restart it (log.c L5) */
         int grow = st->n_commits - st->ckpt_commits < RING_MIN_COMMITS;
-        if ((r = store_checkpoint_at(st, sb->seq - 1, st->tx_size0)) < 0)
+        if ((r = store_checkpoint_at(st, seq - 1, st->tx_size0)) < 0)
             return r;
         if (grow && (r = log_grow_ring(&st->log)) < 0)
             return r;
     }
-    sb->log_gen = st->hdr.gen;
-    sb->log_tail = st->log.off + len;
-    sb->checksum = super_checksum(sb);
-    if ((r = log_append(&st->log, sb->seq, sb->size, st->trk.dirty, st->trk.ndirty, commit_page, st, &len)) < 0)
+    if ((r = log_append(&st->log, seq, size, st->pieces, n, &len)) < 0)
         return r;
     if (st->log.sync == TM_SYNC_FULL) {
         if ((r = os_fdatasync(st->log.fd)) < 0)
             return r;
         st->n_syncs++;
     }
+    st->log.off += len;
     return 0;
 }
 
-/* Step 4 (S2): runs of neighbours in one write, the superblock last. */
-static int apply(tm_store *st)
+/* Step 4 (S2): the ranges, neighbours merged already (diff.c). */
+static int apply(tm_store *st, size_t n)
 {
-    const uint64_t *d = st->trk.dirty;
-    size_t n = st->trk.ndirty, i, j;
+    struct tm_shared *sh = st->lk.sh;
+    size_t i;
     int r;
-    if ((r = lock_data(&st->lk, 1)) < 0)
-        return r;
-    for (i = 0; i < n; i = j) {
-        for (j = i + 1; d[i] != 1 && j < n && d[j] == d[j - 1] + 1; j++)
-            ;
-        if (d[i] != 1 && (r = os_pwrite_all(st->fd, st->base + d[i] * PAGE, (j - i) * PAGE, (off_t)(d[i] * PAGE))) < 0)
-            return r;
-    }
-    return os_pwrite_all(st->fd, st->sb_buf, PAGE, PAGE);
+    lock_apply_begin(&st->lk);
+    sh->seq = sh->seq + 1;
+    sh->size = super_of(st)->size;
+    sh->log_off = st->log.off;
+    for (i = 0; i < n; i++)
+        if ((r = os_pwrite_all(st->fd, st->pieces[i].src, st->pieces[i].g.len, (off_t)st->pieces[i].g.off)) < 0)
+            return r; /* readers stay out: a writer heals (S2) */
+    sh->applied = sh->seq;
+    sh->applied_off = sh->log_off;
+    lock_apply_end(&st->lk);
+    st->seen_seq = sh->seq;
+    return 0;
 }
 
 int tm_store_commit(tm_store *st)
 {
-    struct tm_super *sb = (struct tm_super *)st->sb_buf;
+    size_t n = 0;
     int r;
     if (!tx_owned(st))
         return TM_ENOTX;
@@ -187,27 +190,26 @@ int tm_store_commit(tm_store *st)
         release(st);
         return 0;
     }
-    if ((r = write_record(st)) < 0) {
+    if ((r = write_record(st, &n)) < 0) {
         (void)log_invalidate(&st->log, st->log.off); /* never replayed: its checksum fails, or this erases it */
         st->state = ST_POISONED;
         rollback(st);
         release(st);
         return tm__err(r);
     }
-    st->apply_off = st->log.off;
-    st->apply_seq = sb->seq;
-    st->log.off = sb->log_tail;
+    if (r == 1) { /* written, but every byte as it was */
+        track_keep(st);
+        release(st);
+        return 0;
+    }
     st->n_commits++;
-    if (apply(st) < 0) {
-        st->state = ST_APPLY_PENDING; /* keeps both locks: tm_close writes it again */
+    if (apply(st, n) < 0) {
+        st->state = ST_APPLY_PENDING;
         track_drop(st);
     } else {
-        track_keep(st, sb->seq);
-        if (st->log.off - LOG_START >= CKPT_BYTES) {
-            lock_data_release(&st->lk); /* readers need not wait for it */
-            if (store_checkpoint(st) < 0)
-                st->state = ST_POISONED;
-        }
+        track_keep(st);
+        if (st->log.off - LOG_START >= CKPT_BYTES && store_checkpoint(st) < 0)
+            st->state = ST_POISONED;
     }
     release(st);
     return 0;

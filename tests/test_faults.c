@@ -278,18 +278,17 @@ static tm_store *setup_store(const char *path)
  * The root stays at its generation.  Returns the commits made. */
 static uint64_t fill_ring(tm_store *st)
 {
-    const unsigned char *root = tm_store_root(st, 1);
-    size_t root_pages = ((uintptr_t)root + ROOT_BYTES - 1) / PAGE - (uintptr_t)root / PAGE + 1;
-    uint64_t need = log_record_len(root_pages + 1), n = 1;
+    /* at least what the root's commit logs: it changes every element */
+    uint64_t need = sizeof(struct log_rec) + 8 * NELEM, n = 1;
     char *scratch;
     TU_OK(tm_store_begin(st));
     cr_assert_not_null(scratch = tm_store_malloc(st, 64 * PAGE));
     TU_OK(tm_store_commit(st));
     while (log_fits(&st->log, need)) {
-        size_t pages = log_fits(&st->log, need + log_record_len(65)) ? 64 : 1, i;
+        size_t pages = log_fits(&st->log, need + log_pages_bound(65)) ? 64 : 1, i;
         TU_OK(tm_store_begin(st));
-        for (i = 0; i < pages; i++)
-            scratch[i * PAGE] ^= 1;
+        for (i = 0; i < pages; i++) /* whole pages: records of whole pages */
+            memset(scratch + i * PAGE, (int)n, PAGE);
         TU_OK(tm_store_commit(st));
         n++;
     }

@@ -869,43 +869,6 @@ Test(heap, format_2_free_tree_is_rebuilt_by_the_first_change, .timeout = 120)
     TU_OK(tm_close(st));
 }
 
-/* While a store of format 2 may still be open in an older library (this
- * handle was not its first opener: the header still says 2), its format-2
- * treap keeps format 2's priority, and a new heap is made a format-2 one:
- * the older library must not find a magic it does not know. */
-Test(heap, format_2_store_keeps_its_treap_until_upgraded, .timeout = 120)
-{
-    tm_store *st = strided_heap(tu_path("k2.tmf"));
-    struct heap_state *h = heap_state_of(st);
-    TU_OK(tm_store_begin(st));
-    TU_OK(-heap_rebuild_tree(st, HEAP_MAGIC_V1));
-    TU_OK(tm_store_commit(st));
-    tu_set_version(tm_store_path(st), 2);
-    TU_OK(tm_store_begin(st));
-    void *a = tm_store_malloc(st, 5504), *b = tm_store_malloc(st, 20000);
-    cr_assert(a && b);
-    tm_store_free(st, a);
-    TU_OK(tm_store_commit(st));
-    cr_assert_eq(h->magic, HEAP_MAGIC_V1);
-    CHECK(st); /* heap-ordered by format 2's priority */
-    tu_set_version(tm_store_path(st), FORMAT_VERSION);
-    TU_OK(tm_store_begin(st));
-    tm_store_free(st, b);
-    TU_OK(tm_store_commit(st));
-    cr_assert_eq(h->magic, HEAP_MAGIC);
-    CHECK(st);
-    TU_OK(tm_close(st));
-
-    st = open_opts(tu_path("k2new.tmf"), 0, TM_SYNC_NONE);
-    tu_set_version(tm_store_path(st), 2);
-    TU_OK(tm_store_begin(st));
-    cr_assert_not_null(tm_store_malloc(st, 100));
-    TU_OK(tm_store_commit(st));
-    cr_assert_eq(heap_state_of(st)->magic, HEAP_MAGIC_V1);
-    CHECK(st);
-    TU_OK(tm_close(st));
-}
-
 /* H7: the recent lists.  A live slot that happens to carry the tag is freed
  * normally; a broken tag or link is reported. */
 Test(heap, recent_lists_checked)

@@ -98,6 +98,8 @@ static struct {
     struct op *ops;
     size_t n, cap;
     long unknown;      /* calls on other files */
+    dev_t lock_dev;    /* the lock file: its state dies with a power cut anyway */
+    ino_t lock_ino;
     struct commit commits[256];
     int ncommits;
     int cur;           /* commit under way, or -1 */
@@ -115,12 +117,18 @@ static int file_of(int fd)
     return -1;
 }
 
+static int is_lock_file(int fd)
+{
+    struct stat sb;
+    return fstat(fd, &sb) == 0 && sb.st_dev == rec.lock_dev && sb.st_ino == rec.lock_ino;
+}
+
 static struct op *push(int fd, int kind)
 {
     int f = file_of(fd);
     struct op *o;
     if (f < 0) {
-        rec.unknown++;
+        rec.unknown += !is_lock_file(fd);
         return NULL;
     }
     if (rec.n == rec.cap) {
@@ -254,6 +262,9 @@ static void rec_start(const char *path)
     rec.dev[F_STORE] = sb.st_dev, rec.ino[F_STORE] = sb.st_ino;
     cr_assert_eq(stat(log, &sb), 0);
     rec.dev[F_LOG] = sb.st_dev, rec.ino[F_LOG] = sb.st_ino;
+    snprintf(log, sizeof log, "%s.lock", path);
+    if (stat(log, &sb) == 0)
+        rec.lock_dev = sb.st_dev, rec.lock_ino = sb.st_ino;
     os_calls.write_at = rec_pwrite;
     os_calls.writev_at = rec_pwritev;
     os_calls.ftruncate = rec_ftruncate;
@@ -494,13 +505,14 @@ static void replay_cuts(int64_t base_gen, size_t base_root, size_t from, size_t 
 {
     struct image durable[NFILES], crash;
     size_t *pending[NFILES], np[NFILES], c;
-    char path[512], log[600], ctx[300];
+    char path[512], log[600], lock[600], ctx[300];
     int f;
 
     memset(durable, 0, sizeof durable);
     memset(&crash, 0, sizeof crash);
     snprintf(path, sizeof path, "%s", tu_path("cut.tmf"));
     snprintf(log, sizeof log, "%s.log", path);
+    snprintf(lock, sizeof lock, "%s.lock", path);
     for (f = 0; f < NFILES; f++) {
         pending[f] = malloc((rec.n + 1) * sizeof(size_t));
         cr_assert_not_null(pending[f]);
@@ -544,6 +556,7 @@ static void replay_cuts(int64_t base_gen, size_t base_root, size_t from, size_t 
                      variant_name[v]);
             unlink(path);
             unlink(log);
+            unlink(lock); /* a power cut takes the lock file's state along */
             for (f = 0; f < NFILES; f++) {
                 build(&crash, &durable[f], pending[f], np[f], f, v, &rng, &torn);
                 img_save(&crash, f == F_STORE ? path : log);
@@ -560,6 +573,7 @@ static void replay_cuts(int64_t base_gen, size_t base_root, size_t from, size_t 
     free(crash.p);
     unlink(path);
     unlink(log);
+    unlink(lock);
 }
 
 static void copy_file(const char *from, const char *to)

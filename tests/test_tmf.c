@@ -307,9 +307,11 @@ Test(tmf, newer_version_and_truncation)
 }
 
 /* A child commits n times and dies without closing: its records stay in
- * the log after the checkpoint.  With stale != 0 it then writes back the
- * superblock of its next-to-last commit, as if it died before applying the
- * last one (store.c S2): that record is durable but pending. */
+ * the log after the checkpoint.  With stale != 0 it then puts back the
+ * store file and the lock file's applied state of before its last commit,
+ * as if it died before applying it (checkpoint.c S2): that record is
+ * durable but pending.  With stale == 2 it dies before publishing it too:
+ * whoever comes next finds the durable record in the log. */
 struct crash_arg {
     const char *path;
     int n, stale;
@@ -320,20 +322,32 @@ static void commit_and_die(void *p)
     struct crash_arg *a = p;
     tm_store *st = tu_open_or_exit(a->path);
     long *root = tm_store_root(st, 3 * PAGE);
-    uint8_t saved[PAGE];
+    struct tm_shared *sh = st->lk.sh;
+    static uint8_t saved[1 << 20];
+    uint64_t seq = 0, off = 0, size = 0;
     int i, fd;
     if (!root)
         _exit(98);
     for (i = 1; i <= a->n; i++) {
-        memcpy(saved, (char *)tm_store_base(st) + PAGE, PAGE);
+        size = sh->size, seq = sh->seq, off = sh->log_off;
+        if (size > sizeof saved || pread(st->fd, saved, size, 0) != (ssize_t)size)
+            _exit(94);
         if (tm_store_begin(st) != 0)
             _exit(97);
         root[0] = root[3 * PAGE / sizeof(long) - 1] = 100 + i;
         if (tm_store_commit(st) != 0)
             _exit(96);
     }
-    if (a->stale && ((fd = open(a->path, O_WRONLY)) < 0 || pwrite(fd, saved, PAGE, PAGE) != PAGE))
-        _exit(95);
+    if (a->stale) {
+        if ((fd = open(a->path, O_WRONLY)) < 0 || pwrite(fd, saved, size, 0) != (ssize_t)size)
+            _exit(95);
+        sh->applied = seq;
+        sh->applied_off = off;
+        if (a->stale == 2) { /* died before publishing the commit, too */
+            sh->seq = seq;
+            sh->log_off = off;
+        }
+    }
     _exit(0);
 }
 
@@ -370,7 +384,7 @@ Test(tmf, torn_uncommitted_record_is_not_damage)
     const char *path = tu_path("torn.tmf"), *log = tu_path("torn.tmf.log");
     struct log_rec rec;
     int fd;
-    crash(path, 2, 1); /* seq 3 (the last commit) is pending */
+    crash(path, 2, 2); /* seq 3 (the last commit) is unpublished: torn, it never happened */
     fd = open(log, O_RDWR);
     cr_assert_geq(fd, 0);
     /* the third record: the root's commit, then two of the loop */
@@ -405,8 +419,7 @@ Test(tmf, recover_replays_pending_records)
     EXPECT(0, "\"recovery_pending\": true", "stats", "--json", path);
     EXPECT(1, "recovery pending", "copy", path, tu_path("pend.copy"));
     EXPECT(1, "recovery pending", "map", path);
-    EXPECT(0, "replayed 4 log record(s) (1 not yet applied before); commit seq 3 -> 4", "recover",
-           path);
+    EXPECT(0, "replayed 4 log record(s) (1 not yet applied before); commit seq 4", "recover", path);
     cr_assert(strstr(out, "checkpointed at commit seq 4"), "%s", out);
     EXPECT(0, ": clean: commit seq 4", "check", path);
     EXPECT(0, "none after the checkpoint", "info", path);

@@ -115,8 +115,10 @@ int tu_run_child(void (*fn)(void *), void *arg, char *errbuf, size_t len)
 
 static void probe_writer_lock(void *arg)
 {
-    int fd = open(arg, O_RDWR), held;
-    if (fd < 0 || (held = lock_writer_held(fd)) < 0)
+    char lock[4096];
+    int held;
+    snprintf(lock, sizeof lock, "%s.lock", (const char *)arg);
+    if ((held = lock_probe_writer(lock)) < 0)
         _exit(2);
     _exit(held ? 0 : 1);
 }

@@ -43,13 +43,12 @@ struct log_scan {
     uint64_t bad_off, bad_seq;
 };
 
-/* Scans the log on fd for records of header h; sb is the superblock. */
-int tmf_scan_log(int fd, const struct hdr_slot *h, const struct tm_super *sb, uint64_t max,
-                 struct log_scan *out);
-/* An inspection read transaction (inspect_begin) with a scan of the log.
- * 0, EROFS when recovery is pending, or an error code. */
-int tmf_read_begin(tm_store *st, struct log_scan *scan, int *own);
-void tmf_read_end(tm_store *st, int own);
+/* Scans the log on fd for records of header h; records up to seq applied
+ * are in the store file. */
+int tmf_scan_log(int fd, const struct hdr_slot *h, uint64_t applied, uint64_t max, struct log_scan *out);
+/* A read transaction with a scan of the log: 0, EROFS when recovery is
+ * pending (the scan is made, no transaction is open), or an error code. */
+int tmf_read_begin(tm_store *st, struct log_scan *scan);
 /* Checks both header slots of page 0; 0, or -1 with a message in msg. */
 int tmf_check_slots(const uint8_t *page0, char *msg, size_t len);
 

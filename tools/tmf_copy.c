@@ -92,17 +92,17 @@ static int copy_into(tm_store *st, const char *dest, const char *src)
 {
     char tmp[PATH_MAX], logtmp[PATH_MAX], log[PATH_MAX];
     struct log_scan scan;
-    int r, own;
+    int r;
     snprintf(tmp, sizeof tmp, "%s.tmp", dest);
     snprintf(log, sizeof log, "%s.log", dest);
     snprintf(logtmp, sizeof logtmp, "%s.log.tmp", dest);
-    if ((r = tmf_read_begin(st, &scan, &own)) != 0) {
+    if ((r = tmf_read_begin(st, &scan)) != 0) {
         tmf_err(src, "%s", r == EROFS ? "recovery pending: run 'tmf recover' first"
                                       : tm_strerror(r));
         return EXIT_DAMAGED;
     }
     r = copy_locked(st, tmp, logtmp);
-    tmf_read_end(st, own);
+    tm_store_read_end(st);
     if (r == 0 && (rename(logtmp, log) < 0 || rename(tmp, dest) < 0))
         r = -errno;
     if (r == 0)
@@ -142,32 +142,36 @@ int tmf_copy(const struct tmf_args *a)
 /* ---- recover ---- */
 
 struct before {
-    struct tm_super sb;
     struct hdr_slot hdr;
     struct log_scan log;
-    int live; /* another process has the store open */
+    uint64_t seq, unapplied; /* the last durable commit; how many of them are not in the store file */
+    int live;                /* another process has the store open */
+    char why[256];
 };
 
-/* Reads the state without a handle (no locks are held yet). */
+/* The state before or after recovery: a read-only handle's view, closed
+ * again so that the read-write open after it is the first. */
 static int look(const char *path, struct before *b)
 {
-    char lp[PATH_MAX];
-    uint8_t page[2 * PAGE];
-    int fd = open(path, O_RDONLY | O_CLOEXEC), lfd, r = -1;
+    struct tm_committed c;
+    struct tm_view v;
+    tm_store *st;
+    uint8_t page[PAGE];
+    int fd = open(path, O_RDONLY | O_CLOEXEC), r;
     memset(b, 0, sizeof *b);
     if (fd < 0)
         return -1;
-    if (os_pread_all(fd, page, sizeof page, 0) == 0) {
-        b->live = inspect_live(fd) > 0;
-        memcpy(&b->sb, page + PAGE, sizeof b->sb);
-        r = hdr_pick(page, &b->hdr) < 0 ? -1 : 0;
-    }
+    b->live = os_pread_all(fd, page, PAGE, 0) == 0 && inspect_live(fd) > 0;
     close(fd);
-    snprintf(lp, sizeof lp, "%s.log", path);
-    if (r == 0 && (lfd = open(lp, O_RDONLY | O_CLOEXEC)) >= 0) {
-        r = tmf_scan_log(lfd, &b->hdr, &b->sb, b->hdr.max_size, &b->log);
-        close(lfd);
-    }
+    if (tmf_open_ro(path, &st, b->why, sizeof b->why) != EXIT_CLEAN)
+        return -1;
+    inspect_view(st, &v);
+    inspect_state(st, &c);
+    b->hdr = v.hdr;
+    b->seq = c.seq;
+    b->unapplied = c.seq - c.applied;
+    r = tmf_scan_log(v.log_fd, &v.hdr, c.applied, v.max, &b->log);
+    tm_close(st);
     return r;
 }
 
@@ -176,15 +180,13 @@ static void report(const char *path, const struct before *b, const struct before
     if (b->live) {
         printf("%s: live: other processes have it open; recovery belongs to the first opener.\n"
                "%s: %s; commit seq %llu -> %llu\n", path, path,
-               b->log.pending ? "healed the durable commit(s) a dead writer left unapplied"
-                              : "nothing to heal, left as is",
-               (unsigned long long)b->sb.seq, (unsigned long long)after->sb.seq);
+               b->unapplied ? "healed the durable commit(s) a dead writer left unapplied"
+                            : "nothing to heal, left as is",
+               (unsigned long long)b->seq, (unsigned long long)after->seq);
         return;
     }
-    printf("%s: replayed %llu log record(s) (%llu not yet applied before); commit seq %llu -> %llu\n",
-           path, (unsigned long long)b->log.records, (unsigned long long)b->log.pending,
-           (unsigned long long)b->sb.seq, (unsigned long long)after->sb.seq);
-    printf("%s: %s at commit seq %llu\n", path,
+    printf("%s: replayed %llu log record(s) (%llu not yet applied before); commit seq %llu\n", path,
+           (unsigned long long)b->log.records, (unsigned long long)b->unapplied, (unsigned long long)after->seq);    printf("%s: %s at commit seq %llu\n", path,
            after->log.records ? "not checkpointed (another process opened it meanwhile)"
                               : "checkpointed",
            (unsigned long long)after->hdr.ckpt_seq);

@@ -21,8 +21,9 @@ struct snap {
     struct tm_super sb;
     tm_stats_t stats;
     struct log_scan log;
+    struct tm_committed c;
     int pending;  /* the read transaction was refused: recovery needed */
-    int in_tx, own;
+    int in_tx;
 };
 
 /* Starts a read transaction and reads everything but the heap walk. */
@@ -31,7 +32,7 @@ static int take_snap(tm_store *st, struct snap *s, char *msg, size_t len)
     struct tm_view v;
     int r;
     memset(s, 0, sizeof *s);
-    r = tmf_read_begin(st, &s->log, &s->own);
+    r = tmf_read_begin(st, &s->log);
     if (r != 0 && r != EROFS) {
         snprintf(msg, len, "unusable: cannot start a read transaction: %s", tm_strerror(r));
         return EXIT_UNUSABLE;
@@ -44,6 +45,7 @@ static int take_snap(tm_store *st, struct snap *s, char *msg, size_t len)
         return EXIT_UNUSABLE;
     }
     s->hdr = v.hdr;
+    inspect_state(st, &s->c);
     memcpy(&s->sb, v.sb, sizeof s->sb);
     if (!s->pending)
         tm_store_stats(st, &s->stats);
@@ -68,7 +70,7 @@ static int open_snap(const char *path, tm_store **st, struct snap *s)
 static void close_snap(tm_store *st, struct snap *s)
 {
     if (s->in_tx)
-        tmf_read_end(st, s->own);
+        tm_store_read_end(st);
     tm_close(st);
 }
 
@@ -123,7 +125,7 @@ static void info_print(const tm_store *st, const struct snap *s)
     printf("checkpoint:      generation %llu, commit seq %llu, arena size %llu\n",
            (unsigned long long)h->gen, (unsigned long long)h->ckpt_seq,
            (unsigned long long)h->ckpt_size);
-    printf("superblock:      commit seq %llu, arena size %llu (%s)\n", (unsigned long long)s->sb.seq,
+    printf("superblock:      commit seq %llu, arena size %llu (%s)\n", (unsigned long long)s->c.seq,
            (unsigned long long)s->sb.size, human(s->sb.size, b1, 32));
     if (s->sb.root)
         printf("root:            %#llx, %llu bytes\n", (unsigned long long)s->sb.root,
@@ -138,7 +140,7 @@ static void info_print(const tm_store *st, const struct snap *s)
                (unsigned long long)s->stats.free_blocks, human(s->stats.largest_free, b4, 32));
     info_log(st, s);
     printf("last commit:     %llu\n",
-           (unsigned long long)(s->log.last_seq > s->sb.seq ? s->log.last_seq : s->sb.seq));
+           (unsigned long long)(s->log.last_seq > s->c.seq ? s->log.last_seq : s->c.seq));
 }
 
 int tmf_info(const struct tmf_args *a)
@@ -182,7 +184,7 @@ int tmf_stats(const struct tmf_args *a)
     if (ex != EXIT_CLEAN)
         return ex;
     v[0] = s.sb.size, v[1] = s.hdr.max_size, v[2] = t->live_bytes, v[3] = t->free_bytes;
-    v[4] = t->free_blocks, v[5] = t->largest_free, v[6] = s.sb.seq, v[7] = s.log.bytes;
+    v[4] = t->free_blocks, v[5] = t->largest_free, v[6] = s.c.seq, v[7] = s.log.bytes;
     v[8] = s.log.records, v[9] = s.pending && !s.log.pending ? 1 : s.log.pending;
     if (a->json) {
         printf("{\"file\": ");
@@ -209,7 +211,7 @@ static int check_parts(const struct snap *s, char *msg, size_t len)
         return memcpy(msg, "damaged: ", 9), EXIT_DAMAGED;
     if (l->corrupt) {
         snprintf(msg, len, "damaged: log record seq %llu at offset %llu is corrupt, "
-                 "though the superblock shows it committed",
+                 "though the store took it as applied",
                  (unsigned long long)l->bad_seq, (unsigned long long)l->bad_off);
         return EXIT_DAMAGED;
     }
@@ -250,7 +252,7 @@ int tmf_check(const struct tmf_args *a)
         (ex = check_parts(&s, msg, sizeof msg)) == EXIT_CLEAN &&
         (ex = check_heap(st, &s, msg, sizeof msg)) == EXIT_CLEAN)
         snprintf(msg, sizeof msg, "clean: commit seq %llu, arena %llu bytes, %llu log records after the checkpoint%s",
-                 (unsigned long long)s.sb.seq, (unsigned long long)s.sb.size,
+                 (unsigned long long)s.c.seq, (unsigned long long)s.sb.size,
                  (unsigned long long)s.log.records,
                  s.log.torn ? " (a torn uncommitted log record is ignored)" : "");
     printf("%s: %s\n", a->file, msg);

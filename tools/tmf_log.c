@@ -1,13 +1,11 @@
 /*
  * tmf_log.c — read-only checks of on-disk structures for the tool: the two
  * header slots, and a scan of the redo log by the record rules of
- * src/log.c (L1): magic, store id, generation, the expected sequence number,
- * a length that fits the file, the checksum, and page numbers strictly
- * increasing inside the arena.  The scan classifies what it finds against
- * the superblock: records already applied (seq <= superblock seq), records
- * durable but not applied (recovery pending), a torn uncommitted tail
- * (normal after a crash), or a corrupt record the superblock proves was
- * committed (damage).
+ * src/log.c (L1), checked by the library's own code (inspect.h).  The scan
+ * classifies what it finds against the committed state the store's
+ * processes share: records applied, records durable but not applied
+ * (recovery pending), a torn uncommitted tail (normal after a crash), or a
+ * corrupt record that was taken as applied (damage).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +16,6 @@
 
 #include "tmf.h"
 
-#define CHUNK (1u << 20) /* a multiple of 8: page numbers never straddle it */
 
 int tmf_check_slots(const uint8_t *page0, char *msg, size_t len)
 {
@@ -39,45 +36,21 @@ static int header_ok(const struct log_rec *r, const struct hdr_slot *h, uint64_t
     return log_rec_header_ok(r, h->store_id, h->gen, seq, max) && off + r->len <= log_size;
 }
 
-/* The body: checksum, then the page numbers. 1 valid, 0 invalid, -errno. */
-static int body_ok(int fd, uint64_t off, const struct log_rec *r, uint8_t *buf)
+static void note_bad(struct log_scan *out, const struct log_rec *r, uint64_t applied, uint64_t off)
 {
-    uint64_t done = 0, body = r->len - sizeof *r, ilen = (uint64_t)r->npages * 8;
-    struct log_index_check ic;
-    hash_state hs;
-    int e;
-    log_rec_hash_init(&hs, r);
-    log_index_check_init(&ic, r);
-    while (done < body) {
-        size_t n = body - done < CHUNK ? (size_t)(body - done) : CHUNK;
-        if ((e = os_pread_all(fd, buf, n, (off_t)(off + sizeof *r + done))) < 0)
-            return e == -ENODATA ? -EIO : e;
-        hash_update(&hs, buf, n);
-        if (done < ilen)
-            log_index_check(&ic, buf, ilen - done < n ? (size_t)(ilen - done) : n);
-        done += n;
-    }
-    return ic.ok && hash_final(&hs) == r->checksum;
-}
-
-static void note_bad(struct log_scan *out, const struct log_rec *r, const struct tm_super *sb,
-                     uint64_t off)
-{
-    if (r->seq <= sb->seq)
-        out->corrupt = 1; /* the superblock proves this commit happened */
+    if (r->seq <= applied)
+        out->corrupt = 1; /* the store's processes took this commit as applied */
     else
         out->torn = 1;
     out->bad_off = off;
     out->bad_seq = r->seq;
 }
 
-int tmf_scan_log(int fd, const struct hdr_slot *h, const struct tm_super *sb, uint64_t max,
-                 struct log_scan *out)
+int tmf_scan_log(int fd, const struct hdr_slot *h, uint64_t applied, uint64_t max, struct log_scan *out)
 {
     uint64_t off = LOG_START, seq = h->ckpt_seq + 1;
     struct log_rec r;
     struct stat ls;
-    uint8_t *buf;
     int ok = 1;
 
     memset(out, 0, sizeof *out);
@@ -85,40 +58,37 @@ int tmf_scan_log(int fd, const struct hdr_slot *h, const struct tm_super *sb, ui
         return -errno;
     out->log_size = (uint64_t)ls.st_size;
     out->end = LOG_START;
-    if (!(buf = malloc(CHUNK)))
-        return -ENOMEM;
-    while (ok > 0 && pread(fd, &r, sizeof r, (off_t)off) == (ssize_t)sizeof r &&
+    while (ok > 0 && os_pread_all(fd, &r, sizeof r, (off_t)off) == 0 &&
            header_ok(&r, h, seq, off, out->log_size, max)) {
-        if ((ok = body_ok(fd, off, &r, buf)) <= 0) {
+        if ((ok = inspect_record_ok(fd, off, &r)) <= 0) {
             if (ok == 0)
-                note_bad(out, &r, sb, off);
+                note_bad(out, &r, applied, off);
             break;
         }
         if (out->records++ == 0)
             out->first_seq = seq;
         out->last_seq = seq;
         out->bytes += r.len;
-        *(seq <= sb->seq ? &out->applied : &out->pending) += 1;
+        *(seq <= applied ? &out->applied : &out->pending) += 1;
         off += r.len, seq++;
         out->end = off;
     }
-    free(buf);
     return ok < 0 ? ok : 0;
 }
 
-int tmf_read_begin(tm_store *st, struct log_scan *scan, int *own)
+int tmf_read_begin(tm_store *st, struct log_scan *scan)
 {
+    struct tm_committed c;
     struct tm_view v;
-    int r = inspect_begin(st, own);
-    if (r != 0)
+    int r = tm_store_read_begin(st), rr;
+    if (r != 0 && r != EROFS)
         return r;
     inspect_view(st, &v);
-    if ((r = -tmf_scan_log(v.log_fd, &v.hdr, v.sb, v.max, scan)) != 0)
-        inspect_end(st, *own);
+    inspect_state(st, &c);
+    if ((rr = -tmf_scan_log(v.log_fd, &v.hdr, c.applied, v.max, scan)) != 0) {
+        if (r == 0)
+            tm_store_read_end(st);
+        return rr;
+    }
     return r;
-}
-
-void tmf_read_end(tm_store *st, int own)
-{
-    inspect_end(st, own);
 }

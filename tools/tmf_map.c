@@ -72,9 +72,9 @@ static int build(tm_store *st, unsigned width, struct map *m)
     uint64_t size, want;
     struct log_scan scan;
     struct tm_view v;
-    int r, own;
+    int r;
     memset(m, 0, sizeof *m);
-    if ((r = tmf_read_begin(st, &scan, &own)) != 0)
+    if ((r = tmf_read_begin(st, &scan)) != 0)
         return r;
     inspect_view(st, &v);
     size = v.sb->size, want = size / ((uint64_t)width * TARGET_ROWS);
@@ -83,7 +83,7 @@ static int build(tm_store *st, unsigned width, struct map *m)
     m->ncells = (size + m->cell - 1) / m->cell;
     m->bytes = calloc(m->ncells, sizeof *m->bytes);
     r = m->bytes ? -heap_walk(st, add_run, m) : ENOMEM;
-    tmf_read_end(st, own);
+    tm_store_read_end(st);
     return r;
 }
 

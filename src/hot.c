@@ -1,0 +1,245 @@
+/*
+ * hot.c — the hot set: pages that transactions keep writing, tracked by the
+ * kernel instead of by faults (userfaultfd in asynchronous write-protect
+ * mode, Linux 6.7; TMF_TRACK=uffd, or auto where the kernel allows).
+ *
+ * A hot page is writable and registered with the store's userfaultfd: a
+ * write to it takes no signal; the kernel resolves the fault itself and
+ * marks the page written.  One PAGEMAP_SCAN over the hot ranges then lists
+ * the written pages and write-protects them again (PM_SCAN_WP_MATCHING),
+ * at the cost of each registered mapping, not of the arena's size.  A page
+ * becomes hot on its first write in a transaction when an earlier
+ * transaction wrote it too (it is among the kept copies, track.c): pages
+ * written once stay cold, so scattered writes never grow the hot set.
+ *
+ * The set is capped by ranges (each a mapping the scan pays for, and a
+ * mapping of vm.max_map_count), HOT_RANGES, and by pages (each a private
+ * copy), HOT_PAGES.  A transaction that meets the cap with a page worth
+ * promoting marks the set for a reset: its commit demotes every hot page
+ * (unregistered, read-only, copy dropped), and the next working set forms.
+ *
+ * A hot page stays writable outside transactions.  A stray write to it
+ * lands in the private copy, never in the file, and the scan at the next
+ * write transaction's begin finds it and reports it (track_begin).
+ *
+ * Every function runs on the writer's thread, or in the fault handler on
+ * it, and makes no allocation.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+
+/* userfaultfd and PAGEMAP_SCAN, declared here for older headers. */
+#define UFFD_API_ 0xAA
+#define UFFD_USER_MODE_ONLY_ 1
+#define UFFD_FEATURE_WP_UNPOPULATED_ (1ull << 13)
+#define UFFD_FEATURE_WP_ASYNC_ (1ull << 15)
+#define UFFDIO_REGISTER_MODE_WP_ (1ull << 1)
+struct uffd_api_ {
+    uint64_t api, features, ioctls;
+};
+struct uffd_range_ {
+    uint64_t start, len;
+};
+struct uffd_register_ {
+    struct uffd_range_ range;
+    uint64_t mode, ioctls;
+};
+#define UFFDIO_API_ _IOWR(0xAA, 0x3F, struct uffd_api_)
+#define UFFDIO_REGISTER_ _IOWR(0xAA, 0x00, struct uffd_register_)
+#define UFFDIO_UNREGISTER_ _IOR(0xAA, 0x01, struct uffd_range_)
+
+#define PM_IOC_SCAN _IOWR('f', 16, struct pm_scan)
+#define PM_IS_WPALLOWED (1u << 0)
+#define PM_IS_WRITTEN (1u << 1)
+#define PM_SCAN_WP_MATCHING (1u << 0)
+struct pm_region {
+    uint64_t start, end, categories;
+};
+struct pm_scan {
+    uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+    uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+#define PM_VEC 64
+
+/* The kernel's answer, the first time a store asks: 0 or why not. */
+static int probe(int uffd)
+{
+    struct uffd_api_ api = {UFFD_API_, UFFD_FEATURE_WP_ASYNC_ | UFFD_FEATURE_WP_UNPOPULATED_, 0};
+    int r = os_ioctl(uffd, UFFDIO_API_, &api);
+    if (r < 0)
+        return r == -EINVAL ? -ENOSYS : r; /* features this kernel lacks */
+    return 0;
+}
+
+int hot_open(tm_store *st)
+{
+    struct hot *h = &st->trk.hot;
+    int r;
+    h->uffd = os_userfaultfd(O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY_);
+    if (h->uffd < 0)
+        return h->uffd;
+    if ((r = probe(h->uffd)) < 0) {
+        hot_close(st);
+        return r;
+    }
+    h->nranges = h->npages = 0;
+    h->reset = 0;
+    return 0;
+}
+
+void hot_close(tm_store *st)
+{
+    struct hot *h = &st->trk.hot;
+    if (h->uffd >= 0)
+        os_close(h->uffd);
+    h->uffd = -1;
+    h->nranges = h->npages = 0;
+}
+
+/* Whether page is hot: a binary search of the ranges. */
+int hot_has(const tm_store *st, uint64_t page)
+{
+    const struct hot *h = &st->trk.hot;
+    size_t lo = 0, hi = h->nranges;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (page < h->start[mid])
+            hi = mid;
+        else if (page >= h->end[mid])
+            lo = mid + 1;
+        else
+            return 1;
+    }
+    return 0;
+}
+
+/* Adds page to the ranges (there is room): joins a neighbour, or is a
+ * range of its own. */
+static void add(struct hot *h, uint64_t page)
+{
+    size_t i = 0;
+    while (i < h->nranges && h->end[i] < page)
+        i++;
+    if (i < h->nranges && h->end[i] == page) {
+        h->end[i]++;
+        if (i + 1 < h->nranges && h->start[i + 1] == h->end[i]) { /* it closed a gap */
+            h->end[i] = h->end[i + 1];
+            memmove(&h->start[i + 1], &h->start[i + 2], (h->nranges - i - 2) * sizeof *h->start);
+            memmove(&h->end[i + 1], &h->end[i + 2], (h->nranges - i - 2) * sizeof *h->end);
+            h->nranges--;
+        }
+    } else if (i < h->nranges && h->start[i] == page + 1) {
+        h->start[i]--;
+    } else {
+        memmove(&h->start[i + 1], &h->start[i], (h->nranges - i) * sizeof *h->start);
+        memmove(&h->end[i + 1], &h->end[i], (h->nranges - i) * sizeof *h->end);
+        h->start[i] = page, h->end[i] = page + 1;
+        h->nranges++;
+    }
+    h->npages++;
+}
+
+/* Would page join a range rather than start one? */
+static int joins(const struct hot *h, uint64_t page)
+{
+    for (size_t i = 0; i < h->nranges; i++)
+        if (h->end[i] == page || h->start[i] == page + 1)
+            return 1;
+    return 0;
+}
+
+/* In the fault handler: makes page hot, writable and registered.  1 when
+ * done, 0 when the set is full (the caller tracks the page by its fault;
+ * the set resets at commit), or a negative errno. */
+int hot_promote(tm_store *st, uint64_t page)
+{
+    struct hot *h = &st->trk.hot;
+    struct uffd_register_ reg;
+    int r;
+    if (h->npages >= HOT_PAGES || (h->nranges >= HOT_RANGES && !joins(h, page))) {
+        h->reset = 1;
+        return 0;
+    }
+    if ((r = os_mprotect(st->base + page * PAGE, PAGE, PROT_READ | PROT_WRITE)) < 0)
+        return r;
+    memset(&reg, 0, sizeof reg);
+    reg.range.start = (uintptr_t)st->base + page * PAGE;
+    reg.range.len = PAGE;
+    reg.mode = UFFDIO_REGISTER_MODE_WP_;
+    if ((r = os_ioctl(h->uffd, UFFDIO_REGISTER_, &reg)) < 0)
+        return r; /* writable now: the caller lists it as a cold page */
+    add(h, page);
+    return 1;
+}
+
+/* Appends the hot pages written since the last scan to out[*n], and
+ * write-protects them again; pages are appended in ascending order. */
+int hot_scan(tm_store *st, uint64_t *out, size_t *n)
+{
+    struct hot *h = &st->trk.hot;
+    struct pm_region vec[PM_VEC];
+    struct pm_scan a;
+    uintptr_t from, to;
+    if (h->nranges == 0)
+        return 0;
+    from = (uintptr_t)st->base + h->start[0] * PAGE;
+    to = (uintptr_t)st->base + h->end[h->nranges - 1] * PAGE;
+    while (from < to) {
+        long k, i;
+        memset(&a, 0, sizeof a);
+        a.size = sizeof a;
+        a.flags = PM_SCAN_WP_MATCHING;
+        a.start = from;
+        a.end = to;
+        a.vec = (uintptr_t)vec;
+        a.vec_len = PM_VEC;
+        a.category_mask = PM_IS_WRITTEN | PM_IS_WPALLOWED;
+        a.return_mask = PM_IS_WRITTEN;
+        if ((k = os_ioctl(st->trk.pm_fd, PM_IOC_SCAN, &a)) < 0)
+            return (int)k;
+        for (i = 0; i < k; i++)
+            for (uintptr_t p = vec[i].start; p < vec[i].end; p += PAGE)
+                out[(*n)++] = (p - (uintptr_t)st->base) / PAGE;
+        if (k < PM_VEC && a.walk_end >= to)
+            break;
+        if (a.walk_end <= from)
+            return -EIO;
+        from = a.walk_end;
+    }
+    return 0;
+}
+
+/* Another process committed: the hot copies are stale.  Dropped, the pages
+ * stay hot: the next write copies the file's page again, tracked. */
+void hot_drop(tm_store *st)
+{
+    struct hot *h = &st->trk.hot;
+    for (size_t i = 0; i < h->nranges; i++) /* dropping our own copies cannot fail */
+        (void)os_madvise(st->base + h->start[i] * PAGE, (h->end[i] - h->start[i]) * PAGE, MADV_DONTNEED);
+}
+
+/* Every hot page back to cold: unregistered, read-only, copy dropped (the
+ * caller has listed the written ones first).  A failure leaves pages
+ * writable but holding the file's bytes: a stray write would land in a
+ * copy no commit logs, and the store is poisoned by the caller. */
+int hot_demote(tm_store *st)
+{
+    struct hot *h = &st->trk.hot;
+    int r = 0, e;
+    for (size_t i = 0; i < h->nranges; i++) {
+        struct uffd_range_ g = {(uintptr_t)st->base + h->start[i] * PAGE, (h->end[i] - h->start[i]) * PAGE};
+        if ((e = os_ioctl(h->uffd, UFFDIO_UNREGISTER_, &g)) < 0 && !r)
+            r = e;
+        if ((e = os_mprotect((void *)(uintptr_t)g.start, g.len, PROT_READ)) < 0 && !r)
+            r = e;
+        (void)os_madvise((void *)(uintptr_t)g.start, g.len, MADV_DONTNEED);
+    }
+    h->nranges = h->npages = 0;
+    h->reset = 0;
+    return r;
+}
