@@ -53,19 +53,6 @@ struct uffd_register_ {
 #define UFFDIO_REGISTER_ _IOWR(0xAA, 0x00, struct uffd_register_)
 #define UFFDIO_UNREGISTER_ _IOR(0xAA, 0x01, struct uffd_range_)
 
-#define PM_IOC_SCAN _IOWR('f', 16, struct pm_scan)
-#define PM_IS_WPALLOWED (1u << 0)
-#define PM_IS_WRITTEN (1u << 1)
-#define PM_SCAN_WP_MATCHING (1u << 0)
-struct pm_region {
-    uint64_t start, end, categories;
-};
-struct pm_scan {
-    uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
-    uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
-};
-#define PM_VEC 64
-
 /* The kernel's answer, the first time a store asks: 0 or why not. */
 static int probe(int uffd)
 {
@@ -76,16 +63,20 @@ static int probe(int uffd)
     return 0;
 }
 
+/* After the arena is mapped: a userfaultfd, and PAGEMAP_SCAN's support
+ * of it (probed on page 1, which is registered to nobody). */
 int hot_open(tm_store *st)
 {
     struct hot *h = &st->trk.hot;
+    uint64_t none[1];
+    size_t n = 0;
     int r;
     h->uffd = os_userfaultfd(O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY_);
     if (h->uffd < 0)
         return h->uffd;
-    if ((r = probe(h->uffd)) < 0) {
+    if ((r = probe(h->uffd)) < 0 || (r = pagemap_open(st)) < 0 || (r = pagemap_written(st, 1, 2, none, &n)) < 0) {
         hot_close(st);
-        return r;
+        return r == -ENOTTY || r == -EINVAL ? -ENOSYS : r;
     }
     h->nranges = h->npages = 0;
     h->reset = 0;
@@ -177,41 +168,14 @@ int hot_promote(tm_store *st, uint64_t page)
     return 1;
 }
 
-/* Appends the hot pages written since the last scan to out[*n], and
- * write-protects them again; pages are appended in ascending order. */
+/* Appends the hot pages written since the last scan to out[*n], in
+ * ascending order, and write-protects them again. */
 int hot_scan(tm_store *st, uint64_t *out, size_t *n)
 {
-    struct hot *h = &st->trk.hot;
-    struct pm_region vec[PM_VEC];
-    struct pm_scan a;
-    uintptr_t from, to;
+    const struct hot *h = &st->trk.hot;
     if (h->nranges == 0)
         return 0;
-    from = (uintptr_t)st->base + h->start[0] * PAGE;
-    to = (uintptr_t)st->base + h->end[h->nranges - 1] * PAGE;
-    while (from < to) {
-        long k, i;
-        memset(&a, 0, sizeof a);
-        a.size = sizeof a;
-        a.flags = PM_SCAN_WP_MATCHING;
-        a.start = from;
-        a.end = to;
-        a.vec = (uintptr_t)vec;
-        a.vec_len = PM_VEC;
-        a.category_mask = PM_IS_WRITTEN | PM_IS_WPALLOWED;
-        a.return_mask = PM_IS_WRITTEN;
-        if ((k = os_ioctl(st->trk.pm_fd, PM_IOC_SCAN, &a)) < 0)
-            return (int)k;
-        for (i = 0; i < k; i++)
-            for (uintptr_t p = vec[i].start; p < vec[i].end; p += PAGE)
-                out[(*n)++] = (p - (uintptr_t)st->base) / PAGE;
-        if (k < PM_VEC && a.walk_end >= to)
-            break;
-        if (a.walk_end <= from)
-            return -EIO;
-        from = a.walk_end;
-    }
-    return 0;
+    return pagemap_written(st, h->start[0], h->end[h->nranges - 1], out, n);
 }
 
 /* Another process committed: the hot copies are stale.  Dropped, the pages

@@ -30,7 +30,7 @@
  * Layers (a file calls only into its own layer or those below it):
  *   1  os.c                          system calls (os.h)
  *   2  checksum.c format.c route.c   on-disk format (format.h), routing (route.h)
- *   3  log.c replay.c lock.c registry.c track.c diff.c
+ *   3  log.c replay.c lock.c registry.c pagemap.c hot.c track.c diff.c
  *   4  store.c checkpoint.c          files, mapping, growth, recovery
  *   5  heap.c heap_large.c heap_check.c fault.c
  *   6  tx.c read.c                   write and read transactions
@@ -137,8 +137,20 @@ enum track_mode {
     TRACK_SETTLED, /* bulk, at the end: protected again and listed */
 };
 
+/* The hot set (hot.c): pages tracked by the kernel through userfaultfd. */
+#define HOT_RANGES 16   /* registered ranges, each a mapping the scan pays for */
+#define HOT_PAGES 1024  /* hot pages, each a private copy */
+struct hot {
+    int uffd;            /* -1: pages are tracked by their faults alone */
+    int reset;           /* the set is full with pages worth adding: demote at commit */
+    size_t nranges, npages;
+    uint64_t start[HOT_RANGES], end[HOT_RANGES]; /* sorted page ranges [start, end) */
+};
+
 struct tm_tracker {
     volatile int mode;   /* enum track_mode; the fault handler changes it */
+    int want_uffd;       /* TMF_TRACK: TM_TRACK_PROTECT, _UFFD or _AUTO */
+    struct hot hot;
     int pm_fd;           /* /proc/self/pagemap, for bulk mode; -1 until needed */
     uint64_t *dirty;     /* page numbers, capacity max/PAGE */
     volatile size_t ndirty; /* the fault handler appends: always reload */
@@ -176,6 +188,7 @@ struct tm_store {
     ino_t ino;
     unsigned mode;       /* permission bits of files we create */
     int read_only;       /* tm_options.read_only: never writes either file */
+    int track;           /* TMF_TRACK (track.c) */
     pid_t pid;           /* process that opened or revived the handle */
     int slot;            /* index in the registry */
     int parked[4];       /* fds of refused second opens: closing them would drop our locks */
@@ -265,6 +278,20 @@ long log_replay(struct tm_log *lg, int store_fd, uint64_t *off, uint64_t *seq, u
 int rec_verify(int log_fd, uint64_t off, const struct log_rec *rec, uint8_t *buf, int *whole);
 int rec_apply(int log_fd, int store_fd, uint64_t off, const struct log_rec *rec, uint8_t *buf, int whole);
 
+/* ---- 3: pagemap.c ---- */
+int pagemap_open(tm_store *st);
+int pagemap_copies(tm_store *st, uint64_t *out, size_t *n);
+int pagemap_written(tm_store *st, uint64_t from, uint64_t to, uint64_t *out, size_t *n);
+
+/* ---- 3: hot.c ---- */
+int hot_open(tm_store *st);
+void hot_close(tm_store *st);
+int hot_has(const tm_store *st, uint64_t page);
+int hot_promote(tm_store *st, uint64_t page);
+int hot_scan(tm_store *st, uint64_t *out, size_t *n);
+void hot_drop(tm_store *st);
+int hot_demote(tm_store *st);
+
 /* ---- 3: diff.c ---- */
 int diff_open(tm_store *st);
 void diff_close(tm_store *st);
@@ -315,9 +342,13 @@ void registry_fork_parent(void);
 void registry_fork_child(void);
 
 /* ---- 3: track.c ---- */
-int track_alloc(tm_store *st);
+enum { TM_TRACK_PROTECT, TM_TRACK_UFFD, TM_TRACK_AUTO };
+int track_choice(void);
+int track_alloc(tm_store *st, int track);
+int track_start(tm_store *st);
+int track_uses_uffd(const tm_store *st);
 void track_free(tm_store *st);
-void track_begin(tm_store *st);
+int track_begin(tm_store *st);
 int track_fault(tm_store *st, uint64_t page);
 int track_grow_prot(const tm_store *st);
 int track_settle(tm_store *st);

@@ -74,13 +74,18 @@ static int create_file(const char *path, const tm_options *o)
 
 /* ---- mapping ---- */
 
-/* Scattered small commits meet the page cache in small folios, not the
- * large ones readahead builds: a write into a large folio costs ten times
- * one into a page, and its write-back writes the whole folio. */
+/* The whole reservation, at first writable for one write: a private copy
+ * of page 1, dropped at once, gives the mapping its anon_vma before the
+ * first mprotect splits it, so that split pieces can merge back (they
+ * cannot when some were split off before it had one).  Scattered small
+ * commits meet the page cache in small folios, not the large ones
+ * readahead builds: a write into a large folio costs ten times one into a
+ * page, and its write-back writes the whole folio. */
 static int map_arena(tm_store *st, int replace)
 {
     int flags = MAP_PRIVATE | MAP_NORESERVE | (replace ? MAP_FIXED : MAP_FIXED_NOREPLACE);
-    void *p = os_mmap(st->base, st->max, PROT_NONE, flags, st->fd, 0);
+    void *p = os_mmap(st->base, st->max, PROT_READ | PROT_WRITE, flags, st->fd, 0);
+    volatile char *one = st->base + PAGE;
     int r;
     if (os_map_failed(p))
         return (intptr_t)p == -EEXIST ? -TM_EADDR : (int)(intptr_t)p;
@@ -88,9 +93,12 @@ static int map_arena(tm_store *st, int replace)
         os_munmap(p, st->max);
         return -TM_EADDR;
     }
-    (void)os_madvise(p, st->max, MADV_RANDOM); /* a hint: only speed depends on it */
+    *one = *one;
+    (void)os_madvise(st->base + PAGE, PAGE, MADV_DONTNEED); /* our own copy: it cannot fail */
+    (void)os_madvise(p, st->max, MADV_RANDOM);              /* a hint: only speed depends on it */
+    os_fadvise(st->fd, POSIX_FADV_RANDOM);
     st->mapped = 0;
-    if ((r = os_mprotect(st->base, 2 * PAGE, PROT_READ)) < 0)
+    if ((r = os_mprotect(st->base, st->max, PROT_NONE)) < 0 || (r = os_mprotect(st->base, 2 * PAGE, PROT_READ)) < 0)
         return r;
     st->mapped = 2 * PAGE;
     return store_map_size(st, st->lk.sh->size);
@@ -299,11 +307,13 @@ static int open_locked(tm_store *st)
         (r = attach(st, first, file_size)) < 0 || (r = registry_add(st)) < 0)
         return r;
     st->lk.idx = st->slot;
-    r = track_alloc(st);
+    r = track_alloc(st, st->track);
     if (r == 0 && !st->read_only)
         r = diff_open(st);
     if (r == 0)
         r = map_arena(st, 0);
+    if (r == 0)
+        r = track_start(st);
     if (r == 0 && first)
         r = lock_open_downgrade(&st->lk);
     if (r < 0) {
@@ -357,7 +367,7 @@ int store_open(const char *path, const tm_options *o, tm_store **out)
     if (!st)
         return -ENOMEM;
     st->fd = st->log.fd = st->lk.lock_fd = -1;
-    st->trk.pm_fd = -1;
+    st->trk.pm_fd = st->trk.hot.uffd = -1;
     pthread_mutex_init(&st->refresh_mu, NULL);
     st->slot = -1;
     st->log.sync = o->sync;
@@ -365,6 +375,11 @@ int store_open(const char *path, const tm_options *o, tm_store **out)
     st->max = o->max_size;
     st->read_only = o->read_only != 0;
     st->pid = os_pid();
+    if ((st->track = track_choice()) < 0) {
+        r = st->track;
+        os_free(st, sizeof *st);
+        return r;
+    }
     st->path = dup_path(path, "");
     st->log_path = dup_path(path, ".log");
     st->lock_path = dup_path(path, ".lock");
@@ -396,7 +411,7 @@ static int revive_locked(tm_store *st)
     track_forget(st);
     pthread_mutex_init(&st->refresh_mu, NULL);
     st->pid = os_pid();
-    if ((r = lock_revive(&st->lk)) < 0 || (r = map_arena(st, 1)) < 0) {
+    if ((r = lock_revive(&st->lk)) < 0 || (r = map_arena(st, 1)) < 0 || (r = track_start(st)) < 0) {
         st->state = ST_POISONED;
         return r;
     }

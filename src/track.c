@@ -20,6 +20,12 @@
  * have cost, and none runs into vm.max_map_count.  In bulk mode a stray
  * write by another thread is not caught: it joins the transaction.
  *
+ * With the hot set (hot.c, TMF_TRACK=uffd or auto), a page that faults in
+ * a transaction and was written by an earlier one too is made hot
+ * instead: the kernel tracks its later writes without a fault, and the
+ * end of each transaction adds the hot pages it wrote to the list.  Hot
+ * pages stay writable; a bulk transaction ends the hot set.
+ *
  * Kept copies.  After a commit, the private copies of the pages it wrote
  * hold exactly what the store file holds.  Up to KEEP_MAX of them are kept,
  * read-only, so a later transaction that writes them again takes its fault
@@ -30,6 +36,7 @@
  * applies and bulk transactions drop them too.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -37,18 +44,51 @@
 
 #include "internal.h"
 
-int track_alloc(tm_store *st)
+/* TMF_TRACK: protect, uffd or auto (the default); -EINVAL otherwise. */
+int track_choice(void)
+{
+    const char *s = getenv("TMF_TRACK");
+    if (!s || !*s || strcmp(s, "auto") == 0)
+        return TM_TRACK_AUTO;
+    if (strcmp(s, "protect") == 0)
+        return TM_TRACK_PROTECT;
+    if (strcmp(s, "uffd") == 0)
+        return TM_TRACK_UFFD;
+    os_say("TMF_TRACK must be protect, uffd or auto, not", s, 0);
+    return -EINVAL;
+}
+
+int track_alloc(tm_store *st, int track)
 {
     struct tm_tracker *t = &st->trk;
     t->pm_fd = -1;
+    t->hot.uffd = -1;
+    t->want_uffd = track;
     t->dirty = os_alloc((st->max / PAGE) * sizeof *t->dirty);
     t->kept = os_alloc(2 * KEEP_MAX * sizeof *t->kept);
     return t->dirty && t->kept ? 0 : -ENOMEM;
 }
 
+/* Once the arena is mapped: the hot set, as TMF_TRACK asks.  auto takes
+ * it where the kernel gives it; uffd insists. */
+int track_start(tm_store *st)
+{
+    int r;
+    if (st->read_only || st->trk.want_uffd == TM_TRACK_PROTECT)
+        return 0;
+    r = hot_open(st);
+    return r < 0 && st->trk.want_uffd == TM_TRACK_UFFD ? r : 0;
+}
+
+int track_uses_uffd(const tm_store *st)
+{
+    return st->trk.hot.uffd >= 0;
+}
+
 void track_free(tm_store *st)
 {
     struct tm_tracker *t = &st->trk;
+    hot_close(st);
     os_free(t->dirty, (st->max / PAGE) * sizeof *t->dirty);
     os_free(t->kept, 2 * KEEP_MAX * sizeof *t->kept);
     if (t->pm_fd >= 0)
@@ -126,8 +166,26 @@ const uint64_t *track_copies(tm_store *st, size_t *n)
     return st->trk.dirty;
 }
 
-/* Read-only again: from here on a stray write by another thread faults
- * instead of making a copy that nobody would log or drop. */
+/* Write-protects the runs of the listed pages that are not hot. */
+static int protect_cold(tm_store *st, const uint64_t *d, size_t n)
+{
+    size_t i = 0, j;
+    int r = 0;
+    while (i < n && r == 0) {
+        if (hot_has(st, d[i])) {
+            i++;
+            continue;
+        }
+        for (j = i + 1; j < n && d[j] == d[j - 1] + 1 && !hot_has(st, d[j]); j++)
+            ;
+        r = protect(st->base + d[i] * PAGE, (j - i) * PAGE);
+        i = j;
+    }
+    return r;
+}
+
+/* Read-only again (but hot pages): from here on a stray write by another
+ * thread faults instead of making a copy that nobody would log or drop. */
 int track_protect(tm_store *st)
 {
     size_t i, n;
@@ -135,6 +193,8 @@ int track_protect(tm_store *st)
     uint64_t lo = UINT64_MAX, hi = 0;
     if (st->trk.mode != TRACK_PAGES) /* the whole arena, unless settled: protected already */
         return st->trk.mode == TRACK_BULK ? protect(st->base + PAGE, st->mapped - PAGE) : 0;
+    if (st->trk.hot.nranges)
+        return protect_cold(st, d, n);
     for (i = 0; i < n; i++) {
         lo = d[i] < lo ? d[i] : lo;
         hi = d[i] > hi ? d[i] : hi;
@@ -142,101 +202,6 @@ int track_protect(tm_store *st)
     if (n && hi - lo < PROTECT_SPAN)
         return protect(st->base + lo * PAGE, (hi - lo + 1) * PAGE);
     return for_runs(st, d, n, protect);
-}
-
-/* ---- bulk mode: find the private copies ---- */
-
-/* PAGEMAP_SCAN (Linux 6.7), declared here for older headers. */
-#define PM_IOC_SCAN _IOWR('f', 16, struct pm_scan)
-#define PM_IS_FILE (1u << 2)
-#define PM_IS_PRESENT (1u << 3)
-#define PM_IS_SWAPPED (1u << 4)
-struct pm_region {
-    uint64_t start, end, categories;
-};
-struct pm_scan {
-    uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
-    uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
-};
-#define PM_VEC 128
-
-/* One walk of the page tables: appends the runs of private pages (present
- * or swapped, not the file's own) of [from, to) to the list.  -ENOTTY (or
- * -EINVAL) on kernels without the ioctl. */
-static int scan_ioctl(tm_store *st, uintptr_t from, uintptr_t to)
-{
-    struct tm_tracker *t = &st->trk;
-    struct pm_region vec[PM_VEC];
-    struct pm_scan a;
-    while (from < to) {
-        long n, i;
-        memset(&a, 0, sizeof a);
-        a.size = sizeof a;
-        a.start = from;
-        a.end = to;
-        a.vec = (uintptr_t)vec;
-        a.vec_len = PM_VEC;
-        a.category_inverted = PM_IS_FILE;
-        a.category_mask = PM_IS_FILE;
-        a.category_anyof_mask = PM_IS_PRESENT | PM_IS_SWAPPED;
-        a.return_mask = PM_IS_PRESENT | PM_IS_SWAPPED;
-        if ((n = os_ioctl(t->pm_fd, PM_IOC_SCAN, &a)) < 0)
-            return (int)n;
-        for (i = 0; i < n; i++)
-            for (uintptr_t p = vec[i].start; p < vec[i].end; p += PAGE)
-                t->dirty[t->ndirty++] = (p - (uintptr_t)st->base) / PAGE;
-        if (a.walk_end <= from)
-            return -EIO;
-        from = a.walk_end;
-    }
-    return 0;
-}
-
-/* The same from /proc/self/pagemap's entries, 8 bytes a page, on kernels
- * before 6.7. */
-#define PM_PRESENT (1ull << 63)
-#define PM_SWAPPED (1ull << 62)
-#define PM_FILE (1ull << 61)
-#define PM_BATCH 65536
-
-static int scan_read(tm_store *st, uint64_t first, uint64_t npages)
-{
-    struct tm_tracker *t = &st->trk;
-    uint64_t *pm = os_alloc(PM_BATCH * sizeof *pm), p;
-    int r = 0;
-    if (!pm)
-        return -ENOMEM;
-    for (p = first; p < npages && r == 0; p += PM_BATCH) {
-        uint64_t n = npages - p < PM_BATCH ? npages - p : PM_BATCH, i;
-        uint64_t vpn = ((uintptr_t)st->base >> PAGE_SHIFT) + p;
-        if ((r = os_pread_all(t->pm_fd, pm, n * 8, (off_t)(vpn * 8))) < 0)
-            break;
-        for (i = 0; i < n; i++)
-            if ((pm[i] & (PM_PRESENT | PM_SWAPPED)) && !(pm[i] & PM_FILE))
-                t->dirty[t->ndirty++] = p + i;
-    }
-    os_free(pm, PM_BATCH * sizeof *pm);
-    return r;
-}
-
-/* Replaces the list with every page of the arena that has a private copy,
- * in ascending order. */
-static int scan(tm_store *st)
-{
-    static atomic_int no_ioctl;
-    struct tm_tracker *t = &st->trk;
-    int r;
-    if (t->pm_fd < 0 && (t->pm_fd = os_open("/proc/self/pagemap", O_RDONLY, 0)) < 0)
-        return t->pm_fd;
-    t->ndirty = 0;
-    if (!no_ioctl) {
-        r = scan_ioctl(st, (uintptr_t)st->base + PAGE, (uintptr_t)st->base + st->mapped);
-        if (r != -ENOTTY && r != -EINVAL)
-            return r;
-        no_ioctl = 1;
-        t->ndirty = 0;
-    }
-    return scan_read(st, 1, st->mapped / PAGE);
 }
 
 /* ---- kept copies ---- */
@@ -272,6 +237,36 @@ static void drop_kept_clean(tm_store *st)
 void track_drop_copies(tm_store *st)
 {
     drop_kept(st);
+    hot_drop(st);
+}
+
+static int is_kept(const tm_store *st, uint64_t page)
+{
+    const struct tm_tracker *t = &st->trk;
+    size_t lo = 0, hi = t->nkept;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (t->kept[mid] == page)
+            return 1;
+        if (t->kept[mid] < page)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+/* The page leaves the kept list: it is hot now. */
+static void unkeep(tm_store *st, uint64_t page)
+{
+    struct tm_tracker *t = &st->trk;
+    size_t i = 0;
+    while (i < t->nkept && t->kept[i] != page)
+        i++;
+    if (i < t->nkept) {
+        memmove(&t->kept[i], &t->kept[i + 1], (t->nkept - i - 1) * sizeof *t->kept);
+        t->nkept--;
+    }
 }
 
 /* Commit's last step in per-page mode (the pages are read-only already):
@@ -283,12 +278,14 @@ void track_keep(tm_store *st)
     size_t n, i = 0, j = 0, k = 0;
     const uint64_t *d = track_copies(st, &n);
     uint64_t *out = t->kept + KEEP_MAX;
-    if (t->mode != TRACK_PAGES) {
+    if (t->mode != TRACK_PAGES || t->hot.reset) {
         track_drop(st);
         return;
     }
-    while ((i < t->nkept || j < n) && k < KEEP_MAX) { /* merge the sorted lists */
-        if (j == n || (i < t->nkept && t->kept[i] < d[j]))
+    while ((i < t->nkept || j < n) && k < KEEP_MAX) { /* merge the sorted lists, hot pages left out */
+        if (j < n && hot_has(st, d[j]))
+            j++;
+        else if (j == n || (i < t->nkept && t->kept[i] < d[j]))
             out[k++] = t->kept[i++];
         else if (i == t->nkept || d[j] < t->kept[i])
             out[k++] = d[j++];
@@ -317,15 +314,33 @@ void track_drop(tm_store *st)
     (void)track_protect(st);
     discard(st, d, n);
     drop_kept(st);
+    if (st->trk.hot.reset || st->trk.mode != TRACK_PAGES)
+        (void)hot_demote(st); /* on failure hot pages stay writable with the file's bytes */
 }
 
 /* ---- the transaction's course ---- */
 
-void track_begin(tm_store *st)
+/* A write transaction starts: no hot page may have been written since the
+ * last one ended.  One that was is a write outside a transaction (§2.6):
+ * reported, naming its page, and the process stops, as it would at the
+ * write itself on a cold page.  -errno when the scan fails. */
+int track_begin(tm_store *st)
 {
     struct tm_tracker *t = &st->trk;
+    size_t n = 0;
+    int r;
     t->ndirty = 0;
     t->mode = TRACK_PAGES;
+    if (!t->hot.nranges)
+        return 0;
+    if ((r = hot_scan(st, t->dirty, &n)) < 0)
+        return r;
+    if (n) {
+        os_say("write to persistent page", "outside a write transaction (found by the next one)",
+               (uintptr_t)st->base + t->dirty[0] * PAGE);
+        abort();
+    }
+    return 0;
 }
 
 /* Dirty pages after which bulk mode is cheaper: see the top of the file. */
@@ -340,9 +355,16 @@ static size_t bulk_threshold(const tm_store *st)
  * mprotect leaves nothing untracked (later faults still unprotect pages). */
 static void enter_bulk(tm_store *st)
 {
+    struct tm_tracker *t = &st->trk;
+    if (t->hot.nranges) { /* its written pages join the list; the set ends with the transaction */
+        size_t n = t->ndirty;
+        if (hot_scan(st, t->dirty, &n) == 0)
+            t->ndirty = n;
+        t->hot.reset = 1;
+    }
     drop_kept_clean(st); /* or the scan would log them all */
     (void)os_mprotect(st->base + PAGE, st->mapped - PAGE, PROT_READ | PROT_WRITE);
-    st->trk.mode = TRACK_BULK;
+    t->mode = TRACK_BULK;
 }
 
 /* In the fault handler: the transaction's first write to page.  0, or the
@@ -351,6 +373,11 @@ int track_fault(tm_store *st, uint64_t page)
 {
     struct tm_tracker *t = &st->trk;
     int r;
+    if (t->hot.uffd >= 0 && t->mode == TRACK_PAGES && is_kept(st, page) && hot_promote(st, page) == 1) {
+        unkeep(st, page); /* its copy is the hot page's now */
+        t->dirty[t->ndirty++] = page;
+        return 0;
+    }
     if ((r = os_mprotect(st->base + page * PAGE, PAGE, PROT_READ | PROT_WRITE)) < 0)
         return r;
     t->dirty[t->ndirty++] = page;
@@ -365,6 +392,17 @@ int track_grow_prot(const tm_store *st)
     return st->trk.mode == TRACK_BULK ? PROT_READ | PROT_WRITE : PROT_READ;
 }
 
+/* Sorts pages[0..n) and drops repeats; returns the new count. */
+static size_t unique(uint64_t *v, size_t n)
+{
+    size_t i, k = 0;
+    sort_pages(v, n);
+    for (i = 0; i < n; i++)
+        if (k == 0 || v[i] != v[k - 1])
+            v[k++] = v[i];
+    return k;
+}
+
 /* The end of the transaction: the sorted list of dirty pages, which are
  * read-only again.  In bulk mode the whole arena is write-protected first,
  * then the copies are listed. */
@@ -375,37 +413,51 @@ int track_settle(tm_store *st)
     /* The fault handler changed the list behind the compiler's back. */
     atomic_signal_fence(memory_order_seq_cst);
     if (t->mode == TRACK_PAGES) {
-        sort_pages(t->dirty, t->ndirty);
+        size_t n = t->ndirty;
+        if ((r = hot_scan(st, t->dirty, &n)) < 0)
+            return r;
+        t->ndirty = unique(t->dirty, n);
         return track_protect(st);
     }
     if (t->mode == TRACK_BULK) {
-        if ((r = protect(st->base + PAGE, st->mapped - PAGE)) < 0 || (r = scan(st)) < 0)
+        size_t n = 0;
+        if ((r = protect(st->base + PAGE, st->mapped - PAGE)) < 0 || (r = pagemap_copies(st, t->dirty, &n)) < 0)
             return r;
+        t->ndirty = n;
         t->mode = TRACK_SETTLED;
     }
     return 0;
 }
 
+
 /* How many pages the open transaction has dirtied so far (in bulk mode,
  * as its end will find them); a negative errno when the scan fails. */
 long track_count(tm_store *st)
 {
+    size_t n = 0;
     int r;
-    if (st->trk.mode == TRACK_BULK && (r = scan(st)) < 0)
-        return r;
+    if (st->trk.mode == TRACK_BULK) {
+        if ((r = pagemap_copies(st, st->trk.dirty, &n)) < 0)
+            return r;
+        st->trk.ndirty = n;
+    }
     return (long)st->trk.ndirty;
 }
 
-/* Abort: every copy of the transaction goes, listed or not. */
+/* Abort: every copy of the transaction goes, listed or not (the hot pages
+ * it wrote are listed by settling first). */
 void track_rollback(tm_store *st)
 {
-    if (st->trk.mode == TRACK_BULK && track_settle(st) < 0) {
+    int hot = st->trk.mode == TRACK_PAGES && st->trk.hot.nranges;
+    if ((st->trk.mode == TRACK_BULK || hot) && track_settle(st) < 0) {
         /* No list of the copies: drop them all.  Should the protection
          * fail as well, the arena stays writable but holds the file's
          * bytes; a stray write lands in a private copy, never the file. */
         drop(st->base + PAGE, st->mapped - PAGE);
         (void)protect(st->base + PAGE, st->mapped - PAGE);
         drop_kept(st);
+        st->trk.hot.reset = 1;
+        (void)hot_demote(st);
         return;
     }
     track_drop(st);
@@ -413,11 +465,18 @@ void track_rollback(tm_store *st)
 
 /* In a forked child: the parent's transaction made pages writable, and
  * stray writes must fault here too.  There is no one to tell of a failure
- * here; the child's copies die with it and never reach the file. */
+ * here; the child's copies die with it and never reach the file.  The
+ * userfaultfd is the parent's: never to be used here (the child's
+ * mappings lost their registration with the fork). */
 void track_fork_child(tm_store *st)
 {
-    if (st->tx_tid)
+    struct hot *h = &st->trk.hot;
+    if (st->tx_tid || h->nranges)
         (void)protect(st->base + PAGE, st->mapped - PAGE);
+    if (h->uffd >= 0)
+        os_close(h->uffd);
+    h->uffd = -1;
+    h->nranges = h->npages = 0;
 }
 
 /* A revived handle's new mapping has no private copies. */

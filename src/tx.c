@@ -52,11 +52,10 @@ int tm_store_begin(tm_store *st)
         return TM_EREADTX;
     if ((died = lock_writer(&st->lk)) < 0)
         return tm__err(died);
-    if ((r = store_heal(st, died)) < 0 || (r = store_catch_up(st)) < 0) {
+    if ((r = store_heal(st, died)) < 0 || (r = store_catch_up(st)) < 0 || (r = track_begin(st)) < 0) {
         lock_writer_release(&st->lk);
         return tm__err(r);
     }
-    track_begin(st);
     st->tx_size0 = st->lk.sh->size;
     st->tx_depth = 1;
     st->tx_tid = os_tid();
@@ -186,7 +185,7 @@ int tm_store_commit(tm_store *st)
         return TM_ENOTX;
     if (--st->tx_depth > 0)
         return 0;
-    if (st->trk.ndirty == 0 && st->trk.mode == TRACK_PAGES) { /* nothing written: nothing to log */
+    if (st->trk.ndirty == 0 && st->trk.mode == TRACK_PAGES && !st->trk.hot.nranges) { /* nothing written */
         release(st);
         return 0;
     }

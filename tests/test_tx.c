@@ -221,11 +221,26 @@ Test(tx, bulk_mode_in_a_small_arena_finds_scattered_pages)
     bulk_scattered();
 }
 
+/* A kernel before 6.7: TMF_TRACK=auto tracks by faults alone (and bulk
+ * mode reads /proc/self/pagemap); TMF_TRACK=uffd refuses to open. */
 Test(tx, bulk_mode_without_pagemap_scan_reads_the_page_map)
 {
+    const char *was = getenv("TMF_TRACK");
+    char saved[16] = "";
+    tm_options o = tu_opts(TM_SYNC_NONE);
+    tm_store *st;
+    if (was)
+        snprintf(saved, sizeof saved, "%s", was);
     os_calls.ioctl = no_scan_ioctl;
+    setenv("TMF_TRACK", "uffd", 1);
+    cr_assert_eq(tm_open(tu_path("k.tmf"), &o, &st), ENOSYS);
+    setenv("TMF_TRACK", "auto", 1);
     bulk_scattered();
     os_calls = os_real;
+    if (was)
+        setenv("TMF_TRACK", saved, 1);
+    else
+        unsetenv("TMF_TRACK");
 }
 
 /* Commit drops the private copies of the pages it wrote, in one
@@ -724,13 +739,17 @@ static void write_at(void *arg)
 /* Every page a transaction wrote is read-only again once it ends: after a
  * commit that write-protects a span in one call, after aborts, and after a
  * bulk commit; the clean pages between stay read-only too.  Probed after
- * each step, since a bulk transaction protects the whole arena again. */
+ * each step, since a bulk transaction protects the whole arena again.  (A
+ * hot page stays writable; a forked child, which cannot see its writes,
+ * finds the whole arena read-only.) */
 static void expect_read_only(char *root, size_t page)
 {
-    char err[512];
+    char err[512], addr[64];
     int status = tu_run_child(write_at, root + page * PAGE, err, sizeof err);
     cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "page %zu: status %#x", page, status);
     cr_assert(strstr(err, "outside a write transaction"), "page %zu: stderr: %s", page, err);
+    snprintf(addr, sizeof addr, "0x%016lx", (unsigned long)(uintptr_t)(root + page * PAGE));
+    cr_assert(strstr(err, addr), "page %zu: the address %s is not named: %s", page, addr, err);
 }
 
 Test(tx, pages_are_read_only_again_after_commit_and_abort)
@@ -919,4 +938,97 @@ Test(tx, retained_copies_never_hide_another_process_commit, .timeout = 120)
     cr_assert_eq(root[0], 300);
     cr_assert_eq(root[1], 2);
     TU_OK(tm_close(st));
+}
+
+/* ---- the hot set (TMF_TRACK=uffd, or auto where the kernel has it) ---- */
+
+/* A page written by two transactions is hot: later writes take no fault,
+ * and a commit still finds them. */
+Test(tx, pages_written_again_become_hot)
+{
+    const char *path = tu_path("hot.tmf");
+    tm_store *st = tu_open(path);
+    char *root = page_root(st, 4 * PAGE);
+    uint64_t pg = (uint64_t)(root - (char *)tm_store_base(st)) / PAGE;
+    for (int i = 1; i <= 5; i++) {
+        TU_OK(tm_store_begin(st));
+        root[0] = (char)i;
+        root[PAGE + 7] = (char)(10 + i);
+        TU_OK(tm_store_commit(st));
+    }
+    cr_assert_eq(hot_has(st, pg) && hot_has(st, pg + 1), track_uses_uffd(st), "hot: %d, uffd: %d",
+                 hot_has(st, pg), track_uses_uffd(st));
+    if (getenv("TMF_TRACK") && strcmp(getenv("TMF_TRACK"), "uffd") == 0)
+        cr_assert(track_uses_uffd(st), "TMF_TRACK=uffd without userfaultfd");
+    TU_OK(tm_close(st));
+    st = tu_open(path);
+    root = page_root(st, 4 * PAGE);
+    cr_assert_eq(root[0], 5);
+    cr_assert_eq(root[PAGE + 7], 15);
+    TU_OK(tm_close(st));
+}
+
+/* §2.6: a stray write to a hot page lands in a private copy, is reported at
+ * the next write transaction's begin, naming the page, and never reaches
+ * the file: after a stray write and an exit without any tm_* call, the
+ * store is unchanged.  Each child opens the store itself (a forked handle
+ * starts with no hot page).  Under TMF_TRACK=protect the write faults at
+ * once instead. */
+struct stray {
+    const char *path;
+    int then_begin;
+};
+
+static void stray_child(void *arg)
+{
+    struct stray *a = arg;
+    tm_options o = tu_opts(TM_SYNC_FULL);
+    tm_store *st;
+    tm_close(misuse_st); /* the inherited handle */
+    if (tm_open(a->path, &o, &st) != 0)
+        _exit(90);
+    char *root = page_root(st, 2 * PAGE);
+    for (int i = 1; i <= 3; i++) { /* hot, where there is a hot set */
+        if (tm_store_begin(st) != 0)
+            _exit(91);
+        root[0] = (char)(10 + i);
+        if (tm_store_commit(st) != 0)
+            _exit(92);
+    }
+    fprintf(stderr, "hot %d at %p\n", hot_has(st, (uint64_t)(root - (char *)tm_store_base(st)) / PAGE), (void *)root);
+    *(volatile char *)root = 99;
+    if (a->then_begin)
+        (void)tm_store_begin(st);
+    _exit(0);
+}
+
+Test(tx, stray_write_to_a_hot_page_never_reaches_the_file)
+{
+    const char *path = tu_path("stray.tmf");
+    char err[512], addr[64];
+    misuse_st = tu_open(path);
+    char *root = page_root(misuse_st, 2 * PAGE);
+    TU_OK(tm_close(misuse_st));
+    snprintf(addr, sizeof addr, "0x%016lx", (unsigned long)(uintptr_t)root);
+    for (int then_begin = 1; then_begin >= 0; then_begin--) {
+        struct stray a = {path, then_begin};
+        misuse_st = NULL;
+        int status = tu_run_child(stray_child, &a, err, sizeof err);
+        int hot = strstr(err, "hot 1") != NULL;
+        if (!hot)
+            cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "cold: status %#x: %s", status, err);
+        else if (then_begin)
+            cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "hot, begin: status %#x: %s", status, err);
+        else
+            cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "hot, exit: status %#x: %s", status, err);
+        if (then_begin || !hot)
+            cr_assert(strstr(err, "outside a write transaction") && strstr(err, addr), "stderr: %s", err);
+        if (getenv("TMF_TRACK") && strcmp(getenv("TMF_TRACK"), "uffd") == 0)
+            cr_assert(hot, "TMF_TRACK=uffd, but the page never became hot: %s", err);
+        misuse_st = tu_open(path);
+        root = page_root(misuse_st, 2 * PAGE);
+        cr_assert_eq(root[0], 13, "a stray write reached the file");
+        TU_OK(tm_store_check(misuse_st, NULL, 0));
+        TU_OK(tm_close(misuse_st));
+    }
 }
