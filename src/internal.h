@@ -268,4 +268,10 @@ int heap_check(tm_store *st, char *msg, size_t len); /* 0, TM_ECORRUPT or ENOMEM
 /* error.c */
 int tm__err(int negerrno);
 
+/* Progress of long work, for the tmf tool (the core prints nothing): NULL,
+ * or told now and then how many more bytes are done — page images written
+ * by log_replay, heap walked by heap_check.  Set by a single-threaded tool
+ * around one call. */
+extern void (*tm__progress)(uint64_t bytes);
+
 #endif

@@ -238,6 +238,8 @@ int log_invalidate(tm_store *st, uint64_t off)
 
 /* ---- replay ---- */
 
+void (*tm__progress)(uint64_t bytes);
+
 #define RBUF (4u << 20)                 /* pages read per step */
 #define RBUF_ALLOC (RBUF + RBUF / PAGE * 8) /* and their page numbers */
 
@@ -378,6 +380,8 @@ static int write_pages(tm_store *st, const uint64_t *index, const uint8_t *pages
         if (r < 0)
             return r;
     }
+    if (tm__progress)
+        tm__progress(k * PAGE);
     return 0;
 }
 

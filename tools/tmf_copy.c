@@ -40,18 +40,51 @@ static int write_all(int fd, const void *buf, size_t n, off_t off)
     return 0;
 }
 
+/* [off, end) of the store, COPY_CHUNK at a time. */
+static int copy_range(tm_store *st, int out, uint8_t *buf, uint64_t off, uint64_t end)
+{
+    int r = 0;
+    while (r == 0 && off < end) {
+        size_t n = end - off < COPY_CHUNK ? (size_t)(end - off) : COPY_CHUNK;
+        ssize_t got = pread(st->fd, buf, n, (off_t)off);
+        r = got == (ssize_t)n ? write_all(out, buf, n, (off_t)off) : got < 0 ? -errno : -EIO;
+        off += n;
+        tmf_progress_set(off);
+    }
+    return r;
+}
+
+/* The extents of data in [0, size) of the store file, holes skipped (they
+ * read as zeros, and stay holes in the copy).  Without SEEK_DATA the whole
+ * range is data.  Seeking moves st->fd's offset, which nothing else uses:
+ * the library reads and writes at explicit offsets. */
+static int copy_data(tm_store *st, int out, uint8_t *buf, uint64_t size)
+{
+    uint64_t off = 0;
+    int r = 0;
+    while (r == 0 && off < size) {
+        off_t data = lseek(st->fd, (off_t)off, SEEK_DATA), hole;
+        if (data < 0 && errno != ENXIO) /* ENXIO: only a hole is left */
+            data = (off_t)off;
+        if (data < 0 || (uint64_t)data >= size)
+            break;
+        hole = lseek(st->fd, data, SEEK_HOLE);
+        if (hole < 0 || (uint64_t)hole > size)
+            hole = (off_t)size;
+        r = copy_range(st, out, buf, (uint64_t)data, (uint64_t)hole);
+        off = (uint64_t)hole;
+    }
+    return r == 0 && ftruncate(out, (off_t)size) < 0 ? -errno : r;
+}
+
 /* The store's committed bytes, then a header checkpointed at sb. */
 static int copy_bytes(tm_store *st, int out, const struct tm_super *sb)
 {
     uint8_t *buf = malloc(COPY_CHUNK);
-    uint64_t off;
     int r = buf ? 0 : -ENOMEM;
-    for (off = 0; r == 0 && off < sb->size; off += COPY_CHUNK) {
-        size_t n = sb->size - off < COPY_CHUNK ? (size_t)(sb->size - off) : COPY_CHUNK;
-        ssize_t got = pread(st->fd, buf, n, (off_t)off);
-        r = got == (ssize_t)n ? write_all(out, buf, n, (off_t)off) : got < 0 ? -errno : -EIO;
-        tmf_progress("copying", off + n, sb->size);
-    }
+    tmf_progress_start("copying", sb->size);
+    if (r == 0 && (r = copy_data(st, out, buf, sb->size)) == 0)
+        tmf_progress_set(sb->size);
     tmf_progress_end();
     if (r == 0) {
         struct hdr_slot h = st->hdr;
@@ -234,14 +267,23 @@ int tmf_recover(const struct tmf_args *a)
     tm_options_init(&o);
     o.no_create = 1;
     o.max_size = b.hdr.max_size ? b.hdr.max_size : o.max_size;
+    /* The replay is the library's: its hook counts the page images written.
+     * The first opener replays every record after the checkpoint; a live
+     * store's heal, the pending ones. */
+    tmf_progress_start("replaying the log", (b.live ? b.log.pending_pages : b.log.pages) * PAGE);
+    tm__progress = tmf_progress_add;
     if ((r = tm_open(a->file, &o, &st)) != 0) {
         int ex = tmf_diagnose(a->file, r, msg, sizeof msg);
+        tm__progress = NULL;
+        tmf_progress_end();
         tmf_err(a->file, "%s", msg);
         return ex;
     }
     /* An empty write transaction heals a dead writer's unapplied commit. */
     if ((r = tm_store_begin(st)) == 0)
         r = tm_store_commit(st);
+    tm__progress = NULL;
+    tmf_progress_end();
     tm_close(st); /* the last handle checkpoints */
     if (r != 0) {
         tmf_err(a->file, "cannot heal: %s", tm_strerror(r));

@@ -107,6 +107,8 @@ int tmf_scan_log(int fd, const struct hdr_slot *h, const struct tm_super *sb, ui
         out->last_seq = seq;
         out->bytes += r.len;
         *(seq <= sb->seq ? &out->applied : &out->pending) += 1;
+        out->pages += r.npages;
+        out->pending_pages += seq <= sb->seq ? 0 : r.npages;
         off += r.len, seq++;
         out->end = off;
     }
