@@ -525,12 +525,14 @@ static_assert(sizeof(name_entry) == 56 && sizeof(root_block) == 64, "the layout 
 
 inline constexpr char root_magic[8] = {'t', 'm', 'f', ':', ':', 'c', '+', '+'};
 
-// The root block of st, checked.  tm_root creates a zeroed root in a write
-// transaction of its own when the store has none (not possible inside a
-// read transaction: call it once before).
+// The root block of st, checked.  Inside a write transaction tm_root makes
+// a zeroed root when the store has none (or a smaller one); inside a read
+// transaction it cannot, and there is no block yet: null.
 inline root_block *root_block_of(tm_store *st)
 {
     auto *b = static_cast<root_block *>(tm_store_root(st, sizeof(root_block)));
+    if (!b && errno == TM_EREADTX)
+        return nullptr;
     if (!b)
         fail(errno, "tmf: tm_root");
     if (std::memcmp(b->magic, root_magic, sizeof root_magic) == 0) {
@@ -571,7 +573,7 @@ template <class T>
 T *find_root(tm_store *st)
 {
     root_block *b = root_block_of(st);
-    if (!b->object)
+    if (!b || !b->object)
         return nullptr;
     check_stamp(b->type, stamp_of<T>(), "tmf::root<T>", {});
     return static_cast<T *>(b->object);
@@ -586,7 +588,8 @@ template <class T>
 T *find_named(tm_store *st, std::string_view name)
 {
     std::uint64_t h = hash(name);
-    for (name_entry *e = root_block_of(st)->names; e; e = e->next)
+    root_block *b = root_block_of(st);
+    for (name_entry *e = b ? b->names : nullptr; e; e = e->next)
         if (e->hash == h && e->length == name.size() && std::memcmp(name_of(e), name.data(), name.size()) == 0) {
             check_stamp(e->type, stamp_of<T>(), "tmf::named<T>", name);
             return static_cast<T *>(e->object);
@@ -599,7 +602,6 @@ T *find_named(tm_store *st, std::string_view name)
 template <class Find, class Make>
 auto &find_or_make(tm_store *st, Find find, Make make)
 {
-    root_block_of(st);
     {
         read_transaction rt(st);
         if (auto *p = find())

@@ -560,13 +560,16 @@ void root_and_named_check_types()
     tmf::run(st, [&] { b->version = 1; });
     tm_close(st);
 
-    // A root that C code uses is not taken over.
+    // A root that C code uses is not taken over, nor even grown.
     st = open_store("c.tmf");
     auto *c = static_cast<long *>(tm_store_root(st, 32));
     tmf::run(st, [&] { c[2] = 99; });
     CHECK_THROWS(tmf::error, tmf::root<long>(st), CHECK_EQ(e.code().value(), EINVAL));
     CHECK_THROWS(tmf::error, tmf::named<long>(st, "x"), CHECK_EQ(e.code().value(), EINVAL));
-    c = static_cast<long *>(tm_store_root(st, 32)); // (it may have moved)
+    CHECK(tm_store_root(st, 32) == c);
+    CHECK_EQ(c[2], 99L);
+    c = static_cast<long *>(tm_store_root(st, 128)); // a larger one, as large as the root block
+    CHECK_THROWS(tmf::error, tmf::root<long>(st), CHECK_EQ(e.code().value(), EINVAL));
     CHECK_EQ(c[2], 99L);
     tm_close(st);
 }
