@@ -58,6 +58,9 @@
  *    tmf::error(ECANCELED).  A guard's destructor cannot do this: under the
  *    preload, let exceptions leave transactions through run(), not through
  *    a transaction guard.  Without the preload exceptions pass unchanged.
+ *    Likewise, under the preload a result of run() that owns memory (a
+ *    std::string) owns arena memory, made inside the transaction: free it
+ *    inside a write transaction, or return plain values.
  *
  * 3. root<T> and named<T> own the store's root (tm_root): it holds a 64-byte
  *    block (struct detail::root_block) with a magic, the address and type
@@ -265,14 +268,18 @@ inline bool malloc_in_arena() noexcept
     return in;
 }
 
-// what() of a system_error without the ": message" the constructor added.
-inline std::string context_of(const std::system_error &e)
+// A new E (tmf::error or std::system_error) with e's code and what(): the
+// context its constructor put before ": message", if any.
+template <class E, class Code>
+std::exception_ptr copy_system_error(const std::system_error &e, Code code)
 {
     std::string_view what = e.what();
-    std::string tail = ": " + e.code().message();
+    std::string message = e.code().message(), tail = ": " + message;
+    if (what == message)
+        return std::make_exception_ptr(E(code));
     if (what.size() >= tail.size() && what.substr(what.size() - tail.size()) == tail)
         what.remove_suffix(tail.size());
-    return std::string(what);
+    return std::make_exception_ptr(E(code, std::string(what)));
 }
 
 template <class E>
@@ -290,9 +297,9 @@ inline std::exception_ptr relay_current() noexcept
         try {
             throw;
         } catch (const error &e) {
-            return std::make_exception_ptr(error(e.code().value(), context_of(e)));
+            return copy_system_error<error>(e, e.code().value());
         } catch (const std::system_error &e) {
-            return std::make_exception_ptr(std::system_error(e.code(), context_of(e)));
+            return copy_system_error<std::system_error>(e, e.code());
         } catch (const std::invalid_argument &e) {
             return copy_of<std::invalid_argument>(e);
         } catch (const std::domain_error &e) {

@@ -244,6 +244,7 @@ Test(preload, cpp_exceptions_outlive_the_rollback)
                  "invalid: std::invalid_argument: invalid, %s; unchanged\n"
                  "system: std::system_error %d: opening a file: %s; unchanged\n"
                  "tmf: tmf::error %d: growing the arena: %s; unchanged\n"
+                 "bare: tmf::error %d: %s; unchanged\n"
                  "derived: std::runtime_error: my error, with a message longer than the small-string buffer; unchanged\n"
                  "int: tmf::error %d: tmf::run: rolled back by an exception that is not a std::exception: %s; unchanged\n"
                  "bad_alloc: std::bad_alloc; unchanged\n"
@@ -252,7 +253,7 @@ Test(preload, cpp_exceptions_outlive_the_rollback)
                  "heap: clean\n"
                  "size: %d\n",
                  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy", ENOENT,
-                 strerror(ENOENT), TM_EFULL, tm_strerror(TM_EFULL), ECANCELED, tm_strerror(ECANCELED), ECANCELED,
+                 strerror(ENOENT), TM_EFULL, tm_strerror(TM_EFULL), TM_ECORRUPT, tm_strerror(TM_ECORRUPT), ECANCELED, tm_strerror(ECANCELED), ECANCELED,
                  tm_strerror(ECANCELED), 1000 * pass);
         cr_assert_str_eq(r->out, want);
     }

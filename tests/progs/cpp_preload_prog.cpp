@@ -62,6 +62,7 @@ int main()
     attempt("invalid", v, [] { throw std::invalid_argument("invalid, " + std::string(40, 'y')); });
     attempt("system", v, [] { throw std::system_error(ENOENT, std::generic_category(), "opening a file"); });
     attempt("tmf", v, [] { throw tmf::error(TM_EFULL, "growing the arena"); });
+    attempt("bare", v, [] { throw tmf::error(TM_ECORRUPT); });
     attempt("derived", v, [] { throw MyError(); });
     attempt("int", v, [] { throw 42; });
     attempt("bad_alloc", v, [] { throw std::bad_alloc(); });
