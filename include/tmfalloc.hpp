@@ -18,7 +18,8 @@
  *                            rethrows; a failed commit throws tmf::error.
  *   tmf::transaction         RAII: begins in its constructor; commit()
  *                            commits; the destructor aborts if commit() was
- *                            not called.
+ *                            not called.  fail(), in a catch handler around
+ *                            the guard, ends it as run() would (rule 2).
  *   tmf::read_transaction    RAII around tm_read_begin / tm_read_end.
  *   tmf::root<T>(args...)    the store's root object, a T: the first call in
  *                            the store's life constructs it from args inside
@@ -70,9 +71,10 @@
  *    the mangled type name (typeid(T).name(); without RTTI, size and
  *    alignment only); asking for an object with another stamp throws
  *    tmf::error(EINVAL), as does a root that C code uses through tm_root.
- *    Objects are never destroyed: they live as long as the store.  A call
- *    that must construct needs a write transaction, so it throws
- *    TM_EREADTX inside a read transaction.
+ *    Objects are never destroyed: they live as long as the store.  A
+ *    lookup takes a read transaction and walks the names: look an object up
+ *    once and keep the reference.  A call that must construct needs a write
+ *    transaction, so it throws TM_EREADTX inside a read transaction.
  *
  * 4. Pointers.  An object in the store must point only into the same arena
  *    (or be null): never to the process's heap, stack or static data.  Its
@@ -375,9 +377,10 @@ public:
 
     tm_store *store() const noexcept { return st_; }
 
-    // For tmf::run, inside its handler: ends a failed level (rule 1) and,
-    // when this aborts under the preload, returns a copy of the exception
-    // made outside the arena (rule 2); else null, and the caller rethrows.
+    // Inside a catch handler (tmf::run's, or one around the guard): ends
+    // this level as failed (rule 1) and, when that aborts under the preload,
+    // returns a copy of the exception made outside the arena to be thrown
+    // instead (rule 2); else null, and the handler rethrows the original.
     std::exception_ptr fail() noexcept
     {
         if (!open_)
