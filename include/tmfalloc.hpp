@@ -18,8 +18,7 @@
  *                            rethrows; a failed commit throws tmf::error.
  *   tmf::transaction         RAII: begins in its constructor; commit()
  *                            commits; the destructor aborts if commit() was
- *                            not called.  fail(), in a catch handler around
- *                            the guard, ends it as run() would (rule 2).
+ *                            not called.
  *   tmf::read_transaction    RAII around tm_read_begin / tm_read_end.
  *   tmf::root<T>(args...)    the store's root object, a T: the first call in
  *                            the store's life constructs it from args inside
@@ -377,22 +376,19 @@ public:
 
     tm_store *store() const noexcept { return st_; }
 
-    // Inside a catch handler (tmf::run's, or one around the guard): ends
-    // this level as failed (rule 1) and, when that aborts under the preload,
-    // returns a copy of the exception made outside the arena to be thrown
-    // instead (rule 2); else null, and the handler rethrows the original.
-    std::exception_ptr fail() noexcept
+private:
+    template <class F>
+    friend std::invoke_result_t<F &> run(tm_store *st, F &&f);
+
+    // Inside run's handler: when this level is to abort and the exception
+    // lives in the arena (rule 2), a copy of it made outside; else null.
+    std::exception_ptr relay() noexcept
     {
-        if (!open_)
-            return nullptr;
-        std::exception_ptr copy;
-        if (!detail::enclosing(frame_.up, st_) && detail::malloc_in_arena())
-            copy = detail::relay_current();
-        end_failed();
-        return copy;
+        if (open_ && !detail::enclosing(frame_.up, st_) && detail::malloc_in_arena())
+            return detail::relay_current();
+        return nullptr;
     }
 
-private:
     void unlink() noexcept
     {
         open_ = false;
@@ -456,10 +452,10 @@ std::invoke_result_t<F &> run(tm_store *st, F &&f)
                     return r;
             }
         } catch (...) {
-            if (!(copy = tx.fail()))
-                throw;
-        } // the original ends here, inside the transaction
-    }
+            if (!(copy = tx.relay()))
+                throw; // tx's destructor ends the level (rule 1)
+        } // the original, in the arena, ends here, while the transaction holds it
+    } // tx's destructor aborts
     std::rethrow_exception(copy);
 }
 

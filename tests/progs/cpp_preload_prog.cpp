@@ -58,6 +58,13 @@ void attempt(const char *name, Strings &v, F thrower)
 int main()
 {
     Strings &v = tmf::root<Strings>();
+    // Committed free memory full of 0xff where exceptions will be made: a
+    // rollback then reverts them to garbage, not to zeros.
+    tmf::run([] {
+        Strings junk;
+        for (std::size_t n = 0; n < 4000; n++)
+            junk.emplace_back(16 + n % 512, '\xff');
+    });
     attempt("runtime", v, [] { throw std::runtime_error("runtime, " + std::string(40, 'x')); });
     attempt("invalid", v, [] { throw std::invalid_argument("invalid, " + std::string(40, 'y')); });
     attempt("system", v, [] { throw std::system_error(ENOENT, std::generic_category(), "opening a file"); });
