@@ -103,6 +103,10 @@
 #ifndef TMFALLOC_HPP
 #define TMFALLOC_HPP
 
+#if __cplusplus < 201703L
+#error "tmfalloc.hpp needs C++17 (-std=c++17)"
+#endif
+
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
