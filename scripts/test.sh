@@ -4,7 +4,10 @@
 # sanitizers and a bounded fuzzing run.  Exits non-zero on any failure.
 #
 # Passes (each in its own build directory):
-#   1. normal      BUILD_DIR: every test (ctest).
+#   1. normal      BUILD_DIR: every test (ctest), once with each tracker
+#                  (TMF_TRACK=protect, TMF_TRACK=uffd), then the suites
+#                  that touch userfaultfd, permissions and file modes again
+#                  as an unprivileged user (setpriv, when run as root).
 #   2. ASan+UBSan  $BUILD_DIR-asan (clang, -DTMF_SANITIZE=address): every
 #                  Criterion suite but test_preload (see below).
 #   3. TSan        $BUILD_DIR-tsan (clang, -DTMF_SANITIZE=thread): the tests
@@ -33,8 +36,21 @@ stamp() { echo "== $(date +%T) $*"; }
 stamp "normal build"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE="$type"
 cmake --build "$build" -j"$jobs"
-stamp "normal tests"
-ctest --test-dir "$build" --output-on-failure -j2 --timeout 900
+for track in protect uffd; do
+  stamp "normal tests, TMF_TRACK=$track"
+  TMF_TRACK=$track ctest --test-dir "$build" --output-on-failure -j2 --timeout 900
+done
+if [ "$(id -u)" -eq 0 ]; then
+  stamp "unprivileged tests (nobody), TMF_TRACK=uffd"
+  nobody_dir=$(mktemp -d /tmp/tmf-nobody.XXXXXX) # the checkout may be out of nobody's reach
+  chmod 755 "$nobody_dir"
+  for t in test_basic test_tx test_store test_seam; do
+    cp "$build/tests/$t" "$nobody_dir/"
+    (cd "$nobody_dir" && setpriv --reuid=nobody --regid=nogroup --clear-groups \
+       env TMF_TRACK=uffd HOME="$nobody_dir" "./$t" --jobs=2 --short-filename)
+  done
+  rm -rf "$nobody_dir"
+fi
 
 if [ "${TMF_SANITIZERS:-1}" != 0 ]; then
   san_cmake=(-DCMAKE_BUILD_TYPE="$type" -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14

@@ -98,8 +98,13 @@ static int walk_blocks(struct walk *w)
     const blk *b = (const blk *)w->lo;
     int prev_free = 0, r;
     uint64_t prev_size = 0;
+    uintptr_t told = w->lo; /* progress reported up to here */
     for (;;) {
         uint64_t size, fl;
+        if (tm__progress && (uintptr_t)b - told >= ((uintptr_t)64 << 20)) {
+            tm__progress((uintptr_t)b - told);
+            told = (uintptr_t)b;
+        }
         if (!in_heap(w, b, HDR))
             return bad(w, "block runs past the end of the heap at", b);
         if (!blk_valid(w->h, b))

@@ -54,6 +54,12 @@ enum heap_kind {
 typedef void heap_walk_fn(void *ctx, uint64_t off, uint64_t len, int kind);
 int heap_walk(tm_store *st, heap_walk_fn *fn, void *ctx);
 
+/* Progress of long work, for the tool (the core prints nothing): NULL, or
+ * told now and then how many more bytes are done: bytes replayed by
+ * log_replay (replay.c), heap walked by heap_check.  Set by a
+ * single-threaded tool around one call. */
+extern void (*tm__progress)(uint64_t bytes);
+
 /* From os.c (os.h states their conventions: 0 or a negative errno). */
 int os_pwrite_all(int fd, const void *buf, size_t len, off_t off);
 int os_pread_all(int fd, void *buf, size_t len, off_t off);

@@ -11,7 +11,10 @@
 #include <errno.h>
 #include <string.h>
 
+#include "inspect.h"
 #include "internal.h"
+
+void (*tm__progress)(uint64_t bytes);
 
 #define RBUF (4u << 20) /* a multiple of 8: no page number straddles two pieces */
 
@@ -226,15 +229,22 @@ static int write_range(void *ctx, uint64_t aoff, const uint8_t *p, size_t n)
     return os_pwrite_all(*(int *)ctx, p, n, (off_t)aoff);
 }
 
-int rec_apply(int log_fd, int fd, uint64_t off, const struct log_rec *rec, uint8_t *buf, int whole)
+static int apply_ranges(int log_fd, int fd, uint64_t off, const struct log_rec *rec, uint8_t *buf, int whole)
 {
     struct walk w;
-    if (rec->magic == LOG_MAGIC_PAGES)
-        return apply_pages(log_fd, fd, off, rec, buf, whole);
     walk_init(&w, rec, NULL);
     w.data = write_range;
     w.ctx = &fd;
     if (whole)
         return walk_piece(&w, buf, rec->len - sizeof *rec, 0);
     return for_body(log_fd, off, sizeof *rec, rec->len - sizeof *rec, buf, walk_piece, &w);
+}
+
+int rec_apply(int log_fd, int fd, uint64_t off, const struct log_rec *rec, uint8_t *buf, int whole)
+{
+    int r = rec->magic == LOG_MAGIC_PAGES ? apply_pages(log_fd, fd, off, rec, buf, whole)
+                                          : apply_ranges(log_fd, fd, off, rec, buf, whole);
+    if (r == 0 && tm__progress)
+        tm__progress(rec->len);
+    return r;
 }

@@ -3,6 +3,7 @@
  * their data across restarts and kill -9. */
 #include "util.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -207,6 +208,55 @@ Test(preload, stl_map_example_keeps_its_data)
     struct run *r = run(a2, 1, store);
     cr_assert(exited(r, 0), "%s", r->err);
     cr_assert_str_eq(r->out, "a_key_much_longer_than_the_small_string_buffer: 2\nx: 1 3\ny: 4\n");
+}
+
+Test(preload, stl_map_example_rolls_back_a_bad_argument)
+{
+    const char *store = tu_path("stlbad.tmf");
+    char *a1[] = {TMF_EXAMPLES "/stlmap", "x=1", NULL};
+    char *a2[] = {TMF_EXAMPLES "/stlmap", "y=2", "x=3", "oops", NULL};
+    char *a3[] = {TMF_EXAMPLES "/stlmap", "z=4", NULL};
+    char *list[] = {TMF_EXAMPLES "/stlmap", NULL};
+    cr_assert(exited(run(a1, 1, store), 0));
+    struct run *r = run(a2, 1, store);
+    cr_assert(exited(r, 2), "status %#x\n%s", r->status, r->err);
+    cr_assert_str_eq(r->err, "stlmap: expected KEY=NUMBER, got oops\n");
+    r = run(a3, 0, store); /* without the preload the vector is not in the arena */
+    cr_assert(exited(r, 1), "status %#x\n%s", r->status, r->err);
+    cr_assert_not_null(strstr(r->err, "LD_PRELOAD"), "%s", r->err);
+    r = run(list, 1, store);
+    cr_assert(exited(r, 0), "%s", r->err);
+    cr_assert_str_eq(r->out, "x: 1\n");
+}
+
+Test(preload, cpp_exceptions_outlive_the_rollback)
+{
+    /* Thrown inside tmf::run, each lives in the arena with its message;
+     * run rolls back and rethrows a copy made outside it. */
+    const char *store = tu_path("cppexc.tmf");
+    char *argv[] = {TMF_PROGS "/cpp_preload_prog", NULL};
+    char want[4096];
+    for (int pass = 1; pass <= 2; pass++) {
+        struct run *r = run(argv, 1, store);
+        cr_assert(exited(r, 0), "status %#x\n%s", r->status, r->err);
+        snprintf(want, sizeof want,
+                 "runtime: std::runtime_error: runtime, %s; unchanged\n"
+                 "invalid: std::invalid_argument: invalid, %s; unchanged\n"
+                 "system: std::system_error %d: opening a file: %s; unchanged\n"
+                 "tmf: tmf::error %d: growing the arena: %s; unchanged\n"
+                 "bare: tmf::error %d: %s; unchanged\n"
+                 "derived: std::runtime_error: my error, with a message longer than the small-string buffer; unchanged\n"
+                 "int: tmf::error %d: tmf::run: rolled back by an exception that is not a std::exception: %s; unchanged\n"
+                 "bad_alloc: std::bad_alloc; unchanged\n"
+                 "nested: tmf::error %d: tmf::transaction::commit: rolled back, a nested transaction failed: %s; unchanged\n"
+                 "none: nothing; committed\n"
+                 "heap: clean\n"
+                 "size: %d\n",
+                 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy", ENOENT,
+                 strerror(ENOENT), TM_EFULL, tm_strerror(TM_EFULL), TM_ECORRUPT, tm_strerror(TM_ECORRUPT), ECANCELED, tm_strerror(ECANCELED), ECANCELED,
+                 tm_strerror(ECANCELED), 1000 * pass);
+        cr_assert_str_eq(r->out, want);
+    }
 }
 
 Test(preload, uthash_example_keeps_its_data)

@@ -604,12 +604,14 @@ Test(store, racing_creates_in_a_process)
  * handle's too.  The next close of a descriptor of the file is slowed down
  * (a wrapper of close(2) in this executable) to hold the window open. */
 static volatile ino_t slow_close_ino;
+static volatile int in_slow_close;
 
 int close(int fd)
 {
     struct stat sb;
     if (slow_close_ino && fstat(fd, &sb) == 0 && sb.st_ino == slow_close_ino) {
         slow_close_ino = 0;
+        in_slow_close = 1;
         usleep(100 * 1000);
     }
     return (int)syscall(SYS_close, fd);
@@ -637,8 +639,10 @@ Test(store, open_racing_a_close_keeps_its_locks)
     snprintf(path, sizeof path, "%s", tu_path("oc.tmf"));
     st = tu_open(path);
     slow_next_close_of(path);
+    in_slow_close = 0;
     cr_assert_eq(pthread_create(&t, NULL, close_it, st), 0);
-    usleep(20 * 1000); /* the close is now asleep in close(2) */
+    while (!in_slow_close) /* until the close is asleep in close(2) */
+        usleep(1000);
     TU_OK(tm_open(path, &o, &again));
     TU_OK(tm_store_begin(again));
     pthread_join(t, NULL);
@@ -667,8 +671,10 @@ Test(store, open_racing_a_failed_open_keeps_its_locks)
     make_store(path, 1);
     unlink(log); /* a read-only open cannot create it: fails */
     slow_next_close_of(path);
+    in_slow_close = 0;
     cr_assert_eq(pthread_create(&t, NULL, open_read_only, path), 0);
-    usleep(20 * 1000); /* the failed open is now asleep closing its descriptor */
+    while (!in_slow_close) /* until the failed open is asleep closing its descriptor */
+        usleep(1000);
     TU_OK(tm_open(path, &o, &st));
     TU_OK(tm_store_begin(st));
     pthread_join(t, &r);

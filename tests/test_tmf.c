@@ -15,6 +15,7 @@
 
 #include "heap.h"
 #include "internal.h"
+#include "os.h"
 
 #ifndef TMF_TOOL
 #error "TMF_TOOL must name the tmf binary"
@@ -549,4 +550,141 @@ Test(tmf, read_only_handle_never_writes)
     cr_assert_eq(before.st_size, after.st_size);
     EXPECT(0, "3 after the checkpoint", "info", path); /* no checkpoint at close */
     cr_assert_eq(tm_open(tu_path("none.tmf"), &o, &st), ENOENT);
+}
+
+/* ---- progress on a large store ---- */
+
+#define BIG_ARENA ((uint64_t)4 << 30)
+#define BIG_RECORD ((size_t)72 << 20) /* above the tool's threshold for a meter */
+
+static tm_options big_opts(void)
+{
+    tm_options o = tu_opts(TM_SYNC_NONE);
+    o.max_size = 2 * BIG_ARENA;
+    o.initial_size = BIG_ARENA; /* a sparse file: the tool's work is 4 GiB, the disk's little */
+    return o;
+}
+
+static int die_fd = -1;
+
+static ssize_t pwrite_or_die(int fd, const void *buf, size_t len, off_t off)
+{
+    if (fd == die_fd && off >= 2 * PAGE)
+        _exit(0); /* a page applied: the log record is written, its commit durable (L3) */
+    return os_real.write_at(fd, buf, len, off);
+}
+
+/* A child writes BIG_RECORD bytes in one transaction and dies as the
+ * commit starts to apply them to the store file (a checkpoint may write the
+ * header first): recovery has a large record to replay. */
+static void commit_big_and_die(void *path)
+{
+    tm_options o = big_opts();
+    tm_store *st;
+    char *p;
+    if (tm_open(path, &o, &st) != 0 || !(p = tm_store_root(st, PAGE)) || tm_store_begin(st) != 0 ||
+        !(p = tm_store_malloc(st, BIG_RECORD)))
+        _exit(99);
+    memset(p, 0x5a, BIG_RECORD);
+    die_fd = st->fd;
+    os_calls.write_at = pwrite_or_die;
+    tm_store_commit(st);
+    _exit(98);
+}
+
+static void leave_big_record(const char *path)
+{
+    int status = tu_run_child(commit_big_and_die, (void *)path, NULL, 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+}
+
+/* Runs the tool under a pseudo-terminal (script(1) of util-linux), whose
+ * output, stderr included, goes to out; returns the tool's exit status. */
+static int run_tty(const char *args)
+{
+    char cmd[2048];
+    int pipefd[2], status;
+    size_t got = 0;
+    ssize_t k;
+    pid_t pid;
+    snprintf(cmd, sizeof cmd, "'%s' %s", TMF_TOOL, args);
+    cr_assert_eq(pipe(pipefd), 0);
+    if ((pid = fork()) == 0) {
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0), dup2(pipefd[1], 1), dup2(pipefd[1], 2);
+        close(pipefd[0]), close(pipefd[1]);
+        execlp("script", "script", "-qec", cmd, "/dev/null", (char *)NULL);
+        _exit(126);
+    }
+    close(pipefd[1]);
+    while ((k = read(pipefd[0], out + got, sizeof out - 1 - got)) > 0)
+        got += (size_t)k;
+    out[got] = 0;
+    close(pipefd[0]);
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) != 126, "script(1) did not run: %s", out);
+    return WEXITSTATUS(status);
+}
+
+/* A meter of `what`, run to its end, is in out. */
+static void assert_meter(const char *what)
+{
+    char want[128];
+    const char *p;
+    snprintf(want, sizeof want, "%s: 100%% (", what);
+    p = strstr(out, want);
+    cr_assert_not_null(p, "no progress \"%s\" in:\n%s", want, out);
+    cr_assert_not_null(strstr(p, "/s)"), "no rate in:\n%s", out);
+    cr_assert_not_null(strstr(p, ", done."), "the meter did not end in:\n%s", out);
+}
+
+Test(tmf, progress_on_a_large_sparse_store, .timeout = 300)
+{
+    const char *path = tu_path("big.tmf"), *copy = tu_path("big.copy");
+    char args[1200];
+    struct stat sb;
+
+    leave_big_record(path);
+    /* Without a terminal: the work is done, and not a word of progress. */
+    EXPECT(0, "replayed 1 log record(s) (1 not yet applied before)", "recover", path);
+    cr_assert_null(strstr(out, "replaying"), "%s", out);
+    EXPECT(0, ": clean: commit seq", "check", path);
+    cr_assert_null(strstr(out, "%"), "%s", out);
+    EXPECT(0, "copied", "copy", path, copy);
+    cr_assert_null(strstr(out, "%"), "%s", out);
+    EXPECT(0, "legend", "map", "--color=never", path);
+    cr_assert_null(strstr(out, "100%"), "%s", out);
+
+    /* On a terminal: each meter runs to 100% with its rate. */
+    leave_big_record(path);
+    snprintf(args, sizeof args, "recover '%s'", path);
+    cr_assert_eq(run_tty(args), 0, "%s", out);
+    assert_meter("replaying the log");
+    cr_assert_not_null(strstr(out, "replayed 1 log record(s)"), "%s", out);
+    snprintf(args, sizeof args, "check '%s'", path);
+    cr_assert_eq(run_tty(args), 0, "%s", out);
+    assert_meter("checking the heap");
+    cr_assert_not_null(strstr(out, "4.0 GiB of 4.0 GiB"), "%s", out);
+    cr_assert_not_null(strstr(out, ": clean: commit seq"), "%s", out);
+    snprintf(args, sizeof args, "copy --force '%s' '%s'", path, copy);
+    cr_assert_eq(run_tty(args), 0, "%s", out);
+    assert_meter("copying");
+    snprintf(args, sizeof args, "map --color=never '%s'", path);
+    cr_assert_eq(run_tty(args), 0, "%s", out);
+    assert_meter("walking the heap");
+
+    /* --quiet, on a terminal too. */
+    snprintf(args, sizeof args, "check --quiet '%s'", path);
+    cr_assert_eq(run_tty(args), 0, "%s", out);
+    cr_assert_null(strstr(out, "checking the heap"), "%s", out);
+    snprintf(args, sizeof args, "copy -q --force '%s' '%s'", path, copy);
+    cr_assert_eq(run_tty(args), 0, "%s", out);
+    cr_assert_null(strstr(out, "copying"), "%s", out);
+
+    /* The copy is whole, and as sparse as its source. */
+    EXPECT(0, ": clean: commit seq", "check", copy);
+    cr_assert_eq(stat(copy, &sb), 0);
+    cr_assert_eq((uint64_t)sb.st_size, BIG_ARENA);
+    cr_assert_lt((uint64_t)sb.st_blocks * 512, BIG_ARENA / 4, "the copy is not sparse: %lld blocks",
+                 (long long)sb.st_blocks);
 }

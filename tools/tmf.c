@@ -2,7 +2,8 @@
  * tmf.c — the tmf command-line tool: command dispatch, option parsing, help
  * texts, and opening a store for inspection with a precise diagnosis of why
  * it cannot be opened.  The subcommands live in tmf_inspect.c (info, stats,
- * check), tmf_copy.c (copy, recover) and tmf_map.c (map).
+ * check), tmf_copy.c (copy, recover) and tmf_map.c (map); their progress
+ * meters in tmf_progress.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,9 +19,13 @@ struct command {
     const char *name;
     tmf_cmd *run;
     int operands;       /* 1: FILE, 2: FILE DEST */
-    const char *options; /* accepted: j json, f force, p png, w width, c color */
+    const char *options; /* accepted: j json, f force, p png, w width, c color, q quiet */
     const char *help;
 };
+
+#define PROGRESS_HELP                                                                 \
+    "On a large store, progress (bytes done of the total, and the rate) goes to\n"   \
+    "stderr when it is a terminal; --quiet (-q) turns it off.\n"
 
 static const struct command commands[] = {
     {"info", tmf_info, 1, "",
@@ -28,32 +33,37 @@ static const struct command commands[] = {
      "Prints the header (magic, version, base, max size, store id, checkpoint),\n"
      "the superblock (commit seq, arena size, root), heap statistics and the\n"
      "state of the redo log (records after the checkpoint, recovery pending).\n"},
-    {"check", tmf_check, 1, "",
-     "usage: tmf check FILE\n"
+    {"check", tmf_check, 1, "q",
+     "usage: tmf check [--quiet] FILE\n"
      "Checks the header slots, the superblock, the redo log and the whole heap,\n"
      "read-only, inside a read transaction (writers elsewhere wait for it).\n"
      "Prints one line.  Exit 0: clean (a note says so when recovery is pending:\n"
-     "the heap is then not checked); 1: damaged; 2: unusable (cannot be opened).\n"},
-    {"recover", tmf_recover, 1, "",
-     "usage: tmf recover FILE\n"
+     "the heap is then not checked); 1: damaged; 2: unusable (cannot be opened).\n"
+     PROGRESS_HELP},
+    {"recover", tmf_recover, 1, "q",
+     "usage: tmf recover [--quiet] FILE\n"
      "Opens the store read-write: the first opener replays the redo log and\n"
      "checkpoints; when other processes have it open, a commit a dead writer\n"
-     "left unapplied is healed and the rest is left to them.  Reports what it did.\n"},
+     "left unapplied is healed and the rest is left to them.  Reports what it did.\n"
+     PROGRESS_HELP},
     {"stats", tmf_stats, 1, "j",
      "usage: tmf stats [--json] FILE\n"
      "Prints the heap and log statistics, one \"name value\" per line, or as a\n"
      "JSON object with --json.\n"},
-    {"copy", tmf_copy, 2, "f",
-     "usage: tmf copy [--force] FILE DEST\n"
+    {"copy", tmf_copy, 2, "fq",
+     "usage: tmf copy [--force] [--quiet] FILE DEST\n"
      "Writes a consistent copy of the store to DEST (and a fresh, empty log\n"
      "DEST.log) while writers keep running: the bytes are read inside a read\n"
-     "transaction, written to DEST.tmp, synced and renamed into place.\n"
-     "An existing DEST is refused unless --force is given.\n"},
-    {"map", tmf_map, 1, "pwc",
-     "usage: tmf map [--width N] [--color=auto|always|never] [--png OUT.png] FILE\n"
+     "transaction, written to DEST.tmp, synced and renamed into place; holes\n"
+     "in the store file stay holes in the copy.\n"
+     "An existing DEST is refused unless --force is given.\n"
+     PROGRESS_HELP},
+    {"map", tmf_map, 1, "pwcq",
+     "usage: tmf map [--width N] [--color=auto|always|never] [--png OUT.png] [--quiet] FILE\n"
      "Draws the arena: header, superblock, used and free blocks, small-object\n"
      "spans (their used and free slots) and the fence, one character cell per\n"
-     "chunk of the arena, with a legend; or a PNG drawn by gnuplot (--png).\n"},
+     "chunk of the arena, with a legend; or a PNG drawn by gnuplot (--png).\n"
+     PROGRESS_HELP},
 };
 
 static void usage(FILE *f)
@@ -66,8 +76,9 @@ static void usage(FILE *f)
         const char *h = commands[i].help + strlen("usage: tmf ");
         fprintf(f, "  %.*s\n", (int)(strchr(h, '\n') - h), h);
     }
-    fputs("\"tmf COMMAND --help\" describes one.  Exit status: 0 success, 1 damaged or\n"
-          "failed, 2 store unusable, 64 usage error.\n", f);
+    fputs("\"tmf COMMAND --help\" describes one.  On a large store, check, recover, copy\n"
+          "and map show their progress on stderr when it is a terminal (--quiet: never).\n"
+          "Exit status: 0 success, 1 damaged or failed, 2 store unusable, 64 usage error.\n", f);
 }
 
 void tmf_err(const char *a, const char *fmt, ...)
@@ -107,6 +118,8 @@ static int parse_option(const struct command *c, struct tmf_args *a, char **argv
         return a->json = 1, 0;
     if (strchr(c->options, 'f') && !strcmp(arg, "--force"))
         return a->force = 1, 0;
+    if (strchr(c->options, 'q') && (!strcmp(arg, "--quiet") || !strcmp(arg, "-q")))
+        return a->quiet = 1, 0;
     if (strchr(c->options, 'p') && !strncmp(arg, "--png", 5) && (arg[5] == 0 || arg[5] == '='))
         return (a->png = opt_value(arg, 5, argv, i, argc)) ? 0 : -1;
     if (strchr(c->options, 'w') && !strncmp(arg, "--width", 7) && (arg[7] == 0 || arg[7] == '=')) {
@@ -129,7 +142,7 @@ static int parse_option(const struct command *c, struct tmf_args *a, char **argv
 
 static int run(const struct command *c, int argc, char **argv)
 {
-    struct tmf_args a = {NULL, NULL, NULL, 0, 0, 0, -1, 64};
+    struct tmf_args a = {NULL, NULL, NULL, 0, 0, 0, 0, -1, 64};
     int i, nops = 0, dashdash = 0;
     for (i = 0; i < argc; i++) {
         if (!dashdash && !strcmp(argv[i], "--")) {
@@ -151,6 +164,7 @@ static int run(const struct command *c, int argc, char **argv)
     }
     if (nops < c->operands)
         return bad_usage(c, "%s", c->operands == 2 ? "FILE and DEST are needed" : "FILE is needed");
+    tmf_progress_quiet(a.quiet);
     return c->run(&a);
 }
 
@@ -175,26 +189,6 @@ int main(int argc, char **argv)
     fprintf(stderr, "tmf: unknown command: %s\n", argv[1]);
     usage(stderr);
     return EXIT_USAGE;
-}
-
-/* ---- progress ---- */
-
-static int progress_shown;
-
-void tmf_progress(const char *what, uint64_t done, uint64_t total)
-{
-    if (!isatty(STDERR_FILENO) || total == 0)
-        return;
-    fprintf(stderr, "\r%s: %3u%% (%llu of %llu MiB)", what, (unsigned)(done * 100 / total),
-            (unsigned long long)(done >> 20), (unsigned long long)(total >> 20));
-    progress_shown = 1;
-}
-
-void tmf_progress_end(void)
-{
-    if (progress_shown)
-        fputs("\r\033[K", stderr);
-    progress_shown = 0;
 }
 
 /* ---- opening and diagnosis ---- */
@@ -248,8 +242,7 @@ static int diagnose_corrupt(const char *path, const uint8_t *buf, char *msg, siz
         return EXIT_DAMAGED;
     }
     if (super_check(sb, &h, UINT64_MAX, &why) < 0) {
-        snprintf(msg, len, "damaged: %s (size %llu, seq %llu)", why, (unsigned long long)sb->size,
-                 (unsigned long long)sb->seq);
+        snprintf(msg, len, "damaged: %s (arena size %llu)", why, (unsigned long long)sb->size);
         return EXIT_DAMAGED;
     }
     return diagnose_log(path, &h, msg, len);

@@ -36,6 +36,7 @@ struct log_scan {
     uint64_t bytes;      /* their bytes */
     uint64_t applied;    /* of them, in the store file already (seq <= superblock's) */
     uint64_t pending;    /* of them, durable but not applied: recovery needed */
+    uint64_t pending_bytes; /* bytes of the pending ones */
     uint64_t first_seq, last_seq;
     uint64_t end;        /* offset just past the last valid record */
     int corrupt;         /* a record the superblock proves committed is corrupt */
@@ -61,14 +62,21 @@ int tmf_open_ro(const char *path, tm_store **st, char *msg, size_t len);
 int tmf_diagnose(const char *path, int code, char *msg, size_t len);
 /* Prints "tmf: a: b" on stderr. */
 void tmf_err(const char *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Progress on stderr when it is a terminal: done of total bytes. */
-void tmf_progress(const char *what, uint64_t done, uint64_t total);
+/* Progress on stderr (tmf_progress.c): a meter of total bytes, shown when
+ * stderr is a terminal, the work is large and --quiet was not given.
+ * tmf_progress_add suits the library's hook, tm__progress. */
+void tmf_progress_quiet(int quiet);
+void tmf_progress_start(const char *what, uint64_t total);
+void tmf_progress_set(uint64_t done);
+void tmf_progress_add(uint64_t bytes);
 void tmf_progress_end(void);
+/* "1.5 MiB" */
+const char *tmf_human(uint64_t n, char *buf, size_t len);
 
 /* Subcommand arguments: the one or two operands and the options seen. */
 struct tmf_args {
     const char *file, *dest, *png;
-    int json, force, help, color;  /* color: -1 auto, 0 never, 1 always */
+    int json, force, help, quiet, color;  /* color: -1 auto, 0 never, 1 always */
     unsigned width;
 };
 typedef int tmf_cmd(const struct tmf_args *a);

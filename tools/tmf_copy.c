@@ -3,7 +3,7 @@
  * writers run) and recover (a read-write open that replays the log).
  *
  * copy: inside a read transaction of a read-only handle no commit is being
- * applied, so the store file's first "superblock size" bytes are exactly a
+ * applied, so the store file's first "committed size" bytes are exactly a
  * committed state.  They go to DEST.tmp with a new header: both slots say
  * "checkpointed at this commit", one generation later than the source's,
  * so no superblock's log position refers to the copy's log, which is a
@@ -28,25 +28,58 @@ static int exists(const char *p)
     return lstat(p, &sb) == 0;
 }
 
-/* The store's committed bytes, then a header checkpointed at sb. */
-static int copy_bytes(const struct tm_view *v, int out, const struct tm_super *sb)
+/* [off, end) of the store, COPY_CHUNK at a time. */
+static int copy_range(int fd, int out, uint8_t *buf, uint64_t off, uint64_t end)
+{
+    int r = 0;
+    while (r == 0 && off < end) {
+        size_t n = end - off < COPY_CHUNK ? (size_t)(end - off) : COPY_CHUNK;
+        if ((r = os_pread_all(fd, buf, n, (off_t)off)) == 0)
+            r = os_pwrite_all(out, buf, n, (off_t)off);
+        off += n;
+        tmf_progress_set(off);
+    }
+    return r == -ENODATA ? -EIO : r;
+}
+
+/* The extents of data in [0, size) of the store file, holes skipped (they
+ * read as zeros, and stay holes in the copy).  Without SEEK_DATA the whole
+ * range is data.  Seeking moves the handle's descriptor's offset, which
+ * nothing else uses: the library reads and writes at explicit offsets. */
+static int copy_data(int fd, int out, uint8_t *buf, uint64_t size)
+{
+    uint64_t off = 0;
+    int r = 0;
+    while (r == 0 && off < size) {
+        off_t data = lseek(fd, (off_t)off, SEEK_DATA), hole;
+        if (data < 0 && errno != ENXIO) /* ENXIO: only a hole is left */
+            data = (off_t)off;
+        if (data < 0 || (uint64_t)data >= size)
+            break;
+        hole = lseek(fd, data, SEEK_HOLE);
+        if (hole < 0 || (uint64_t)hole > size)
+            hole = (off_t)size;
+        r = copy_range(fd, out, buf, (uint64_t)data, (uint64_t)hole);
+        off = (uint64_t)hole;
+    }
+    return r == 0 && ftruncate(out, (off_t)size) < 0 ? -errno : r;
+}
+
+/* The store's committed bytes, then a header checkpointed at c. */
+static int copy_bytes(const struct tm_view *v, int out, const struct tm_committed *c)
 {
     uint8_t *buf = malloc(COPY_CHUNK);
-    uint64_t off;
     int r = buf ? 0 : -ENOMEM;
-    for (off = 0; r == 0 && off < sb->size; off += COPY_CHUNK) {
-        size_t n = sb->size - off < COPY_CHUNK ? (size_t)(sb->size - off) : COPY_CHUNK;
-        if ((r = os_pread_all(v->fd, buf, n, (off_t)off)) == 0)
-            r = os_pwrite_all(out, buf, n, (off_t)off);
-        tmf_progress("copying", off + n, sb->size);
-    }
+    tmf_progress_start("copying", c->size);
+    if (r == 0 && (r = copy_data(v->fd, out, buf, c->size)) == 0)
+        tmf_progress_set(c->size);
     tmf_progress_end();
     if (r == 0) {
         struct hdr_slot h = v->hdr;
         memset(buf, 0, PAGE);
         h.gen += 1;
-        h.ckpt_seq = sb->seq;
-        h.ckpt_size = sb->size;
+        h.ckpt_seq = c->seq;
+        h.ckpt_size = c->size;
         h.checksum = hdr_checksum(&h);
         memcpy(buf, &h, sizeof h);
         memcpy(buf + HDR_SLOT_SIZE, &h, sizeof h);
@@ -74,14 +107,14 @@ static int write_log(const char *path, uint64_t id)
 /* Inside the read transaction: DEST.tmp and DEST.log.tmp written and synced. */
 static int copy_locked(tm_store *st, const char *tmp, const char *logtmp)
 {
-    struct tm_super sb;
+    struct tm_committed c;
     struct tm_view v;
     int out, r;
     inspect_view(st, &v);
-    memcpy(&sb, v.sb, sizeof sb);
+    inspect_state(st, &c);
     if ((out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
         return -errno;
-    r = copy_bytes(&v, out, &sb);
+    r = copy_bytes(&v, out, &c);
     if (r == 0 && fsync(out) < 0)
         r = -errno;
     close(out);
@@ -203,14 +236,23 @@ int tmf_recover(const struct tmf_args *a)
     tm_options_init(&o);
     o.no_create = 1;
     o.max_size = b.hdr.max_size ? b.hdr.max_size : o.max_size;
+    /* The replay is the library's: its hook counts the page images written.
+     * The first opener replays every record after the checkpoint; a live
+     * store's heal, the pending ones. */
+    tmf_progress_start("replaying the log", b.live ? b.log.pending_bytes : b.log.bytes);
+    tm__progress = tmf_progress_add;
     if ((r = tm_open(a->file, &o, &st)) != 0) {
         int ex = tmf_diagnose(a->file, r, msg, sizeof msg);
+        tm__progress = NULL;
+        tmf_progress_end();
         tmf_err(a->file, "%s", msg);
         return ex;
     }
     /* An empty write transaction heals a dead writer's unapplied commit. */
     if ((r = tm_store_begin(st)) == 0)
         r = tm_store_commit(st);
+    tm__progress = NULL;
+    tmf_progress_end();
     tm_close(st); /* the last handle checkpoints */
     if (r != 0) {
         tmf_err(a->file, "cannot heal: %s", tm_strerror(r));

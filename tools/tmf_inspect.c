@@ -74,18 +74,6 @@ static void close_snap(tm_store *st, struct snap *s)
     tm_close(st);
 }
 
-/* "1.5 MiB" */
-static const char *human(uint64_t n, char *buf, size_t len)
-{
-    static const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)n;
-    int u = 0;
-    while (v >= 1024 && u < 4)
-        v /= 1024, u++;
-    snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
-    return buf;
-}
-
 /* ---- info ---- */
 
 static void info_log(const tm_store *st, const struct snap *s)
@@ -119,14 +107,14 @@ static void info_print(const tm_store *st, const struct snap *s)
     printf("version:         %u\n", h->version);
     printf("page size:       %u\n", h->page_size);
     printf("base:            %#llx\n", (unsigned long long)h->base);
-    printf("max size:        %llu (%s)\n", (unsigned long long)h->max_size, human(h->max_size, b1, 32));
+    printf("max size:        %llu (%s)\n", (unsigned long long)h->max_size, tmf_human(h->max_size, b1, 32));
     printf("store id:        %#018llx\n", (unsigned long long)h->store_id);
     printf("header slots:    %s\n", tmf_check_slots(s->page0, slots, sizeof slots) ? slots : "both valid");
     printf("checkpoint:      generation %llu, commit seq %llu, arena size %llu\n",
            (unsigned long long)h->gen, (unsigned long long)h->ckpt_seq,
            (unsigned long long)h->ckpt_size);
-    printf("superblock:      commit seq %llu, arena size %llu (%s)\n", (unsigned long long)s->c.seq,
-           (unsigned long long)s->sb.size, human(s->sb.size, b1, 32));
+    printf("committed:       commit seq %llu, arena size %llu (%s)\n", (unsigned long long)s->c.seq,
+           (unsigned long long)s->c.size, tmf_human(s->c.size, b1, 32));
     if (s->sb.root)
         printf("root:            %#llx, %llu bytes\n", (unsigned long long)s->sb.root,
                (unsigned long long)s->sb.root_size);
@@ -136,8 +124,8 @@ static void info_print(const tm_store *st, const struct snap *s)
         printf("heap:            not read (recovery pending)\n");
     else
         printf("heap:            live %s, free %s in %llu blocks, largest free block %s\n",
-               human(s->stats.live_bytes, b2, 32), human(s->stats.free_bytes, b3, 32),
-               (unsigned long long)s->stats.free_blocks, human(s->stats.largest_free, b4, 32));
+               tmf_human(s->stats.live_bytes, b2, 32), tmf_human(s->stats.free_bytes, b3, 32),
+               (unsigned long long)s->stats.free_blocks, tmf_human(s->stats.largest_free, b4, 32));
     info_log(st, s);
     printf("last commit:     %llu\n",
            (unsigned long long)(s->log.last_seq > s->c.seq ? s->log.last_seq : s->c.seq));
@@ -228,9 +216,12 @@ static int check_heap(tm_store *st, const struct snap *s, char *msg, size_t len)
 {
     char hm[256];
     int r;
-    if (s->sb.size >= ((uint64_t)256 << 20))
-        tmf_progress("checking the heap", 0, s->sb.size);
+    tmf_progress_start("checking the heap", s->sb.size);
+    tm__progress = tmf_progress_add;
     r = tm_store_check(st, hm, sizeof hm);
+    tm__progress = NULL;
+    if (r == 0)
+        tmf_progress_set(s->sb.size); /* the walk reached the fence */
     tmf_progress_end();
     if (r == 0)
         return EXIT_CLEAN;

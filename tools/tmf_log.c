@@ -70,6 +70,7 @@ int tmf_scan_log(int fd, const struct hdr_slot *h, uint64_t applied, uint64_t ma
         out->last_seq = seq;
         out->bytes += r.len;
         *(seq <= applied ? &out->applied : &out->pending) += 1;
+        out->pending_bytes += seq <= applied ? 0 : r.len;
         off += r.len, seq++;
         out->end = off;
     }

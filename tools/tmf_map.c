@@ -44,6 +44,7 @@ static void add_run(void *ctx, uint64_t off, uint64_t len, int kind)
 {
     struct map *m = ctx;
     uint64_t end = off + len;
+    tmf_progress_set(end);
     m->total[kind] += len;
     while (off < end && off / m->cell < m->ncells) {
         uint64_t c = off / m->cell, stop = (c + 1) * m->cell;
@@ -82,7 +83,9 @@ static int build(tm_store *st, unsigned width, struct map *m)
         ;
     m->ncells = (size + m->cell - 1) / m->cell;
     m->bytes = calloc(m->ncells, sizeof *m->bytes);
+    tmf_progress_start("walking the heap", size);
     r = m->bytes ? -heap_walk(st, add_run, m) : ENOMEM;
+    tmf_progress_end();
     tm_store_read_end(st);
     return r;
 }
