@@ -133,6 +133,10 @@ static int replay_unapplied(tm_store *st, int died)
         return r;
     if (died && (r = cut_to(st, size)) < 0)
         return r;
+    if (n > 0) {
+        sh->last_off = st->log.last_off;
+        sh->last_sum = st->log.last_sum;
+    }
     sh->seq = seq;
     sh->size = size;
     sh->log_off = sh->applied_off = off;

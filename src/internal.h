@@ -83,6 +83,7 @@ struct tm_log {
     uint64_t max;        /* records describe arenas of at most max bytes */
     uint64_t off;        /* where the next record goes */
     uint64_t len;        /* length of the file as last seen */
+    uint64_t last_off, last_sum; /* the last record written or replayed: where, its checksum */
     const char *map;     /* the file's first map_len bytes, read-only, shared: */
     uint64_t map_len;    /* record headers are looked up there, not read */
 };
@@ -103,6 +104,7 @@ struct tm_shared {
     _Atomic uint64_t log_off;     /* where the next record goes */
     _Atomic uint64_t size;        /* the committed arena size */
     _Atomic uint64_t gen;         /* the header's generation */
+    uint64_t last_off, last_sum;  /* the record of commit seq: where, its checksum */
     _Atomic uint32_t applying;    /* a commit is being applied (futex word) */
     _Atomic uint32_t apply_waiters;
     _Atomic uint32_t leave_seq;   /* bumped when a reader leaves while a writer waits (futex) */
@@ -263,6 +265,9 @@ int log_invalidate(struct tm_log *lg, uint64_t off);
 /* Nonzero when a record with sequence number seq begins at off (header
  * checks only: cheap enough for every transaction start). */
 int log_pending(struct tm_log *lg, uint64_t off, uint64_t seq);
+/* Whether the record at off has sequence number seq, checksum sum, and
+ * ends at end (its header checked only). */
+int log_is(struct tm_log *lg, uint64_t off, uint64_t seq, uint64_t sum, uint64_t end);
 /* Whether a whole valid record (L1, checksum included) with sequence
  * number seq begins at off: 1, 0, or a negative errno. */
 int log_valid(struct tm_log *lg, uint64_t off, uint64_t seq);

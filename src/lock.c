@@ -144,6 +144,8 @@ static int start(struct tm_locks *lk, uint64_t store_id, int *fresh)
         lk->sh->log_off = old.log_off;
         lk->sh->size = old.size;
         lk->sh->gen = old.gen;
+        lk->sh->last_off = old.last_off;
+        lk->sh->last_sum = old.last_sum;
         *fresh = 2;
     }
     return 0;

@@ -225,6 +225,8 @@ int log_append(struct tm_log *lg, uint64_t seq, uint64_t size, const struct log_
     if (w.off > lg->len)
         lg->len = w.off;
     *len_out = rec.len;
+    lg->last_off = lg->off;
+    lg->last_sum = rec.checksum;
     return 0;
 }
 
@@ -278,6 +280,12 @@ int log_pending(struct tm_log *lg, uint64_t off, uint64_t seq)
     return read_header(lg, off, seq, &rec);
 }
 
+int log_is(struct tm_log *lg, uint64_t off, uint64_t seq, uint64_t sum, uint64_t end)
+{
+    struct log_rec rec;
+    return read_header(lg, off, seq, &rec) && rec.checksum == sum && off + rec.len == end;
+}
+
 int log_valid(struct tm_log *lg, uint64_t off, uint64_t seq)
 {
     struct log_rec rec;
@@ -321,6 +329,8 @@ long log_replay(struct tm_log *lg, int fd, uint64_t *off, uint64_t *seq, uint64_
                 unsynced = 0;
             }
         }
+        lg->last_off = *off;
+        lg->last_sum = rec.checksum;
         *off += rec.len;
         *seq += 1;
         *size = rec.size;

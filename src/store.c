@@ -250,12 +250,25 @@ static int validate(tm_store *st, int first, uint64_t *file_size)
  * last run of this boot left, or else only the checkpoint (S3); then the
  * log's valid records after it, durable but not applied: a writer heals
  * them before anyone reads. */
+/* Whether the kept state describes these files: its last record is where
+ * it says, with its checksum (the files may have been replaced meanwhile). */
+static int kept_fits(tm_store *st)
+{
+    struct tm_shared *sh = st->lk.sh;
+    if (sh->gen != st->hdr.gen || sh->applied > sh->seq || sh->applied_off > sh->log_off ||
+        sh->seq < st->hdr.ckpt_seq || sh->applied < st->hdr.ckpt_seq || sh->applied_off < LOG_START)
+        return 0;
+    if (sh->seq == st->hdr.ckpt_seq)
+        return sh->log_off == LOG_START;
+    return log_is(&st->log, sh->last_off, sh->seq, sh->last_sum, sh->log_off);
+}
+
 static int init_shared(tm_store *st, int recovered, int kept, uint64_t arena)
 {
     struct tm_shared *sh = st->lk.sh;
     uint64_t off, seq, size;
     long n;
-    if (recovered || !kept || sh->gen != st->hdr.gen || sh->applied_off < LOG_START) {
+    if (recovered || !kept || !kept_fits(st)) {
         sh->gen = st->hdr.gen;
         sh->seq = sh->applied = st->hdr.ckpt_seq;
         sh->log_off = sh->applied_off = LOG_START;

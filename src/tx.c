@@ -167,6 +167,8 @@ static int apply(tm_store *st, size_t n)
     sh->seq = sh->seq + 1;
     sh->size = super_of(st)->size;
     sh->log_off = st->log.off;
+    sh->last_off = st->log.last_off;
+    sh->last_sum = st->log.last_sum;
     for (i = 0; i < n; i++)
         if ((r = os_pwrite_all(st->fd, st->pieces[i].src, st->pieces[i].g.len, (off_t)st->pieces[i].g.off)) < 0)
             return r; /* readers stay out: a writer heals (S2) */

@@ -325,12 +325,12 @@ static void commit_and_die(void *p)
     long *root = tm_store_root(st, 3 * PAGE);
     struct tm_shared *sh = st->lk.sh;
     static uint8_t saved[1 << 20];
-    uint64_t seq = 0, off = 0, size = 0;
+    uint64_t seq = 0, off = 0, size = 0, last_off = 0, last_sum = 0;
     int i, fd;
     if (!root)
         _exit(98);
     for (i = 1; i <= a->n; i++) {
-        size = sh->size, seq = sh->seq, off = sh->log_off;
+        size = sh->size, seq = sh->seq, off = sh->log_off, last_off = sh->last_off, last_sum = sh->last_sum;
         if (size > sizeof saved || pread(st->fd, saved, size, 0) != (ssize_t)size)
             _exit(94);
         if (tm_store_begin(st) != 0)
@@ -347,6 +347,8 @@ static void commit_and_die(void *p)
         if (a->stale == 2) { /* died before publishing the commit, too */
             sh->seq = seq;
             sh->log_off = off;
+            sh->last_off = last_off;
+            sh->last_sum = last_sum;
         }
     }
     _exit(0);
@@ -357,6 +359,40 @@ static void crash(const char *path, int n, int stale)
     struct crash_arg a = {path, n, stale};
     int status = tu_run_child(commit_and_die, &a, NULL, 0);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+}
+
+static void copy_bytes_of(const char *from, const char *to)
+{
+    char cmd[2200];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", from, to);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+}
+
+/* The lock file keeps the committed state of the last run of this boot;
+ * files copied back over the store's (an older copy of it) are not taken
+ * for what that state describes. */
+Test(tmf, files_put_back_are_not_taken_for_the_kept_state)
+{
+    char path[512], log[520], spath[512], slog[520];
+    tm_options o = tu_opts(TM_SYNC_FULL);
+    tm_store *st;
+    snprintf(path, sizeof path, "%s", tu_path("back.tmf"));
+    snprintf(log, sizeof log, "%s.log", path);
+    snprintf(spath, sizeof spath, "%s", tu_path("saved.tmf"));
+    snprintf(slog, sizeof slog, "%s.log", spath);
+    crash(path, 2, 0); /* commits 1 (the root) to 3, left in the log */
+    copy_bytes_of(path, spath);
+    copy_bytes_of(log, slog);
+    crash(path, 2, 0); /* the first opener recovers, checkpoints; then commits 4 and 5 */
+    copy_bytes_of(spath, path);
+    copy_bytes_of(slog, log);
+    EXPECT(0, "last commit:     3", "info", path);
+    o.read_only = 1;
+    TU_OK(tm_open(path, &o, &st));
+    long *root = tm_store_root(st, 1);
+    cr_assert_not_null(root, "%s", tm_strerror(errno));
+    cr_assert_eq(root[0], 102);
+    TU_OK(tm_close(st));
 }
 
 Test(tmf, log_records_after_checkpoint_are_reported)
