@@ -20,8 +20,14 @@
  * Caveats (read these)
  *   - Fixed address: a store can only be opened where no other mapping of the
  *     process is; opening fails with TM_EADDR rather than moving it.
- *   - Outside a write transaction the arena is read-only: a stray write stops
- *     the process with a message naming the address.
+ *   - Outside a write transaction the arena is read-only, but for hot pages
+ *     (pages transactions keep writing, TMF_TRACK): a stray write never
+ *     reaches the file, and stops the process with a message naming the
+ *     address at once, or, on a hot page, naming the page at the next
+ *     tm_begin of the process.
+ *   - The store's processes share a lock file "<path>.lock" beside it; a
+ *     read-write handle must be able to write it, on a file system with
+ *     coherent shared mappings (not NFS).
  *   - System calls that write into the arena (read(2) into a persistent
  *     buffer) work inside a write transaction for the wrapped libc calls
  *     (read, pread, readv, preadv, recv, recvfrom, fread); for any other
