@@ -191,7 +191,7 @@ int lock_attach(struct tm_locks *lk, const char *path, unsigned mode, int read_o
         return attach_detached(lk, store_id, fresh);
     if (lk->lock_fd < 0)
         return lk->lock_fd;
-    if ((r = os_lock(lk->lock_fd, LF_INIT, 1, F_WRLCK, 1)) < 0)
+    if ((r = os_lock_wait_patiently(lk->lock_fd, LF_INIT, 1, F_WRLCK)) < 0)
         return r;
     if ((users = os_lock_held(lk->lock_fd, LF_USERS, F_WRLCK)) < 0)
         return users;
@@ -254,7 +254,7 @@ int lock_revive(struct tm_locks *lk)
     int r;
     lk->pid = os_pid();
     lk->gen = next_gen++;
-    if ((r = os_lock(lk->fd, LOCK_OPEN, 1, F_RDLCK, 1)) < 0)
+    if ((r = os_lock_wait_patiently(lk->fd, LOCK_OPEN, 1, F_RDLCK)) < 0)
         return r;
     if (lk->detached)
         return os_lock(lk->fd, LOCK_DETACHED, 1, F_RDLCK, 0);
@@ -276,11 +276,11 @@ int lock_open(struct tm_locks *lk, int fd, int read_only, int *first)
     local_init(lk, fd);
     *first = 0;
     if (read_only)
-        return os_lock(fd, LOCK_OPEN, 1, F_RDLCK, 1);
+        return os_lock_wait_patiently(fd, LOCK_OPEN, 1, F_RDLCK);
     r = os_lock(fd, LOCK_OPEN, 1, F_WRLCK, 0);
     *first = r == 0;
     if (r == -EAGAIN)
-        r = os_lock(fd, LOCK_OPEN, 1, F_RDLCK, 1);
+        r = os_lock_wait_patiently(fd, LOCK_OPEN, 1, F_RDLCK);
     return r;
 }
 

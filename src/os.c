@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <linux/futex.h>
 #include <sys/ioctl.h>
@@ -38,9 +39,12 @@ static int sys_fstat(int fd, struct stat *st)
     return neg(fstat(fd, st));
 }
 
-static int sys_link(const char *from, const char *to)
+/* Through /proc/self/fd: linkat's AT_EMPTY_PATH would need a capability. */
+static int sys_link_fd(int fd, const char *to)
 {
-    return neg(link(from, to));
+    char from[32];
+    snprintf(from, sizeof from, "/proc/self/fd/%d", fd);
+    return neg(linkat(AT_FDCWD, from, AT_FDCWD, to, AT_SYMLINK_FOLLOW));
 }
 
 static int sys_unlink(const char *path)
@@ -155,7 +159,7 @@ static int sys_futex_wake(_Atomic uint32_t *word, int n, int shared)
 
 #define OS_TABLE                                                                                     \
     {                                                                                                \
-        sys_open, sys_close, sys_fstat, sys_link, sys_unlink, sys_pread, sys_pwrite,          \
+        sys_open, sys_close, sys_fstat, sys_link_fd, sys_unlink, sys_pread, sys_pwrite,          \
         sys_pwritev, sys_fsync, sys_fdatasync, sys_sync_range, sys_ftruncate, sys_fallocate,   \
         sys_fadvise, sys_fcntl_lock, sys_mmap, sys_munmap, sys_mprotect, sys_madvise,          \
         sys_madvise_self, sys_ioctl, sys_userfaultfd, sys_futex_wait, sys_futex_wake,             \
@@ -185,9 +189,33 @@ int os_fstat(int fd, struct stat *st)
     return os_calls.fstat(fd, st);
 }
 
-int os_link(const char *from, const char *to)
+static int dir_of(const char *path, char *dir, size_t len)
 {
-    return os_calls.link(from, to);
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == path)
+        strcpy(dir, "/");
+    else if ((size_t)(slash - path) < len)
+        memcpy(dir, path, (size_t)(slash - path)), dir[slash - path] = 0;
+    else
+        return -ENAMETOOLONG;
+    return 0;
+}
+
+int os_tmpfile(const char *path, unsigned mode)
+{
+    char dir[PATH_MAX];
+    int r = dir_of(path, dir, sizeof dir);
+    if (r < 0)
+        return r;
+    r = os_open(dir, O_TMPFILE | O_RDWR, mode);
+    return r == -EISDIR || r == -EINVAL ? -EOPNOTSUPP : r; /* kernels and file systems without it */
+}
+
+int os_link_fd(int fd, const char *to)
+{
+    return os_calls.link_fd(fd, to);
 }
 
 int os_unlink(const char *path)
@@ -266,16 +294,9 @@ int os_fdatasync(int fd)
 int os_fsync_dir(const char *path)
 {
     char dir[PATH_MAX];
-    const char *slash = strrchr(path, '/');
     int fd, r;
-    if (!slash)
-        strcpy(dir, ".");
-    else if (slash == path)
-        strcpy(dir, "/");
-    else if ((size_t)(slash - path) < sizeof dir)
-        memcpy(dir, path, (size_t)(slash - path)), dir[slash - path] = 0;
-    else
-        return -ENAMETOOLONG;
+    if ((r = dir_of(path, dir, sizeof dir)) < 0)
+        return r;
     if ((fd = os_open(dir, O_RDONLY | O_DIRECTORY, 0)) < 0)
         return fd;
     r = os_fsync(fd);
@@ -329,6 +350,18 @@ int os_lock(int fd, off_t byte, off_t len, int type, int wait)
     while ((r = os_calls.fcntl_lock(fd, wait ? F_SETLKW : F_SETLK, &fl)) == -EINTR)
         ;
     return r == -EACCES ? -EAGAIN : r;
+}
+
+int os_lock_wait_patiently(int fd, off_t byte, off_t len, int type)
+{
+    struct timespec pause = {0, 1000000};
+    int r;
+    while ((r = os_lock(fd, byte, len, type, 1)) == -EDEADLK) {
+        nanosleep(&pause, NULL);
+        if (pause.tv_nsec < 10000000)
+            pause.tv_nsec *= 2;
+    }
+    return r;
 }
 
 int os_lock_held(int fd, off_t byte, int type)

@@ -35,7 +35,7 @@ typedef struct tm_os {
     int (*open)(const char *path, int flags, unsigned mode);
     int (*close)(int fd);
     int (*fstat)(int fd, struct stat *st);
-    int (*link)(const char *from, const char *to);
+    int (*link_fd)(int fd, const char *to); /* gives a file (an O_TMPFILE one) the name to */
     int (*unlink)(const char *path);
     ssize_t (*read_at)(int fd, void *buf, size_t len, off_t off);
     ssize_t (*write_at)(int fd, const void *buf, size_t len, off_t off);
@@ -77,7 +77,11 @@ int os_open(const char *path, int flags, unsigned mode);
  * core syncs what it must before closing: nothing is left to do about one. */
 void os_close(int fd);
 int os_fstat(int fd, struct stat *st);
-int os_link(const char *from, const char *to);
+/* A nameless file in the directory of path (O_TMPFILE), or -EOPNOTSUPP
+ * where the file system has none. */
+int os_tmpfile(const char *path, unsigned mode);
+/* Gives fd the name to; -EEXIST when it is taken. */
+int os_link_fd(int fd, const char *to);
 int os_unlink(const char *path);
 int os_pwrite_all(int fd, const void *buf, size_t len, off_t off);
 int os_pwritev_all(int fd, struct iovec *iov, int n, off_t off);
@@ -100,6 +104,12 @@ void os_fadvise(int fd, int advice);
  * is F_RDLCK, F_WRLCK or F_UNLCK; wait selects F_SETLKW.  A lock that is
  * busy without wait is -EAGAIN. */
 int os_lock(int fd, off_t byte, off_t len, int type, int wait);
+/* The same waiting, where the kernel's deadlock detection may be wrong:
+ * it takes all threads of a process for one owner, so a lock this thread
+ * waits for, held by a process that waits for another thread's lock, is
+ * reported as a deadlock (-EDEADLK) that another thread's progress ends.
+ * Retried, after a pause growing to 10 ms. */
+int os_lock_wait_patiently(int fd, off_t byte, off_t len, int type);
 /* Whether another process holds a lock of that type or stronger on the
  * byte: 1, 0, or a negative errno. */
 int os_lock_held(int fd, off_t byte, int type);

@@ -22,54 +22,64 @@
 
 /* ---- creation ---- */
 
-/* Builds a complete store in a temporary file and links it into place, so a
- * crash never leaves a half-made store under the real name (S1).  -EEXIST
- * when another process created it first. */
-static int create_file(const char *path, const tm_options *o)
+/* A new file named path, written whole by fill and synced before it gets
+ * the name: a crash never leaves a half-made file under it (S1).  Where the
+ * file system has O_TMPFILE the file has no name before, so a crash leaves
+ * nothing beside it either; elsewhere a temporary name, which a crash can
+ * leave behind (path.tmp.<pid>.<tid>).  -EEXIST when another process made
+ * it first. */
+static int create_whole(const char *path, unsigned mode, int (*fill)(int fd, void *ctx), void *ctx)
 {
     char tmp[PATH_MAX];
-    uint8_t page[PAGE];
-    struct hdr_slot h;
-    struct tm_super *sb = (struct tm_super *)page;
-    size_t size = o->initial_size ? o->initial_size : DEFAULT_INITIAL;
-    int fd, r;
+    int fd = os_tmpfile(path, mode), named = fd == -EOPNOTSUPP, r;
+    if (named) {
+        if (strlen(path) + 32 >= sizeof tmp)
+            return -ENAMETOOLONG;
+        snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%ld", path, (long)os_pid(), (long)os_tid());
+        fd = os_open(tmp, O_RDWR | O_CREAT | O_TRUNC, mode);
+    }
+    if (fd < 0)
+        return fd;
+    if ((r = fill(fd, ctx)) == 0 && (r = os_fdatasync(fd)) == 0)
+        r = os_link_fd(fd, path);
+    os_close(fd);
+    if (named)
+        (void)os_unlink(tmp); /* a leftover is a leftover, not a loss */
+    return r == 0 ? os_fsync_dir(path) : r;
+}
 
+/* A store file: both header slots (one damaged slot alone never loses the
+ * store), the superblock, zeros. */
+static int fill_store(int fd, void *ctx)
+{
+    const struct hdr_slot *h = ctx;
+    uint8_t page[PAGE];
+    struct tm_super *sb = (struct tm_super *)page;
+    int r = os_ftruncate(fd, (off_t)h->ckpt_size);
+    memset(page, 0, PAGE);
+    memcpy(page, h, sizeof *h);
+    memcpy(page + HDR_SLOT_SIZE, h, sizeof *h);
+    if (r == 0)
+        r = os_pwrite_all(fd, page, PAGE, 0);
+    memset(page, 0, PAGE);
+    sb->magic = SUPER_MAGIC;
+    sb->size = h->ckpt_size;
+    sb->checksum = super_checksum(sb);
+    return r == 0 ? os_pwrite_all(fd, page, PAGE, PAGE) : r;
+}
+
+static int create_file(const char *path, const tm_options *o)
+{
+    struct hdr_slot h;
+    size_t size = o->initial_size ? o->initial_size : DEFAULT_INITIAL;
     size = (size + PAGE - 1) & ~(size_t)(PAGE - 1);
     if (size < 2 * PAGE)
         size = 2 * PAGE;
     if (size > o->max_size || o->base % PAGE || o->base + o->max_size > ADDR_LIMIT ||
         o->base < ((uint64_t)1 << 32))
         return -EINVAL;
-    if (strlen(path) + 32 >= sizeof tmp)
-        return -ENAMETOOLONG;
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%ld", path, (long)os_pid(), (long)os_tid());
-    if ((fd = os_open(tmp, O_RDWR | O_CREAT | O_TRUNC, o->mode ? o->mode : 0600)) < 0)
-        return fd;
-
     hdr_init(&h, o->base, o->max_size, size, os_random64() | 1);
-    r = os_ftruncate(fd, (off_t)size);
-    if (r == 0) { /* both slots: one damaged slot alone never loses the store */
-        memset(page, 0, PAGE);
-        memcpy(page, &h, sizeof h);
-        memcpy(page + HDR_SLOT_SIZE, &h, sizeof h);
-        r = os_pwrite_all(fd, page, PAGE, 0);
-    }
-    if (r == 0) {
-        memset(page, 0, PAGE);
-        sb->magic = SUPER_MAGIC;
-        sb->size = size;
-        sb->checksum = super_checksum(sb);
-        r = os_pwrite_all(fd, page, PAGE, PAGE);
-    }
-    if (r == 0)
-        r = os_fdatasync(fd);
-    os_close(fd);
-    if (r == 0)
-        r = os_link(tmp, path);
-    (void)os_unlink(tmp); /* a leftover is a leftover, not a loss */
-    if (r == 0)
-        r = os_fsync_dir(path);
-    return r;
+    return create_whole(path, o->mode ? o->mode : 0600, fill_store, &h);
 }
 
 /* ---- mapping ---- */
@@ -199,20 +209,52 @@ static void free_path(char *p)
         os_free(p, strlen(p) + 1);
 }
 
+static int fill_log(int fd, void *ctx)
+{
+    struct tm_log lg = *(const struct tm_log *)ctx;
+    lg.fd = fd;
+    return log_create(&lg);
+}
+
+/* Whether a log that fails its check never held a record: its header page
+ * never reached the disk (a crash while it was made in place, by an older
+ * library), its store was never checkpointed, and no first record follows. */
+static int log_never_used(tm_store *st)
+{
+    uint8_t page[PAGE];
+    struct stat sb;
+    if (os_fstat(st->log.fd, &sb) < 0 || st->hdr.gen != 1 || st->hdr.ckpt_seq != 0)
+        return 0;
+    st->log.len = (uint64_t)sb.st_size;
+    memset(page, 0, PAGE);
+    if (st->log.len >= PAGE && os_pread_all(st->log.fd, page, PAGE, 0) < 0)
+        return 0;
+    for (size_t i = sizeof(struct log_head); i < PAGE; i++)
+        if (page[i])
+            return 0;
+    return log_head_check(page, PAGE, st->hdr.store_id) < 0 && !log_pending(&st->log, LOG_START, 1);
+}
+
+/* The log, made whole by the first opener when it is missing (a new
+ * store), or remade when it never held a record. */
 static int open_log(tm_store *st, int first)
 {
-    int flags = (st->read_only ? O_RDONLY : O_RDWR) | (first ? O_CREAT : 0), r;
-    struct stat sb;
-    if ((st->log.fd = os_open(st->log_path, flags, st->mode)) < 0)
-        return st->log.fd == -ENOENT ? -TM_ECORRUPT : st->log.fd;
-    if ((r = os_fstat(st->log.fd, &sb)) < 0)
-        return r;
-    if (first && sb.st_size == 0) {
-        if ((r = log_create(&st->log)) < 0)
+    int r;
+    st->log.fd = os_open(st->log_path, st->read_only ? O_RDONLY : O_RDWR, 0);
+    if (st->log.fd == -ENOENT && first) {
+        if ((r = create_whole(st->log_path, st->mode, fill_log, &st->log)) < 0 && r != -EEXIST)
             return r;
-        return os_fsync_dir(st->log_path);
+        st->log.fd = os_open(st->log_path, O_RDWR, 0);
     }
-    return log_open_check(&st->log);
+    if (st->log.fd < 0)
+        return st->log.fd == -ENOENT ? -TM_ECORRUPT : st->log.fd;
+    r = log_open_check(&st->log);
+    if (r == -TM_ECORRUPT && first && log_never_used(st)) {
+        if ((r = os_ftruncate(st->log.fd, 0)) < 0 || (r = log_create(&st->log)) < 0)
+            return r;
+        r = log_open_check(&st->log);
+    }
+    return r;
 }
 
 /* Reads and checks header and superblock before anything is mapped. */

@@ -2,6 +2,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -919,4 +920,136 @@ Test(env, bad_max_size)
     setenv("TMF_PATH", tu_path("env.tmf"), 1);
     setenv("TMF_MAX_SIZE", "lots", 1);
     cr_assert_eq(tm_begin(), EINVAL);
+}
+
+/* A store whose log's header page never reached the disk (made in place by
+ * an older library, then a crash): if nothing was ever committed, the
+ * first opener makes the log anew; if a record follows, it refuses. */
+static void zero_log_header(const char *path)
+{
+    char log[520];
+    uint8_t page[PAGE];
+    snprintf(log, sizeof log, "%s.log", path);
+    int fd = open(log, O_WRONLY);
+    cr_assert_geq(fd, 0);
+    memset(page, 0, sizeof page);
+    cr_assert_eq(pwrite(fd, page, 100, 0), 100); /* torn: a few zeros over the header */
+    close(fd);
+}
+
+static void commit_and_exit(void *arg)
+{
+    tm_store *st = tu_open_or_exit(arg);
+    long *root = tm_store_root(st, sizeof(long));
+    if (!root || tm_store_begin(st) != 0)
+        _exit(1);
+    *root = 7;
+    _exit(tm_store_commit(st) == 0 ? 0 : 2); /* no close: no checkpoint */
+}
+
+Test(store, a_log_that_never_held_a_record_is_made_anew)
+{
+    char path[512];
+    tm_store *st;
+    tm_options o = tu_opts(TM_SYNC_FULL);
+    snprintf(path, sizeof path, "%s", tu_path("nl.tmf"));
+    st = tu_open(path);
+    TU_OK(tm_close(st)); /* nothing committed: generation 1, no checkpoint */
+    zero_log_header(path);
+    TU_OK(tm_open(path, &o, &st));
+    cr_assert_not_null(tm_store_root(st, 8));
+    TU_OK(tm_close(st));
+
+    snprintf(path, sizeof path, "%s", tu_path("rl.tmf"));
+    int status = tu_run_child(commit_and_exit, path, NULL, 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+    zero_log_header(path);
+    cr_assert_eq(tm_open(path, &o, &st), TM_ECORRUPT, "a log with a record was made anew");
+}
+
+/* A crash between writing a new store and naming it leaves nothing beside
+ * it: the file has no name until it is whole (O_TMPFILE). */
+static int link_and_die(int fd, const char *to)
+{
+    (void)fd, (void)to;
+    _exit(0); /* the crash: the file is whole and synced, but has no name */
+}
+
+static void die_at_link(void *arg)
+{
+    tm_options o = tu_opts(TM_SYNC_FULL);
+    tm_store *st;
+    os_calls.link_fd = link_and_die;
+    tm_open(arg, &o, &st);
+    _exit(3);
+}
+
+Test(store, a_crash_while_creating_leaves_no_file_behind)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s", tu_path("cr.tmf"));
+    int status = tu_run_child(die_at_link, path, NULL, 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+    DIR *d = opendir(tu_dir());
+    struct dirent *e;
+    cr_assert_not_null(d);
+    while ((e = readdir(d)))
+        cr_assert(e->d_name[0] == '.' , "left behind: %s", e->d_name);
+    closedir(d);
+}
+
+/* The kernel takes every thread of a process for one lock owner: an open
+ * waiting for LOCK_OPEN, held by a process that waits for a lock another
+ * thread of ours holds, looks like a deadlock (EDEADLK).  It is not: that
+ * thread lets go, and the open goes on. */
+static int unrelated_fd;
+static pthread_barrier_t dl_go;
+
+static void *hold_then_release(void *arg)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    (void)arg;
+    cr_assert_eq(fcntl(unrelated_fd, F_SETLK, &fl), 0);
+    pthread_barrier_wait(&dl_go); /* held: the child may block on it */
+    usleep(300 * 1000);
+    fl.l_type = F_UNLCK;
+    fcntl(unrelated_fd, F_SETLK, &fl);
+    return NULL;
+}
+
+Test(store, an_open_is_not_refused_for_a_deadlock_of_another_thread)
+{
+    char path[512], other[512];
+    tm_options o = tu_opts(TM_SYNC_FULL);
+    tm_store *st;
+    pthread_t t;
+    int ready[2];
+    snprintf(path, sizeof path, "%s", tu_path("dl.tmf"));
+    snprintf(other, sizeof other, "%s", tu_path("unrelated"));
+    make_store(path, 1);
+    cr_assert_geq(unrelated_fd = open(other, O_RDWR | O_CREAT, 0600), 0);
+    cr_assert_eq(pipe(ready), 0);
+    pthread_barrier_init(&dl_go, NULL, 2);
+    cr_assert_eq(pthread_create(&t, NULL, hold_then_release, NULL), 0);
+    pthread_barrier_wait(&dl_go);
+    pid_t pid = fork();
+    if (pid == 0) { /* holds LOCK_OPEN as a first opener would, then waits for our thread's lock */
+        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+        int fd = open(path, O_RDWR), ufd = open(other, O_RDWR);
+        if (fd < 0 || ufd < 0 || fcntl(fd, F_SETLK, &fl) != 0)
+            _exit(2);
+        if (write(ready[1], "r", 1) != 1 || fcntl(ufd, F_SETLKW, &fl) != 0)
+            _exit(3);
+        _exit(0); /* both locks go with the process */
+    }
+    char c;
+    cr_assert_eq(read(ready[0], &c, 1), 1);
+    usleep(50 * 1000); /* the child now waits for our thread's lock */
+    TU_OK(tm_open(path, &o, &st));
+    TU_OK(tm_close(st));
+    pthread_join(t, NULL);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+    close(unrelated_fd);
 }
