@@ -26,7 +26,11 @@
  *       applied: a writer's healing then replays the whole log.
  *   S4. A checkpoint syncs the store file before it writes the new header
  *       slot, and syncs the slot before the log is reused.  Every record it
- *       retires is then in the synced store file.
+ *       retires is then in the synced store file.  A failed sync may have
+ *       left pages that Linux now takes for clean though they never reached
+ *       the disk, so after one (resync, in the lock file) the next
+ *       checkpoint, whoever makes it, first writes every record of the
+ *       generation into the store file again.
  *   S5. The store file is longer than the committed arena only while a
  *       transaction that grew it is open, or after its writer died; abort,
  *       healing and recovery cut it back.
@@ -62,14 +66,32 @@ int hdr_current(tm_store *st)
  * synced; the log restarts.  seq and size are the committed state, all of
  * it applied: callable by the writer inside its transaction, whose arena
  * already holds uncommitted changes. */
+/* S4: writes the generation's records into the store file again, readers
+ * kept out (the store file passes through their older states). */
+static int rewrite_records(tm_store *st, uint64_t seq)
+{
+    uint64_t off = LOG_START, s = st->hdr.ckpt_seq, size = 0;
+    long n;
+    lock_apply_begin(&st->lk);
+    n = log_replay(&st->log, st->fd, &off, &s, &size);
+    if (n >= 0)
+        lock_apply_end(&st->lk);
+    return n < 0 ? (int)n : s < seq ? -EIO : 0;
+}
+
 int store_checkpoint_at(tm_store *st, uint64_t seq, uint64_t size)
 {
     struct hdr_slot h = st->hdr, prev;
     int full = st->log.sync == TM_SYNC_FULL, r;
     off_t at = (off_t)(((st->hdr.gen + 1) & 1) * HDR_SLOT_SIZE);
 
-    if (full && (r = os_fdatasync(st->fd)) < 0)
+    if (full && st->lk.sh->resync && (r = rewrite_records(st, seq)) < 0)
         return r;
+    if (full && (r = os_fdatasync(st->fd)) < 0) {
+        st->lk.sh->resync = 1;
+        return r;
+    }
+    st->lk.sh->resync = 0;
     h.gen = st->hdr.gen + 1; /* the version stays: only a first opener upgrades (recover) */
     h.ckpt_seq = seq;
     h.ckpt_size = size;

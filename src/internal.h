@@ -105,6 +105,7 @@ struct tm_shared {
     _Atomic uint64_t size;        /* the committed arena size */
     _Atomic uint64_t gen;         /* the header's generation */
     uint64_t last_off, last_sum;  /* the record of commit seq: where, its checksum */
+    _Atomic uint32_t resync;      /* a sync of the store file failed since the checkpoint */
     _Atomic uint32_t applying;    /* a commit is being applied (futex word) */
     _Atomic uint32_t apply_waiters;
     _Atomic uint32_t leave_seq;   /* bumped when a reader leaves while a writer waits (futex) */
