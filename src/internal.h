@@ -408,6 +408,9 @@ void read_relock(tm_store *st);
 /* Drops stale kept copies before a read outside any transaction. */
 void read_refresh(tm_store *st);
 
+/* ---- 7: interpose.c ---- */
+void interpose_resolve(void);
+
 /* The public form of an internal result (0 or a negative errno or
  * -TM_E code): 0, or the positive code. */
 static inline int tm__err(int r)

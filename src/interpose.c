@@ -56,11 +56,30 @@ static void *next_symbol(const char *name)
     return p;
 }
 
-/* The next definition of a symbol (libc's), resolved once. */
+/* The next definitions of the wrapped calls (libc's), resolved once. */
+#define WRAPPED(X) X(read) X(pread) X(pread64) X(readv) X(preadv) X(recv) X(recvfrom) X(recvmsg) X(fread)
+#define POINTER(name) static __typeof__(name) *real_##name;
+WRAPPED(POINTER)
+static pthread_once_t resolved = PTHREAD_ONCE_INIT;
+
+static void resolve(void)
+{
+#define RESOLVE(name) real_##name = (__typeof__(name) *)next_symbol(#name);
+    WRAPPED(RESOLVE)
+}
+
+/* Resolves them at the first open, outside any transaction.  Calling it
+ * also links this file into a program linked with the static library:
+ * nothing else would, where a runtime (a sanitizer's) defines read(2)
+ * itself. */
+void interpose_resolve(void)
+{
+    pthread_once(&resolved, resolve);
+}
+
 #define REAL(name)                                                     \
-    static __typeof__(name) *real_##name;                              \
     if (unlikely(!real_##name))                                        \
-        real_##name = (__typeof__(name) *)next_symbol(#name)
+        interpose_resolve()
 
 EXPORT ssize_t read(int fd, void *buf, size_t n)
 {

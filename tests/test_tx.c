@@ -1032,3 +1032,98 @@ Test(tx, stray_write_to_a_hot_page_never_reaches_the_file)
         TU_OK(tm_close(misuse_st));
     }
 }
+
+/* ---- private copies kept across commits, and other processes ---- */
+
+/* Two processes take turns, each writing a few pages of a shared set in a
+ * transaction: its own copies of those pages (kept after its commit, or
+ * hot) go stale when the other commits.  Every page records the turn that
+ * last wrote it, and the root the last turn: at each turn's start, inside
+ * the write transaction and inside a read transaction, every page must
+ * show what the last commit left, never an older copy.  Turns of both
+ * kinds: one that commits and one that aborts (its copies dropped, the
+ * kept ones untouched). */
+#define KC_PAGES 48
+#define KC_TURNS 60
+
+struct kc_root {
+    uint64_t turn;                 /* the last committed turn */
+    uint64_t last[KC_PAGES];       /* the turn that last wrote each page */
+};
+
+static int kc_check(const struct kc_root *r, const char *pages)
+{
+    for (int p = 0; p < KC_PAGES; p++) {
+        uint64_t v;
+        memcpy(&v, pages + p * PAGE + 8, sizeof v);
+        if (v != r->last[p])
+            return p + 1;
+    }
+    return 0;
+}
+
+static void kc_turns(tm_store *st, int me, int fd_in, int fd_out)
+{
+    struct kc_root *r = tm_store_root(st, sizeof *r + (KC_PAGES + 1) * PAGE);
+    char *pages = (char *)(((uintptr_t)(r + 1) + PAGE - 1) & ~(uintptr_t)(PAGE - 1));
+    uint64_t rng = 0x51ed + (uint64_t)me;
+    char tok;
+    for (int t = me; t < KC_TURNS; t += 2) {
+        if (read(fd_in, &tok, 1) != 1)
+            _exit(20);
+        if (tm_store_read_begin(st) != 0 || kc_check(r, pages))
+            _exit(21);
+        tm_store_read_end(st);
+        if (tm_store_begin(st) != 0 || kc_check(r, pages))
+            _exit(22);
+        for (int k = 0; k < 6; k++) { /* the same few pages, often: kept, then hot */
+            int p = (int)(tu_rand(&rng) % (k < 4 ? 8 : KC_PAGES));
+            uint64_t v = (uint64_t)t + 1;
+            memcpy(pages + p * PAGE + 8, &v, sizeof v);
+            r->last[p] = v;
+        }
+        if (t % 5 == 4) {
+            tm_store_abort(st);
+        } else {
+            r->turn = (uint64_t)t + 1;
+            if (tm_store_commit(st) != 0)
+                _exit(23);
+        }
+        if (kc_check(r, pages)) /* read outside a transaction: our own last commit */
+            _exit(24);
+        if (write(fd_out, "t", 1) != 1)
+            _exit(25);
+    }
+}
+
+Test(tx, kept_and_hot_copies_never_outlive_another_process_commit, .timeout = 120)
+{
+    const char *path = tu_path("kc.tmf");
+    tm_store *st = tu_open(path);
+    int a[2], b[2], status;
+    cr_assert_not_null(tm_store_root(st, sizeof(struct kc_root) + (KC_PAGES + 1) * PAGE));
+    cr_assert_eq(pipe(a), 0);
+    cr_assert_eq(pipe(b), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        tm_store *mine = reopen_in_child(st, path);
+        kc_turns(mine, 1, a[0], b[1]);
+        _exit(tm_close(mine) ? 26 : 0);
+    }
+    cr_assert_eq(write(b[1], "t", 1), 1); /* turn 0 is ours */
+    kc_turns(st, 0, b[0], a[1]);
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the other process: status %#x", status);
+    TU_OK(tm_store_read_begin(st));
+    struct kc_root *r = tm_store_root(st, 1);
+    char *pages = (char *)(((uintptr_t)(r + 1) + PAGE - 1) & ~(uintptr_t)(PAGE - 1));
+    cr_assert_eq(kc_check(r, pages), 0);
+    uint64_t want = 0;
+    for (int t = 0; t < KC_TURNS; t++)
+        if (t % 5 != 4)
+            want = (uint64_t)t + 1;
+    cr_assert_eq(r->turn, want, "last turn %llu", (unsigned long long)r->turn);
+    TU_OK(tm_store_read_end(st));
+    TU_OK(tm_close(st));
+}
