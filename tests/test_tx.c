@@ -1107,11 +1107,14 @@ Test(tx, kept_and_hot_copies_never_outlive_another_process_commit, .timeout = 12
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
+        close(a[1]), close(b[0]); /* a peer that dies ends the other's wait */
         tm_store *mine = reopen_in_child(st, path);
         kc_turns(mine, 1, a[0], b[1]);
         _exit(tm_close(mine) ? 26 : 0);
     }
+    close(a[0]);
     cr_assert_eq(write(b[1], "t", 1), 1); /* turn 0 is ours */
+    close(b[1]);
     kc_turns(st, 0, b[0], a[1]);
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the other process: status %#x", status);
