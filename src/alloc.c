@@ -10,12 +10,16 @@
  *   huge sizes         NULL + ENOMEM, the heap unchanged
  * The default-store versions route frees and reallocs by address: a block
  * belongs to the store whose reservation contains it.
+ *
+ * malloc and free try the heap's inline fast path first (heap.h); what it
+ * leaves, heap_alloc and heap_free decide.
  */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "heap.h"
 #include "internal.h"
 #include "os.h"
 
@@ -24,15 +28,27 @@ static int pow2(size_t a)
     return a && !(a & (a - 1));
 }
 
+static inline void *store_malloc(tm_store *st, size_t size)
+{
+    void *p = heap_alloc_fast(st, size);
+    return likely(p != NULL) ? p : heap_alloc(st, size, QUANTUM);
+}
+
+static inline void store_free(tm_store *st, void *p)
+{
+    if (unlikely(!heap_free_fast(st, p)))
+        heap_free(st, p);
+}
+
 void *tm_store_malloc(tm_store *st, size_t size)
 {
-    return heap_alloc(st, size, 16);
+    return store_malloc(st, size);
 }
 
 void tm_store_free(tm_store *st, void *p)
 {
     if (p)
-        heap_free(st, p);
+        store_free(st, p);
 }
 
 void *tm_store_calloc(tm_store *st, size_t n, size_t size)
@@ -93,9 +109,12 @@ int tm_store_check(tm_store *st, char *msg, size_t len)
 tm_store *tm_store_of(const void *p)
 {
     uintptr_t a = (uintptr_t)p;
+    tm_store *st = tm_tls_route; /* inside a transaction, most likely its store */
     int i;
+    if (st && a - (uintptr_t)st->base < st->max)
+        return st;
     for (i = 0; i < MAX_STORES; i++) {
-        tm_store *st = store_registry[i];
+        st = store_registry[i];
         if (st && a >= (uintptr_t)st->base && a - (uintptr_t)st->base < st->max)
             return st;
     }
@@ -118,13 +137,13 @@ static tm_store *owner(const void *p, const char *what)
 void *tm_malloc(size_t size)
 {
     tm_store *st = tm_default();
-    return st ? tm_store_malloc(st, size) : NULL;
+    return likely(st != NULL) ? store_malloc(st, size) : NULL;
 }
 
 void tm_free(void *p)
 {
     if (p)
-        heap_free(owner(p, "free(): invalid pointer (not in any store)"), p);
+        store_free(owner(p, "free(): invalid pointer (not in any store)"), p);
 }
 
 void *tm_calloc(size_t n, size_t size)

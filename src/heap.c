@@ -2,29 +2,45 @@
  * heap.c — the persistent heap's entry points and its small size classes.
  *
  * All heap state lives in the arena (struct heap_state in the superblock,
- * block headers and span headers in the heap), so a transaction covers it:
- * abort drops every change, commit logs it.  The heap is only changed by the
- * thread that owns the store's write transaction.
+ * block headers, span headers and the span map in the heap), so a
+ * transaction covers it: abort drops every change, commit logs it.  The
+ * heap is only changed by the thread that owns the store's write
+ * transaction.
  *
  * Sizes up to SMALL_MAX with the default alignment go to size classes (16 to
  * 256 by 16, then four per power of two up to 4096), served from spans: 64
  * KiB blocks at 64 KiB-aligned addresses, each holding slots of one class
- * and a bitmap of the free ones (layout in heap.h).  Each class keeps a list
- * of its spans with a free slot; allocation takes the lowest free slot of the
- * first of them, free sets the slot's bit: both O(1), and both write only the
- * span's first page and the superblock.  A span that empties returns to the
- * large heap unless it is its class's only span with room.  In front of the
- * bitmaps, each class keeps a short list of the slots freed last (H7), so a
- * free followed by an allocation of the same class, the common case, touches
- * the slot and the superblock but not the span's metadata.
+ * and a bitmap of the free ones (layout in heap.h).  In front of the
+ * bitmaps, each class keeps a list of slots freed lately (H7), linked and
+ * tagged through the slots themselves: malloc pops it and free pushes onto
+ * it, so the common case touches the slot and the superblock, never the
+ * span's header.  What free needs to know about a pointer, the span map
+ * tells (H9): one word per 64 KiB of arena, the class of the live span
+ * there and how many of its slots were ever handed out; it is compact, so
+ * it stays in cache where span headers, all at the same offset modulo 64
+ * KiB, evict one another.  The fast path is inline in alloc.c (heap.h);
+ * this file holds the rest.
  *
- * Everything else is a boundary-tagged block found by best fit
- * (heap_large.c).  A pointer is classified by its 64 KiB-aligned floor: a
- * live span header there (H5) makes it a slot, otherwise it must be a block
- * with a valid header just before it.  These checks are cheap and always on:
- * a double free, a pointer the heap never returned, or a free outside a write
- * transaction is reported with its address and the process aborts, as glibc
- * does.
+ * When a list is empty, an allocation takes the lowest free slot of the
+ * class's first span with room (and, from a span being filled, a run of
+ * its neighbours onto the list); when it is full, a free goes to the
+ * bitmap.  A span that empties returns to the large heap unless it is its
+ * class's only span with room.
+ *
+ * Every freed slot carries its class's tag (heap_recent_tag) in its second
+ * word, on the list or in the bitmap, and a handed-out slot has it cleared:
+ * a second free finds the tag and goes to the slow path, which decides by
+ * the bitmap and the list.  Slots a span never handed out (at or past its
+ * map's high-water mark) go to the slow path too.
+ *
+ * Sizes above SMALL_MAX up to BIG_MAX go to big classes, kept on lists of
+ * whole blocks (heap_large.c, H8); everything else is a boundary-tagged
+ * block found by best fit.  A pointer is classified by its 64 KiB-aligned
+ * floor: a live span header there (H5) makes it a slot, otherwise it must be
+ * a block with a valid header just before it.  These checks are cheap and
+ * always on: a double free, a pointer the heap never returned, or a free
+ * outside a write transaction is reported with its address and the process
+ * aborts, as glibc does.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -32,6 +48,14 @@
 
 #include "heap.h"
 #include "os.h"
+
+#define C(c) {HEAP_CLASS_SIZE(c), (uint32_t)((((uint64_t)1 << 32) + HEAP_CLASS_SIZE(c) - 1) / HEAP_CLASS_SIZE(c)), \
+              (uint16_t)((SPAN_SIZE - SPAN_HDR) / HEAP_CLASS_SIZE(c))}
+const struct heap_cls heap_cls[NCLASS] = {
+    C(0),  C(1),  C(2),  C(3),  C(4),  C(5),  C(6),  C(7),  C(8),  C(9),  C(10), C(11), C(12), C(13), C(14), C(15),
+    C(16), C(17), C(18), C(19), C(20), C(21), C(22), C(23), C(24), C(25), C(26), C(27), C(28), C(29), C(30), C(31),
+};
+#undef C
 
 void heap_die(const char *what, const void *p)
 {
@@ -58,17 +82,68 @@ static void *fail(int code)
     return NULL;
 }
 
-/* ---- spans ---- */
+/* ---- the span map (H9) ---- */
 
-static void partial_push(struct heap_state *h, span *s)
+/* Makes the span map cover map index i: a larger map block, copied, the
+ * old one freed.  0, or -1 with errno ENOMEM. */
+static int smap_reserve(tm_store *st, struct heap_state *h, uint64_t i)
 {
-    span *head = h->partial[s->cls];
-    s->prev = NULL;
-    s->next = head;
-    if (head)
-        head->prev = s;
-    h->partial[s->cls] = s;
+    uint64_t n = (super_of(st)->size >> SPAN_SHIFT) + 1, old = h->smap_n;
+    uint32_t *old_map = h->smap;
+    blk *b;
+    if (i < old)
+        return 0;
+    n = n > i + 1 ? n : i + 1;
+    n = (n + n / 2 + 63) & ~(uint64_t)63; /* room to grow into */
+    b = heap_large_alloc(st, n * sizeof *h->smap + HDR, QUANTUM, HDR, 0);
+    if (!b)
+        return -1;
+    h->live_large += blk_size(b); /* an in-use block like any other (H6) */
+    h->smap = (uint32_t *)(b + 1);
+    if (old)
+        memcpy(h->smap, old_map, old * sizeof *h->smap);
+    memset(h->smap + old, 0, (n - old) * sizeof *h->smap);
+    h->smap_n = n;
+    if (old_map) {
+        h->live_large -= blk_size((blk *)old_map - 1);
+        heap_large_free(st, (blk *)old_map - 1);
+    }
+    return 0;
 }
+
+static inline uint32_t *smap_entry(const tm_store *st, const struct heap_state *h, const void *s)
+{
+    return &h->smap[((uintptr_t)s >> SPAN_SHIFT) - ((uintptr_t)st->base >> SPAN_SHIFT)];
+}
+
+/* Enters every live span of the heap into a new span map (a heap of an
+ * older format has none).  0, or -1 with errno. */
+static int smap_build(tm_store *st, struct heap_state *h)
+{
+    uintptr_t lo = (uintptr_t)st->base + HEAP_START, hi = (uintptr_t)st->base + super_of(st)->size;
+    blk *b;
+    h->smap = NULL;
+    h->smap_n = 0;
+    if (smap_reserve(st, h, (hi >> SPAN_SHIFT) - ((uintptr_t)st->base >> SPAN_SHIFT)) < 0)
+        return -1;
+    hi = (uintptr_t)st->base + super_of(st)->size; /* the map's block may have grown the arena */
+    for (b = (blk *)lo; !(b->head & B_FENCE); b = blk_at(b, blk_size(b))) {
+        if ((uintptr_t)b > hi - FENCE_SIZE || !blk_valid(h, b) || blk_size(b) < QUANTUM ||
+            blk_size(b) > hi - (uintptr_t)b) {
+            h->live_large -= blk_size((blk *)h->smap - 1);
+            heap_large_free(st, (blk *)h->smap - 1);
+            h->smap = NULL;
+            h->smap_n = 0;
+            errno = TM_ECORRUPT;
+            return -1;
+        }
+        if ((b->head & (B_INUSE | B_SPAN)) == (B_INUSE | B_SPAN) && (uintptr_t)b % SPAN_SIZE == 0)
+            *smap_entry(st, h, b) = ((span *)b)->cls | SM_SPAN; /* high-water mark 0: H9 */
+    }
+    return 0;
+}
+
+/* ---- spans ---- */
 
 static void partial_unlink(struct heap_state *h, span *s)
 {
@@ -80,6 +155,16 @@ static void partial_unlink(struct heap_state *h, span *s)
         s->next->prev = s->prev;
 }
 
+static void partial_push(struct heap_state *h, span *s)
+{
+    span *head = h->partial[s->cls];
+    s->prev = NULL;
+    s->next = head;
+    if (head)
+        head->prev = s;
+    h->partial[s->cls] = s;
+}
+
 static __attribute__((noinline)) span *span_new(tm_store *st, struct heap_state *h, unsigned c)
 {
     uint32_t slot = heap_class_size(c);
@@ -87,6 +172,11 @@ static __attribute__((noinline)) span *span_new(tm_store *st, struct heap_state 
     span *s = (span *)heap_large_alloc(st, SPAN_SIZE, SPAN_SIZE, 0, 1);
     if (!s)
         return NULL;
+    if (h->magic == HEAP_MAGIC &&
+        smap_reserve(st, h, ((uintptr_t)s >> SPAN_SHIFT) - ((uintptr_t)st->base >> SPAN_SHIFT)) < 0) {
+        heap_large_free(st, (blk *)s);
+        return NULL;
+    }
     blk_set(h, s, SPAN_SIZE, blk_flags(s) | B_SPAN);
     s->self = (uintptr_t)s ^ h->key;
     s->slot = slot;
@@ -101,6 +191,8 @@ static __attribute__((noinline)) span *span_new(tm_store *st, struct heap_state 
         if (bits)
             s->summary |= 1ull << w;
     }
+    if (h->magic == HEAP_MAGIC)
+        *smap_entry(st, h, s) = c | SM_SPAN;
     h->nspans++;
     h->span_slots += (uint64_t)n * slot;
     partial_push(h, s);
@@ -115,6 +207,8 @@ static __attribute__((noinline)) void span_release(tm_store *st, struct heap_sta
     h->nspans--;
     h->span_slots -= (uint64_t)s->nslots * s->slot;
     s->self = 0;
+    if (h->magic == HEAP_MAGIC)
+        *smap_entry(st, h, s) = 0;
     heap_large_free(st, (blk *)s);
 }
 
@@ -139,15 +233,17 @@ static inline void recent_push(struct heap_state *h, unsigned c, uint64_t *q)
 #define REFILL_BYTES 2048u
 #define REFILL_MAX 16u
 
-static inline void *small_alloc(tm_store *st, struct heap_state *h, unsigned c)
+static __attribute__((noinline)) void *small_alloc(tm_store *st, struct heap_state *h, unsigned c)
 {
     span *s = h->partial[c];
     uint64_t m, grab, *q;
-    unsigned w, b, n, k;
+    unsigned w, b, n, k, top;
     if (h->recent[c]) /* the slot freed last */
         return recent_pop(st, h, c);
     if (unlikely(!s) && !(s = span_new(st, h, c)))
         return NULL;
+    if (unlikely(s->nfree == 0 || s->summary == 0 || s->bitmap[__builtin_ctzll(s->summary)] == 0))
+        heap_die("heap corrupt: a span on its class's partial list has no free slot at", s);
     w = (unsigned)__builtin_ctzll(s->summary);
     m = s->bitmap[w];
     n = REFILL_BYTES / s->slot;
@@ -158,6 +254,7 @@ static inline void *small_alloc(tm_store *st, struct heap_state *h, unsigned c)
         grab |= m & -m;
         m &= m - 1;
     }
+    top = w * 64 + 64 - (unsigned)__builtin_clzll(grab); /* past the highest taken */
     b = (unsigned)__builtin_ctzll(grab); /* returned; the rest listed, highest first */
     for (grab &= grab - 1; grab; grab &= ~(1ull << k)) {
         k = 63 - (unsigned)__builtin_clzll(grab);
@@ -173,8 +270,15 @@ static inline void *small_alloc(tm_store *st, struct heap_state *h, unsigned c)
         if (s->next)
             s->next->prev = NULL;
     }
+    if (h->magic == HEAP_MAGIC) { /* every slot below the lowest free one is in use: H9 */
+        uint32_t *e = smap_entry(st, h, s);
+        if (top > *e >> SM_CAP_SHIFT)
+            *e = (*e & ~SM_CAP_MASK) | top << SM_CAP_SHIFT;
+    }
     h->live_small += s->slot;
-    return (char *)s + SPAN_HDR + (size_t)(w * 64 + b) * s->slot;
+    q = (uint64_t *)((char *)s + SPAN_HDR + (size_t)(w * 64 + b) * s->slot);
+    q[1] = 0; /* a freed slot's tag, if it had one */
+    return q;
 }
 
 /* The live span that p points into, or NULL. */
@@ -251,7 +355,8 @@ static inline int slot_freed(const tm_store *st, const struct heap_state *h, con
     return unlikely(((const uint64_t *)p)[1] == heap_recent_tag(h, (void *)p, s->cls)) && on_recent(st, h, s->cls, p);
 }
 
-/* Frees slot idx of s into the bitmap. */
+/* Frees slot idx of s into the bitmap; the slot keeps its tag (in a heap
+ * of format 4), so that freeing it again takes the slow path. */
 static inline void slot_release(tm_store *st, struct heap_state *h, span *s, unsigned idx)
 {
     unsigned w = idx >> 6;
@@ -266,7 +371,7 @@ static inline void slot_release(tm_store *st, struct heap_state *h, span *s, uns
         span_release(st, h, s);
 }
 
-static inline void small_free(tm_store *st, struct heap_state *h, span *s, uintptr_t p)
+static void small_free(tm_store *st, struct heap_state *h, span *s, uintptr_t p)
 {
     unsigned idx = slot_index(s, p, "free(): "), c = s->cls;
     if (unlikely(s->bitmap[idx >> 6] & (1ull << (idx & 63))) || slot_freed(st, h, s, p) ||
@@ -277,6 +382,8 @@ static inline void small_free(tm_store *st, struct heap_state *h, span *s, uintp
         h->live_small -= s->slot;
         return;
     }
+    if (h->magic == HEAP_MAGIC)
+        ((uint64_t *)p)[1] = heap_recent_tag(h, (void *)p, c);
     slot_release(st, h, s, idx);
 }
 
@@ -312,23 +419,54 @@ static __attribute__((noinline)) void *large_alloc(tm_store *st, struct heap_sta
     return b + 1;
 }
 
+/* A block of a big class comes from its list (H8), or from the tree at
+ * its class's size, so that it can go back on that list when freed. */
+static void *big_alloc(tm_store *st, struct heap_state *h, size_t size)
+{
+    void *p = heap_big_alloc(st, size);
+    return p ? p : large_alloc(st, h, heap_big_size(heap_big_class(size)), QUANTUM);
+}
+
+/* Frees in-use block b: onto its big list when it has one and room,
+ * else into the free tree. */
+static void large_free(tm_store *st, struct heap_state *h, blk *b)
+{
+    if (h->magic == HEAP_MAGIC && heap_big_free(st, b))
+        return;
+    h->live_large -= blk_size(b);
+    heap_large_free(st, b);
+}
+
 /* ---- entry points ---- */
 
-/* The first allocation sets the heap up, and the first change to a
- * format-2 heap of an upgraded store rebuilds its free tree (heap_prio);
- * until a first opener has upgraded the store, an older library may have it
- * open, and the treap keeps format 2's priority.  A magic that is neither
- * is damage, never a reason to start over on top of live data. */
+/* The first allocation sets the heap up; the first change to an older
+ * heap of an upgraded store converts it: a format-2 heap's free tree is
+ * rebuilt (heap_prio), and a heap of format 2 or 3 gets empty big lists
+ * (H8) and HEAP_MAGIC.  Until a first opener has upgraded the store, an
+ * older library may have it open, and the heap keeps its format.  A magic
+ * that is none of these is damage, never a reason to start over on top of
+ * live data. */
 static __attribute__((noinline)) int ensure_init(tm_store *st)
 {
-    uint64_t magic = heap_state_of(st)->magic;
+    struct heap_state *h = heap_state_of(st);
+    uint64_t magic = h->magic;
     int r = 0;
     if (magic == 0)
         return heap_init(st);
-    if (magic == HEAP_MAGIC_V1 && st->hdr.version >= FORMAT_VERSION)
-        r = heap_rebuild_tree(st, HEAP_MAGIC);
-    else if (magic != HEAP_MAGIC && magic != HEAP_MAGIC_V1)
+    if (magic != HEAP_MAGIC && magic != HEAP_MAGIC_V2 && magic != HEAP_MAGIC_V1)
         r = -TM_ECORRUPT;
+    else if (st->hdr.version < FORMAT_VERSION)
+        return 0;
+    if (r == 0 && magic == HEAP_MAGIC_V1)
+        r = heap_rebuild_tree(st, HEAP_MAGIC_V2);
+    if (r == 0 && h->magic == HEAP_MAGIC_V2) {
+        h->big_bytes = 0;
+        memset(h->big, 0, sizeof h->big);
+        memset(h->nbig, 0, sizeof h->nbig);
+        if (smap_build(st, h) < 0)
+            return -1; /* errno set; the caller's transaction holds the half-built map */
+        h->magic = HEAP_MAGIC;
+    }
     if (r < 0)
         errno = -r;
     return r < 0 ? -1 : 0;
@@ -339,6 +477,8 @@ static inline void *alloc_owned(tm_store *st, struct heap_state *h, size_t size,
 {
     if (likely(size <= SMALL_MAX && align <= QUANTUM))
         return small_alloc(st, h, heap_class(size));
+    if (size <= BIG_MAX && align <= QUANTUM && h->magic == HEAP_MAGIC)
+        return big_alloc(st, h, size);
     return large_alloc(st, h, size, align);
 }
 
@@ -362,7 +502,8 @@ static inline struct heap_state *check_ptr(tm_store *st, uintptr_t p, const char
         misuse(op, "outside a write transaction, arena block", (void *)p);
     if (unlikely(p < lo || p >= (uintptr_t)st->base + super_of(st)->size || p % QUANTUM))
         misuse(op, "invalid pointer", (void *)p);
-    if (unlikely(h->magic != HEAP_MAGIC) && !(readonly && h->magic == HEAP_MAGIC_V1) &&
+    if (unlikely(h->magic != HEAP_MAGIC) &&
+        !(readonly && (h->magic == HEAP_MAGIC_V2 || h->magic == HEAP_MAGIC_V1)) &&
         (readonly || h->magic == 0 || ensure_init(st) < 0))
         misuse(op, h->magic ? "heap corrupt (bad heap state), pointer" : "invalid pointer", (void *)p);
     return h;
@@ -373,14 +514,11 @@ void heap_free(tm_store *st, void *ptr)
     uintptr_t p = (uintptr_t)ptr;
     struct heap_state *h = check_ptr(st, p, "free(): ", 0);
     span *s = span_of(st, h, p);
-    blk *b;
     if (likely(s != NULL)) {
         small_free(st, h, s, p);
         return;
     }
-    b = block_of(st, h, p, "free(): ");
-    h->live_large -= blk_size(b);
-    heap_large_free(st, b);
+    large_free(st, h, block_of(st, h, p, "free(): "));
 }
 
 size_t heap_usable(tm_store *st, const void *ptr)
@@ -415,6 +553,8 @@ void *heap_realloc(tm_store *st, void *ptr, size_t size)
     } else {
         uint64_t old;
         b = block_of(st, h, p, "realloc(): ");
+        if (h->magic == HEAP_MAGIC && heap_big_listed(st, b))
+            misuse("realloc(): ", "pointer already freed:", ptr);
         old = blk_size(b);
         have = old - HDR;
         if (size <= st->max &&
@@ -426,11 +566,9 @@ void *heap_realloc(tm_store *st, void *ptr, size_t size)
     if (!(q = alloc_owned(st, h, size, QUANTUM)))
         return NULL;
     memcpy(q, ptr, have < size ? have : size);
-    if (s) {
+    if (s)
         small_free(st, h, s, p);
-    } else {
-        h->live_large -= blk_size(b);
-        heap_large_free(st, b);
-    }
+    else
+        large_free(st, h, b);
     return q;
 }

@@ -15,6 +15,8 @@
  *     class with room, again by count and address hash (H4);
  *   - each recent list holds nrecent tagged, distinct, in-use slots of its
  *     class (H7);
+ *   - each big list holds nbig tagged, distinct, in-use blocks of its
+ *     class, and big_bytes is the sum of their sizes (H8);
  *   - the counters of struct heap_state equal the sums over the blocks (H6).
  * Every pointer is range-checked before it is followed, so a corrupt heap
  * yields TM_ECORRUPT and a message naming the first problem, not a crash.
@@ -32,6 +34,7 @@ struct walk {
     uint64_t nfree, free_bytes, free_hash, live_large, live_small, span_slots, nspans;
     uint64_t part_n[NCLASS], part_hash[NCLASS];
     uint64_t tree_n, tree_hash;
+    uint64_t smap_spans;    /* spans found in the span map (H9) */
     const fnode *tree_prev;
     char *msg;
     size_t len;
@@ -61,9 +64,50 @@ static int in_heap(const struct walk *w, const void *p, uint64_t len)
     return a >= w->lo && a % QUANTUM == 0 && a < w->hi && len <= w->hi - a;
 }
 
+/* H9 for live span s: its map entry, and the tag of every free slot below
+ * the entry's high-water mark. */
+static int check_smap(struct walk *w, const span *s)
+{
+    uint64_t i = ((uintptr_t)s >> SPAN_SHIFT) - ((uintptr_t)w->st->base >> SPAN_SHIFT);
+    uint32_t e, cap;
+    if (i >= w->h->smap_n)
+        return bad(w, "span missing from the span map at", s);
+    e = w->h->smap[i];
+    cap = e >> SM_CAP_SHIFT;
+    if ((e & ~SM_CAP_MASK) != (s->cls | SM_SPAN) || cap > s->nslots)
+        return bad(w, "span map entry disagrees with its span at", s);
+    for (uint32_t k = 0; k < cap; k++) {
+        const uint64_t *q = (const uint64_t *)((const char *)s + SPAN_HDR + (size_t)k * s->slot);
+        if ((s->bitmap[k / 64] >> (k % 64) & 1) && q[1] != heap_recent_tag(w->h, q, s->cls))
+            return bad(w, "free slot without its tag below the span map's mark:", q);
+    }
+    w->smap_spans++;
+    return 0;
+}
+
+/* H9: the span map is an in-use block that covers the arena, and its
+ * entries name exactly the live spans (checked span by span, and counted
+ * here). */
+static int check_smap_block(struct walk *w)
+{
+    const blk *b = (const blk *)w->h->smap - 1;
+    uint64_t n = 0;
+    if (!w->h->smap)
+        return w->h->smap_n ? bad(w, "span map missing", NULL) : 0;
+    if (!in_heap(w, b, HDR) || !blk_valid(w->h, b) || (b->head & (B_INUSE | B_SPAN | B_FENCE)) != B_INUSE ||
+        !in_heap(w, b, blk_size(b)) || blk_size(b) - HDR < w->h->smap_n * sizeof *w->h->smap)
+        return bad(w, "span map is not an in-use block of its size at", w->h->smap);
+    for (uint64_t i = 0; i < w->h->smap_n; i++)
+        n += w->h->smap[i] != 0;
+    if (n != w->smap_spans)
+        return bad(w, "span map names spans that do not exist", NULL);
+    return 0;
+}
+
 static int check_span(struct walk *w, const span *s)
 {
     unsigned i, pop = 0, n;
+    int r;
     if ((uintptr_t)s % SPAN_SIZE || blk_size(s) != SPAN_SIZE)
         return bad(w, "span not aligned or not 64 KiB at", s);
     if (s->self != ((uintptr_t)s ^ w->h->key) || s->cls >= NCLASS)
@@ -82,6 +126,8 @@ static int check_span(struct walk *w, const span *s)
     }
     if (pop != s->nfree)
         return bad(w, "span free count disagrees with its bitmap at", s);
+    if (w->h->magic == HEAP_MAGIC && (r = check_smap(w, s)) != 0)
+        return r;
     w->nspans++;
     w->span_slots += (uint64_t)n * s->slot;
     w->live_small += (uint64_t)(n - s->nfree) * s->slot;
@@ -227,6 +273,33 @@ static const span *recent_span(const struct walk *w, const void *p, unsigned c)
     return s;
 }
 
+/* H8: each big list holds nbig kept blocks of its class. */
+static int walk_big(struct walk *w, unsigned i, uint64_t *bytes)
+{
+    const uint64_t *q = w->h->big[i];
+    unsigned n = 0;
+    if (w->h->nbig[i] > BIG_LIST_MAX)
+        return bad(w, "big list too long", NULL);
+    for (; q; q = (const uint64_t *)q[0]) {
+        const blk *b = (const blk *)q - 1;
+        uint64_t u;
+        if (++n > w->h->nbig[i])
+            return bad(w, "big list longer than its count (or cyclic) at", q);
+        if (!in_heap(w, b, HDR + 16) || !blk_valid(w->h, b) || (b->head & (B_INUSE | B_SPAN | B_FENCE)) != B_INUSE ||
+            !in_heap(w, b, blk_size(b)))
+            return bad(w, "big list entry is not an in-use block:", q);
+        u = blk_size(b) - HDR;
+        if (u < heap_big_size(i) || u - heap_big_size(i) > QUANTUM)
+            return bad(w, "big list entry of the wrong size:", q);
+        if (q[1] != heap_recent_tag(w->h, q, NCLASS + i))
+            return bad(w, "big list entry without its tag:", q);
+        *bytes += blk_size(b);
+    }
+    if (n != w->h->nbig[i])
+        return bad(w, "big list shorter than its count", NULL);
+    return 0;
+}
+
 /* H7, and the slots it keeps out of live_small. */
 static int walk_recent(struct walk *w, unsigned c)
 {
@@ -268,7 +341,7 @@ int heap_check(tm_store *st, char *msg, size_t len)
         msg[0] = 0;
     if (h->magic == 0)
         return 0; /* nothing allocated yet */
-    if (h->magic != HEAP_MAGIC && h->magic != HEAP_MAGIC_V1)
+    if (h->magic != HEAP_MAGIC && h->magic != HEAP_MAGIC_V2 && h->magic != HEAP_MAGIC_V1)
         return bad(&w, "bad heap magic", NULL);
     if ((r = walk_blocks(&w)) != 0)
         return r;
@@ -279,6 +352,16 @@ int heap_check(tm_store *st, char *msg, size_t len)
     for (c = 0; c < NCLASS; c++)
         if ((r = walk_partial(&w, c)) != 0 || (r = walk_recent(&w, c)) != 0)
             return r;
+    if (h->magic == HEAP_MAGIC) {
+        uint64_t big = 0;
+        if ((r = check_smap_block(&w)) != 0)
+            return r;
+        for (c = 0; c < NBIG; c++)
+            if ((r = walk_big(&w, c, &big)) != 0)
+                return r;
+        if (big != h->big_bytes)
+            return bad(&w, "big list byte counter disagrees with its blocks", NULL);
+    }
     if (w.nfree != h->free_blocks || w.free_bytes != h->free_bytes)
         return bad(&w, "free block counters disagree with the blocks", NULL);
     if (w.live_large != h->live_large || w.live_small != h->live_small)
@@ -314,6 +397,7 @@ int heap_stats(tm_store *st, tm_stats_t *out)
 {
     const struct heap_state *h = heap_state_of(st);
     const fnode *top;
+    uint64_t kept;
     if (h->magic == 0) { /* a fresh heap: one free block */
         uint64_t size = super_of(st)->size;
         uint64_t avail = size > HEAP_START + FENCE_SIZE ? size - HEAP_START - FENCE_SIZE : 0;
@@ -322,10 +406,24 @@ int heap_stats(tm_store *st, tm_stats_t *out)
         out->free_blocks = avail > 0;
         return 0;
     }
-    if (h->magic != HEAP_MAGIC && h->magic != HEAP_MAGIC_V1)
+    if (h->magic != HEAP_MAGIC && h->magic != HEAP_MAGIC_V2 && h->magic != HEAP_MAGIC_V1)
         return -TM_ECORRUPT;
-    out->live_bytes = h->live_large + h->live_small;
-    out->free_bytes = h->free_bytes + (h->span_slots - h->live_small);
+    kept = 0;
+    if (h->magic == HEAP_MAGIC) { /* the big lists' blocks and the span map are no one's data */
+        uintptr_t lo = (uintptr_t)st->base + HEAP_START, hi = (uintptr_t)st->base + super_of(st)->size;
+        const blk *m = (const blk *)h->smap - 1;
+        kept = h->big_bytes;
+        if (h->smap) {
+            if ((uintptr_t)m < lo || (uintptr_t)m > hi - MIN_BLOCK || (uintptr_t)m % QUANTUM || !blk_valid(h, m) ||
+                blk_size(m) > h->live_large - kept)
+                return -TM_ECORRUPT;
+            kept += blk_size(m);
+        }
+        if (kept > h->live_large)
+            return -TM_ECORRUPT;
+    }
+    out->live_bytes = h->live_large - kept + h->live_small;
+    out->free_bytes = h->free_bytes + kept + (h->span_slots - h->live_small);
     out->free_blocks = h->free_blocks;
     if ((top = tree_max(st, h)) == BAD_NODE)
         return -TM_ECORRUPT;
@@ -335,9 +433,10 @@ int heap_stats(tm_store *st, tm_stats_t *out)
 
 /* ---- the walk for tools (heap.h heap_walk) ---- */
 
-/* The slots on recent lists, sorted: free, though their bits say in use. */
+/* The slots on recent lists and the blocks on big lists, sorted: free,
+ * though their bits and headers say in use. */
 struct recent_set {
-    uintptr_t p[NCLASS * RECENT_MAX];
+    uintptr_t p[NCLASS * RECENT_MAX + NBIG * BIG_LIST_MAX];
     size_t n;
 };
 
@@ -348,6 +447,11 @@ static void recent_collect(const struct walk *w, struct recent_set *rs)
     for (unsigned c = 0; c < NCLASS; c++) {
         const uint64_t *q = w->h->recent[c];
         for (unsigned n = 0; q && n < RECENT_MAX && recent_span(w, q, c); n++, q = (const uint64_t *)q[0])
+            rs->p[rs->n++] = (uintptr_t)q;
+    }
+    for (unsigned b = 0; w->h->magic == HEAP_MAGIC && b < NBIG; b++) {
+        const uint64_t *q = w->h->big[b];
+        for (unsigned n = 0; q && n < BIG_LIST_MAX && in_heap(w, q, 16); n++, q = (const uint64_t *)q[0])
             rs->p[rs->n++] = (uintptr_t)q;
     }
     for (i = 1; i < rs->n; i++) /* insertion sort: a few thousand at most */
@@ -414,7 +518,7 @@ static int heap_walk_with(tm_store *st, struct recent_set *rs, heap_walk_fn *fn,
         fn(ctx, HEAP_START, w.hi - w.lo, HK_FREE);
         return 0;
     }
-    if (w.h->magic != HEAP_MAGIC && w.h->magic != HEAP_MAGIC_V1)
+    if (w.h->magic != HEAP_MAGIC && w.h->magic != HEAP_MAGIC_V2 && w.h->magic != HEAP_MAGIC_V1)
         return TM_ECORRUPT;
     recent_collect(&w, rs);
     for (b = (const blk *)w.lo;; b = blk_at(b, blk_size(b))) {
@@ -433,14 +537,15 @@ static int heap_walk_with(tm_store *st, struct recent_set *rs, heap_walk_fn *fn,
                 return TM_ECORRUPT;
             walk_span_slots((const span *)b, base, rs, fn, ctx);
         } else {
-            fn(ctx, (uintptr_t)b - base, size, fl & B_INUSE ? HK_USED : HK_FREE);
+            int used = (fl & B_INUSE) && !recent_has(rs, (uintptr_t)b + HDR);
+            fn(ctx, (uintptr_t)b - base, size, used ? HK_USED : HK_FREE);
         }
     }
 }
 
 int heap_walk(tm_store *st, heap_walk_fn *fn, void *ctx)
 {
-    struct recent_set *rs = os_alloc(sizeof *rs); /* 16 KiB: not on the stack */
+    struct recent_set *rs = os_alloc(sizeof *rs); /* 20 KiB: not on the stack */
     int r;
     if (!rs)
         return ENOMEM;
