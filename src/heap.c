@@ -281,13 +281,20 @@ static __attribute__((noinline)) void *small_alloc(tm_store *st, struct heap_sta
     return q;
 }
 
-/* The live span that p points into, or NULL. */
+/* The live span that p points into, or NULL.  A heap with a span map asks
+ * it first (H9): a large block's free need not read the 64 KiB-aligned
+ * line below it. */
 static inline span *span_of(const tm_store *st, const struct heap_state *h, uintptr_t p)
 {
     uintptr_t a = p & ~(uintptr_t)(SPAN_SIZE - 1);
     const span *s = (const span *)a;
     if (a < (uintptr_t)st->base + HEAP_START)
         return NULL;
+    if (h->magic == HEAP_MAGIC) {
+        uint64_t i = (a >> SPAN_SHIFT) - ((uintptr_t)st->base >> SPAN_SHIFT);
+        if (i >= h->smap_n || !(h->smap[i] & SM_SPAN))
+            return NULL;
+    }
     if ((s->head & (B_SIZE | B_INUSE | B_SPAN | B_FENCE)) != (SPAN_SIZE | B_INUSE | B_SPAN))
         return NULL;
     if (s->self != (a ^ h->key) || !blk_valid(h, s))
@@ -392,18 +399,26 @@ static void small_free(tm_store *st, struct heap_state *h, span *s, uintptr_t p)
 /* The in-use block whose payload is p; aborts on anything else. */
 static blk *block_of(const tm_store *st, const struct heap_state *h, uintptr_t p, const char *op)
 {
-    blk *b = (blk *)(p - HDR), *n;
-    uintptr_t end = (uintptr_t)st->base + super_of(st)->size - FENCE_SIZE;
+    blk *b = (blk *)(p - HDR);
     if (!blk_valid(h, b))
         misuse(op, "invalid pointer", (void *)p);
     if (!(b->head & B_INUSE))
         misuse(op, "double free detected at", (void *)p);
     if (b->head & (B_SPAN | B_FENCE))
         misuse(op, "invalid pointer", (void *)p);
-    n = blk_at(b, blk_size(b));
-    if ((uintptr_t)n > end || !(n->head & B_PINUSE) || !blk_valid(h, n))
+    if (blk_size(b) > (uintptr_t)st->base + super_of(st)->size - FENCE_SIZE - (uintptr_t)b)
         misuse(op, "corrupted block (overflow?) at", (void *)p);
     return b;
+}
+
+/* Aborts unless the block after in-use block b tells the truth about b:
+ * checked before an operation changes that block (an overflow from b may
+ * have damaged it). */
+static void check_next(const struct heap_state *h, const blk *b, const char *op)
+{
+    const blk *n = blk_at(b, blk_size(b));
+    if (!(n->head & B_PINUSE) || !blk_valid(h, n))
+        misuse(op, "corrupted block (overflow?) at", b + 1);
 }
 
 static __attribute__((noinline)) void *large_alloc(tm_store *st, struct heap_state *h, size_t size,
@@ -433,6 +448,7 @@ static void large_free(tm_store *st, struct heap_state *h, blk *b)
 {
     if (h->magic == HEAP_MAGIC && heap_big_free(st, b))
         return;
+    check_next(h, b, "free(): ");
     h->live_large -= blk_size(b);
     heap_large_free(st, b);
 }
@@ -555,6 +571,7 @@ void *heap_realloc(tm_store *st, void *ptr, size_t size)
         b = block_of(st, h, p, "realloc(): ");
         if (h->magic == HEAP_MAGIC && heap_big_listed(st, b))
             misuse("realloc(): ", "pointer already freed:", ptr);
+        check_next(h, b, "realloc(): ");
         old = blk_size(b);
         have = old - HDR;
         if (size <= st->max &&

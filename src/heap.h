@@ -107,7 +107,7 @@
 #define SM_CAP_SHIFT 16     /* and the slots it has handed out */
 #define SM_CAP_MASK 0xffff0000u
 #define NBIG 16          /* big classes: 5, 6, 7, 8 KiB, 10 ... 16 KiB, ... 64 KiB */
-#define BIG_LIST_MAX 32u /* blocks per big list */
+#define BIG_LIST_MAX 64u /* blocks per big list */
 
 #define B_INUSE 1ull
 #define B_PINUSE 2ull
