@@ -207,6 +207,9 @@ static void fragmentation(const char *path)
     printf("  tmfalloc  arena size / peak live     %.3f  (arena %.1f MiB; check: %s)\n",
            (double)(s.arena_size - 2 * PAGE) / peak_, s.arena_size / 1048576.0,
            tm_store_check(g_st, msg, sizeof msg) == 0 ? "ok" : msg);
+    printf("RESULT frag_tmf=%.4f\n", (double)(s.arena_size - 2 * PAGE) / peak_);
+    printf("RESULT frag_jemalloc=%.4f\n", (double)je_peak / peak_);
+    printf("RESULT frag_ratio=%.4f\n", (double)je_peak / (double)(s.arena_size - 2 * PAGE));
     tm_close(g_st);
     munmap(t.ops, t.n * sizeof(struct op));
     munmap(slots, t.nslots * sizeof(char *));
