@@ -142,6 +142,9 @@ void *tm_malloc(size_t size)
 
 void tm_free(void *p)
 {
+    tm_store *st = tm_tls_route; /* inside a transaction: most likely its store's block */
+    if (likely(st != NULL) && (uintptr_t)p - (uintptr_t)st->base < st->max && likely(heap_free_fast(st, p)))
+        return;
     if (p)
         store_free(owner(p, "free(): invalid pointer (not in any store)"), p);
 }
