@@ -421,6 +421,24 @@ if [ "$quick" = 0 ]; then
         echo "LMDB's durable commit also writes its meta page through an \`O_DSYNC\` descriptor, a second"
         echo "sync per commit that the fdatasync counter does not see (see bench/results.md)."
         echo
+        echo "The heap alone (\`alloc_bench\`: a tight malloc/free loop, random lifetimes, inside one write"
+        echo "transaction), ops/s against jemalloc and mimalloc in the same run:"
+        echo
+        echo "| | 8-512 B | 16-4096 B | 1-64 KiB |"
+        echo "|---|---|---|---|"
+        for w in tm:"tm_malloc" preload:"malloc under the preload"; do
+            for o in jemalloc mimalloc; do
+                k=${w%%:*}
+                echo "| ${w#*:} / $o | $(f2 "${R[alloc_small_${k}_vs_${o}]}") | $(f2 "${R[alloc_medium_${k}_vs_${o}]}") | $(f2 "${R[alloc_large_${k}_vs_${o}]}") |"
+            done
+        done
+        echo
+        echo "Pages dirtied per transaction of 1,000 operations (\`heap_bench\`): $(f0 "${R[heap_pages_small]}") for 8-512 B"
+        echo "($(f0 "${R[heap_pages_small_min]}") payload pages), $(f0 "${R[heap_pages_medium]}") for 16-4096 B ($(f0 "${R[heap_pages_medium_min]}")), $(f0 "${R[heap_pages_large]}") for 1-64 KiB ($(f0 "${R[heap_pages_large_min]}"));"
+        echo "$(f0 "${R[heap_batch_pages]}") for one transaction that allocates 1,000 blocks of 8-512 B and frees them."
+        echo "Arena over peak live bytes on a churn trace $(f3 "${R[frag_tmf]}"), jemalloc's peak resident over the same"
+        echo "$(f3 "${R[frag_jemalloc]}")."
+        echo
         echo "![results](bench/results.png)"
         echo
     } >"$sec"

@@ -17,6 +17,9 @@
  *     class (H7);
  *   - each big list holds nbig tagged, distinct, in-use blocks of its
  *     class, and big_bytes is the sum of their sizes (H8);
+ *   - the span map is an in-use block whose entries name exactly the live
+ *     spans, with their classes, and every free slot below an entry's
+ *     high-water mark carries its tag (H9);
  *   - the counters of struct heap_state equal the sums over the blocks (H6).
  * Every pointer is range-checked before it is followed, so a corrupt heap
  * yields TM_ECORRUPT and a message naming the first problem, not a crash.
@@ -85,18 +88,24 @@ static int check_smap(struct walk *w, const span *s)
     return 0;
 }
 
-/* H9: the span map is an in-use block that covers the arena, and its
- * entries name exactly the live spans (checked span by span, and counted
- * here). */
+/* H9, before anything reads the span map: it is an in-use block of the
+ * heap large enough for its entries. */
 static int check_smap_block(struct walk *w)
 {
     const blk *b = (const blk *)w->h->smap - 1;
-    uint64_t n = 0;
     if (!w->h->smap)
         return w->h->smap_n ? bad(w, "span map missing", NULL) : 0;
     if (!in_heap(w, b, HDR) || !blk_valid(w->h, b) || (b->head & (B_INUSE | B_SPAN | B_FENCE)) != B_INUSE ||
         !in_heap(w, b, blk_size(b)) || blk_size(b) - HDR < w->h->smap_n * sizeof *w->h->smap)
         return bad(w, "span map is not an in-use block of its size at", w->h->smap);
+    return 0;
+}
+
+/* H9, after the walk: the map's entries name exactly the live spans
+ * (checked span by span, and counted here). */
+static int check_smap_count(struct walk *w)
+{
+    uint64_t n = 0;
     for (uint64_t i = 0; i < w->h->smap_n; i++)
         n += w->h->smap[i] != 0;
     if (n != w->smap_spans)
@@ -343,7 +352,11 @@ int heap_check(tm_store *st, char *msg, size_t len)
         return 0; /* nothing allocated yet */
     if (h->magic != HEAP_MAGIC && h->magic != HEAP_MAGIC_V2 && h->magic != HEAP_MAGIC_V1)
         return bad(&w, "bad heap magic", NULL);
+    if (h->magic == HEAP_MAGIC && (r = check_smap_block(&w)) != 0)
+        return r;
     if ((r = walk_blocks(&w)) != 0)
+        return r;
+    if (h->magic == HEAP_MAGIC && (r = check_smap_count(&w)) != 0)
         return r;
     if ((r = walk_tree(&w)) != 0)
         return r;
@@ -354,8 +367,6 @@ int heap_check(tm_store *st, char *msg, size_t len)
             return r;
     if (h->magic == HEAP_MAGIC) {
         uint64_t big = 0;
-        if ((r = check_smap_block(&w)) != 0)
-            return r;
         for (c = 0; c < NBIG; c++)
             if ((r = walk_big(&w, c, &big)) != 0)
                 return r;
@@ -519,6 +530,8 @@ static int heap_walk_with(tm_store *st, struct recent_set *rs, heap_walk_fn *fn,
         return 0;
     }
     if (w.h->magic != HEAP_MAGIC && w.h->magic != HEAP_MAGIC_V2 && w.h->magic != HEAP_MAGIC_V1)
+        return TM_ECORRUPT;
+    if (w.h->magic == HEAP_MAGIC && check_smap_block(&w) != 0)
         return TM_ECORRUPT;
     recent_collect(&w, rs);
     for (b = (const blk *)w.lo;; b = blk_at(b, blk_size(b))) {
