@@ -15,6 +15,7 @@
  * leaves, heap_alloc and heap_free decide.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,10 +135,19 @@ static tm_store *owner(const void *p, const char *what)
     return st;
 }
 
+/* tm_default()'s answer once it has one (it never changes after): malloc
+ * need not call it each time. */
+static tm_store *_Atomic default_store;
+
 void *tm_malloc(size_t size)
 {
-    tm_store *st = tm_default();
-    return likely(st != NULL) ? store_malloc(st, size) : NULL;
+    tm_store *st = atomic_load_explicit(&default_store, memory_order_acquire);
+    if (unlikely(st == NULL)) {
+        if (!(st = tm_default()))
+            return NULL;
+        atomic_store_explicit(&default_store, st, memory_order_release);
+    }
+    return store_malloc(st, size);
 }
 
 void tm_free(void *p)

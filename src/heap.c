@@ -49,6 +49,21 @@
 #include "heap.h"
 #include "os.h"
 
+/* The class of a size of 16 * i bytes (i > 0): the least whose size holds it. */
+#define LOG2_8_11(n) ((n) >= 2048 ? 11 : (n) >= 1024 ? 10 : (n) >= 512 ? 9 : 8)
+#define CLS16(i)                                                                                                  \
+    ((i) <= 16 ? ((i) ? (i) - 1 : 0)                                                                              \
+               : 16 + (LOG2_8_11((i) * 16 - 1) - 8) * 4 + (((i) * 16 - 1) >> (LOG2_8_11((i) * 16 - 1) - 2)) - 4)
+#define R4(i) CLS16(i), CLS16((i) + 1), CLS16((i) + 2), CLS16((i) + 3)
+#define R16(i) R4(i), R4((i) + 4), R4((i) + 8), R4((i) + 12)
+#define R64(i) R16(i), R16((i) + 16), R16((i) + 32), R16((i) + 48)
+const uint8_t heap_class_by16[SMALL_MAX / 16 + 1] = {R64(0), R64(64), R64(128), R64(192), CLS16(256)};
+#undef R64
+#undef R16
+#undef R4
+#undef CLS16
+#undef LOG2_8_11
+
 #define C(c) {HEAP_CLASS_SIZE(c), (uint32_t)((((uint64_t)1 << 32) + HEAP_CLASS_SIZE(c) - 1) / HEAP_CLASS_SIZE(c)), \
               (uint16_t)((SPAN_SIZE - SPAN_HDR) / HEAP_CLASS_SIZE(c))}
 const struct heap_cls heap_cls[NCLASS] = {
@@ -261,6 +276,8 @@ static __attribute__((noinline)) void *small_alloc(tm_store *st, struct heap_sta
         q = (uint64_t *)((char *)s + SPAN_HDR + (size_t)(w * 64 + k) * s->slot);
         recent_push(h, c, q);
         s->nfree--;
+        if (h->magic == HEAP_MAGIC) /* out of the bitmap, onto the list: H7 */
+            h->live_small += s->slot;
     }
     s->bitmap[w] = m;
     if (!m)
@@ -337,7 +354,8 @@ static inline void *recent_pop(const tm_store *st, struct heap_state *h, unsigne
     h->recent[c] = (void *)q[0];
     h->nrecent[c]--;
     q[1] = 0; /* popped twice (a double free the tag missed): corrupt, above */
-    h->live_small += heap_class_size(c);
+    if (h->magic != HEAP_MAGIC) /* H7: listed slots count as live from format 4 on */
+        h->live_small += heap_class_size(c);
     return q;
 }
 
@@ -386,12 +404,28 @@ static void small_free(tm_store *st, struct heap_state *h, span *s, uintptr_t p)
         misuse("free(): ", "double free detected at", (void *)p);
     if (likely(h->nrecent[c] < RECENT_MAX)) {
         recent_push(h, c, (uint64_t *)p);
-        h->live_small -= s->slot;
+        if (h->magic != HEAP_MAGIC)
+            h->live_small -= s->slot;
         return;
     }
     if (h->magic == HEAP_MAGIC)
         ((uint64_t *)p)[1] = heap_recent_tag(h, (void *)p, c);
     slot_release(st, h, s, idx);
+}
+
+/* Converting to format 4: each listed slot gets format 4's tag, and
+ * live_small counts the listed slots (H7). */
+static void recent_convert(const tm_store *st, struct heap_state *h)
+{
+    for (unsigned c = 0; c < NCLASS; c++) {
+        uint64_t *q = h->recent[c];
+        for (unsigned n = 0; q; n++, q = (uint64_t *)q[0]) {
+            if (n >= h->nrecent[c] || !in_heap(st, (uintptr_t)q) || q[1] != heap_recent_tag(h, q, c))
+                corrupt_list(q);
+            q[1] = heap_tag4(h, q, c);
+        }
+        h->live_small += (uint64_t)h->nrecent[c] * heap_class_size(c);
+    }
 }
 
 /* ---- large blocks ---- */
@@ -480,7 +514,8 @@ static __attribute__((noinline)) int ensure_init(tm_store *st)
         memset(h->big, 0, sizeof h->big);
         memset(h->nbig, 0, sizeof h->nbig);
         if (smap_build(st, h) < 0)
-            return -1; /* errno set; the caller's transaction holds the half-built map */
+            return -1; /* errno set, the heap unchanged but for the freed map */
+        recent_convert(st, h);
         h->magic = HEAP_MAGIC;
     }
     if (r < 0)

@@ -46,7 +46,8 @@
  *   H7. A class's recent list holds nrecent <= RECENT_MAX distinct slots of
  *       its spans, linked through their first word and tagged in their
  *       second (heap_recent_tag); their bitmap bits say in use, but they are
- *       free (live_small leaves them out).  Formats 2 and 3 put slots there
+ *       free (live_small leaves them out before format 4, and counts them
+ *       from format 4 on, so that a push or a pop does not change it).  Formats 2 and 3 put slots there
  *       (freed lately, or taken along from a span being filled); this
  *       library only takes them off, first, and a heap of format 4
  *       (HEAP_MAGIC) has them all empty.  A store of format 1, from before
@@ -148,7 +149,7 @@ struct heap_state {
     uint64_t free_bytes;  /* in free blocks */
     uint64_t free_blocks;
     uint64_t live_large;  /* bytes of in-use blocks, spans and fence excluded */
-    uint64_t live_small;  /* bytes of in-use slots */
+    uint64_t live_small;  /* bytes of in-use slots; in format 4, of slots not free in their bitmaps */
     uint64_t span_slots;  /* bytes of all slots of all spans */
     uint64_t nspans;
     span *partial[NCLASS];
@@ -203,23 +204,32 @@ static inline int blk_valid(const struct heap_state *h, const void *b)
     return head >> 48 == heap_check16(h, b, head & 0xffffffffffffull);
 }
 
-/* The second word of a slot on class c's recent list.  Popping trusts a
- * link only with it, so a write after free that changes a link must also
- * forge the tag of the slot it points to, for the right class; freeing
- * again takes it as a hint only (the list itself decides). */
+/* The second word of a freed slot of class c (H7, H9), or of a kept block
+ * of big class c - NCLASS (H8).  Popping trusts a link only with it, so a
+ * write after free that changes a link must also forge the tag of the slot
+ * it points to, for the right class; freeing again takes it as a hint only
+ * (the list or the bitmap decides).  Format 4's tag is the address mixed
+ * with the heap's random key (never 0: a handed-out slot has 0 there);
+ * older formats multiply. */
+static inline uint64_t heap_tag4(const struct heap_state *h, const void *p, unsigned c)
+{
+    return (((uintptr_t)p ^ h->key) + c) | 1;
+}
+
 static inline uint64_t heap_recent_tag(const struct heap_state *h, const void *p, unsigned c)
 {
+    if (h->magic == HEAP_MAGIC)
+        return heap_tag4(h, p, c);
     return (((uintptr_t)p ^ h->key) + c) * 0xD6E8FEB86659FD93ull | 1;
 }
 
-/* Size classes: 16..256 by 16, then four per power of two up to 4096. */
+/* Size classes: 16..256 by 16, then four per power of two up to 4096;
+ * heap_class_by16[(n + 15) / 16] is the class of n <= SMALL_MAX. */
+extern const uint8_t heap_class_by16[SMALL_MAX / 16 + 1];
+
 static inline unsigned heap_class(size_t n)
 {
-    unsigned b;
-    if (n <= 256)
-        return n ? (unsigned)(n - 1) >> 4 : 0;
-    b = 63 - (unsigned)__builtin_clzll(n - 1);
-    return 16 + (b - 8) * 4 + (unsigned)((n - 1) >> (b - 2)) - 4;
+    return heap_class_by16[(n + 15) >> 4];
 }
 
 #define HEAP_CLASS_SIZE(c) ((c) < 16 ? ((c) + 1) * 16u : (5u + ((c) - 16) % 4) << (6 + ((c) - 16) / 4))
@@ -328,12 +338,11 @@ static inline void *heap_alloc_fast(tm_store *st, size_t size)
      * proves it a listed slot of this class. */
     if (unlikely((uintptr_t)q - ((uintptr_t)st->base + HEAP_START) >=
                      super_of(st)->size - HEAP_START - FENCE_SIZE ||
-                 h->nrecent[c] == 0 || q[1] != heap_recent_tag(h, q, c)))
+                 h->nrecent[c] == 0 || q[1] != heap_tag4(h, q, c)))
         return NULL;
     h->recent[c] = (void *)q[0];
     h->nrecent[c]--;
     q[1] = 0;
-    h->live_small += heap_cls[c].size;
     return q;
 }
 
@@ -355,14 +364,13 @@ static inline int heap_free_fast(tm_store *st, void *ptr)
     /* a live span's slot that it has handed out (H9), from its start */
     if (unlikely(!(e & SM_SPAN) || idx >= e >> SM_CAP_SHIFT || idx * heap_cls[c].size != off))
         return 0;
-    tag = heap_recent_tag(h, q, c);
+    tag = heap_tag4(h, q, c);
     if (unlikely(q[1] == tag || h->recent[c] == q || h->nrecent[c] >= RECENT_MAX))
         return 0;
     q[0] = (uintptr_t)h->recent[c];
     q[1] = tag;
     h->recent[c] = q;
     h->nrecent[c]++;
-    h->live_small -= heap_cls[c].size;
     return 1;
 }
 

@@ -309,7 +309,7 @@ static int walk_big(struct walk *w, unsigned i, uint64_t *bytes)
     return 0;
 }
 
-/* H7, and the slots it keeps out of live_small. */
+/* H7, and the slots it keeps out of live_small before format 4. */
 static int walk_recent(struct walk *w, unsigned c)
 {
     const uint64_t *q = w->h->recent[c];
@@ -328,7 +328,8 @@ static int walk_recent(struct walk *w, unsigned c)
             return bad(w, "recent list entry is free in its span's bitmap:", q);
         if (q[1] != heap_recent_tag(w->h, q, c))
             return bad(w, "recent list entry without its tag:", q);
-        w->live_small -= s->slot;
+        if (w->h->magic != HEAP_MAGIC)
+            w->live_small -= s->slot;
     }
     if (n != w->h->nrecent[c])
         return bad(w, "recent list shorter than its count", NULL);
@@ -408,7 +409,7 @@ int heap_stats(tm_store *st, tm_stats_t *out)
 {
     const struct heap_state *h = heap_state_of(st);
     const fnode *top;
-    uint64_t kept;
+    uint64_t kept, listed;
     if (h->magic == 0) { /* a fresh heap: one free block */
         uint64_t size = super_of(st)->size;
         uint64_t avail = size > HEAP_START + FENCE_SIZE ? size - HEAP_START - FENCE_SIZE : 0;
@@ -433,8 +434,14 @@ int heap_stats(tm_store *st, tm_stats_t *out)
         if (kept > h->live_large)
             return -TM_ECORRUPT;
     }
-    out->live_bytes = h->live_large - kept + h->live_small;
-    out->free_bytes = h->free_bytes + kept + (h->span_slots - h->live_small);
+    listed = 0;
+    if (h->magic == HEAP_MAGIC) /* listed slots count in live_small (H7) */
+        for (unsigned c = 0; c < NCLASS; c++)
+            listed += (uint64_t)h->nrecent[c] * heap_class_size(c);
+    if (listed > h->live_small)
+        return -TM_ECORRUPT;
+    out->live_bytes = h->live_large - kept + h->live_small - listed;
+    out->free_bytes = h->free_bytes + kept + (h->span_slots - h->live_small) + listed;
     out->free_blocks = h->free_blocks;
     if ((top = tree_max(st, h)) == BAD_NODE)
         return -TM_ECORRUPT;

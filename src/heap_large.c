@@ -287,6 +287,11 @@ int heap_rebuild_tree(tm_store *st, uint64_t magic)
     blk *b;
     if (h->magic == HEAP_MAGIC && magic != HEAP_MAGIC) { /* an older format has no big lists, no span map */
         big_flush(st);
+        for (unsigned c = 0; c < NCLASS; c++) { /* and its own tags and live_small (H7) */
+            for (uint64_t *q = h->recent[c]; q; q = (uint64_t *)q[0])
+                q[1] = (((uintptr_t)q ^ h->key) + c) * 0xD6E8FEB86659FD93ull | 1;
+            h->live_small -= (uint64_t)h->nrecent[c] * heap_class_size(c);
+        }
         if (h->smap) {
             blk *m = (blk *)h->smap - 1;
             h->live_large -= blk_size(m);

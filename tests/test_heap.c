@@ -1015,6 +1015,12 @@ Test(heap, format_3_heap_is_converted_by_the_first_change, .timeout = 120)
     tm_store_free(st, o.slot[150]); /* a free converts too */
     cr_assert_eq(h->magic, HEAP_MAGIC);
     CHECK(st);
+    char *again = tm_store_malloc(st, 40); /* the list, retagged, popped by the fast path */
+    int found = 0;
+    for (int i = 0; i < 100; i++)
+        found |= again == o.slot[i];
+    cr_assert(found, "%p is not a slot format 3 listed", (void *)again);
+    tm_store_free(st, again);
     TU_OK(tm_store_stats(st, &s1));
     cr_assert_eq(s1.live_bytes, s0.live_bytes - 48);
     cr_assert_eq(s1.free_blocks, s0.free_blocks);
