@@ -360,12 +360,12 @@ static inline void *recent_pop(const tm_store *st, struct heap_state *h, unsigne
 }
 
 /* Whether slot p of class c is on its recent list (a walk of at most
- * RECENT_MAX slots, taken only when p carries the tag). */
+ * heap_recent_max slots, taken only when p carries the tag). */
 static __attribute__((noinline)) int on_recent(const tm_store *st, const struct heap_state *h, unsigned c,
                                                uintptr_t p)
 {
     const uint64_t *q = h->recent[c];
-    for (unsigned n = 0; q && n < RECENT_MAX; n++, q = (const uint64_t *)q[0]) {
+    for (unsigned n = 0, max = heap_recent_max(h); q && n < max; n++, q = (const uint64_t *)q[0]) {
         if (!in_heap(st, (uintptr_t)q))
             corrupt_list(q);
         if ((uintptr_t)q == p)
@@ -402,7 +402,7 @@ static void small_free(tm_store *st, struct heap_state *h, span *s, uintptr_t p)
     if (unlikely(s->bitmap[idx >> 6] & (1ull << (idx & 63))) || slot_freed(st, h, s, p) ||
         (uintptr_t)h->recent[c] == p)
         misuse("free(): ", "double free detected at", (void *)p);
-    if (likely(h->nrecent[c] < RECENT_MAX)) {
+    if (likely(h->nrecent[c] < heap_recent_max(h))) {
         recent_push(h, c, (uint64_t *)p);
         if (h->magic != HEAP_MAGIC)
             h->live_small -= s->slot;

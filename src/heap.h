@@ -43,7 +43,7 @@
  *       live span starts there; freed headers are rewritten as free ones,
  *       so a second free of the same pointer is recognised.
  *   H6. The counters in struct heap_state match the blocks.
- *   H7. A class's recent list holds nrecent <= RECENT_MAX distinct slots of
+ *   H7. A class's recent list holds nrecent <= heap_recent_max distinct slots of
  *       its spans, linked through their first word and tagged in their
  *       second (heap_recent_tag); their bitmap bits say in use, but they are
  *       free (live_small leaves them out before format 4, and counts them
@@ -101,7 +101,8 @@
 #define SMALL_MAX 4096u
 #define NCLASS 32
 #define FENCE_SIZE 16u
-#define RECENT_MAX 64u   /* slots per recent list */
+#define RECENT_MAX 64u   /* slots per recent list, formats 2 and 3 */
+#define RECENT_MAX4 256u /* ... and format 4 (H7) */
 #define BIG_MAX 65536u   /* the largest size of a big class */
 #define SM_CLASS_MASK 0x1fu /* span map entry (H9): the class, */
 #define SM_SPAN 0x100u      /* a live span starts here, */
@@ -221,6 +222,12 @@ static inline uint64_t heap_recent_tag(const struct heap_state *h, const void *p
     if (h->magic == HEAP_MAGIC)
         return heap_tag4(h, p, c);
     return (((uintptr_t)p ^ h->key) + c) * 0xD6E8FEB86659FD93ull | 1;
+}
+
+/* The most slots a recent list of this heap holds (H7). */
+static inline unsigned heap_recent_max(const struct heap_state *h)
+{
+    return h->magic == HEAP_MAGIC ? RECENT_MAX4 : RECENT_MAX;
 }
 
 /* Size classes: 16..256 by 16, then four per power of two up to 4096;
@@ -365,7 +372,7 @@ static inline int heap_free_fast(tm_store *st, void *ptr)
     if (unlikely(!(e & SM_SPAN) || idx >= e >> SM_CAP_SHIFT || idx * heap_cls[c].size != off))
         return 0;
     tag = heap_tag4(h, q, c);
-    if (unlikely(q[1] == tag || h->recent[c] == q || h->nrecent[c] >= RECENT_MAX))
+    if (unlikely(q[1] == tag || h->recent[c] == q || h->nrecent[c] >= RECENT_MAX4))
         return 0;
     q[0] = (uintptr_t)h->recent[c];
     q[1] = tag;

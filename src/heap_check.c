@@ -314,7 +314,7 @@ static int walk_recent(struct walk *w, unsigned c)
 {
     const uint64_t *q = w->h->recent[c];
     unsigned n = 0;
-    if (w->h->nrecent[c] > RECENT_MAX)
+    if (w->h->nrecent[c] > heap_recent_max(w->h))
         return bad(w, "recent list too long", NULL);
     for (; q; q = (const uint64_t *)q[0]) {
         const span *s = recent_span(w, q, c);
@@ -454,7 +454,7 @@ int heap_stats(tm_store *st, tm_stats_t *out)
 /* The slots on recent lists and the blocks on big lists, sorted: free,
  * though their bits and headers say in use. */
 struct recent_set {
-    uintptr_t p[NCLASS * RECENT_MAX + NBIG * BIG_LIST_MAX];
+    uintptr_t p[NCLASS * RECENT_MAX4 + NBIG * BIG_LIST_MAX];
     size_t n;
 };
 
@@ -464,7 +464,7 @@ static void recent_collect(const struct walk *w, struct recent_set *rs)
     rs->n = 0;
     for (unsigned c = 0; c < NCLASS; c++) {
         const uint64_t *q = w->h->recent[c];
-        for (unsigned n = 0; q && n < RECENT_MAX && recent_span(w, q, c); n++, q = (const uint64_t *)q[0])
+        for (unsigned n = 0; q && n < heap_recent_max(w->h) && recent_span(w, q, c); n++, q = (const uint64_t *)q[0])
             rs->p[rs->n++] = (uintptr_t)q;
     }
     for (unsigned b = 0; w->h->magic == HEAP_MAGIC && b < NBIG; b++) {
@@ -472,7 +472,7 @@ static void recent_collect(const struct walk *w, struct recent_set *rs)
         for (unsigned n = 0; q && n < BIG_LIST_MAX && in_heap(w, q, 16); n++, q = (const uint64_t *)q[0])
             rs->p[rs->n++] = (uintptr_t)q;
     }
-    for (i = 1; i < rs->n; i++) /* insertion sort: a few thousand at most */
+    for (i = 1; i < rs->n; i++) /* insertion sort: lists are rarely full */
         for (j = i; j > 0 && rs->p[j - 1] > rs->p[j]; j--) {
             uintptr_t t = rs->p[j];
             rs->p[j] = rs->p[j - 1];
@@ -565,7 +565,7 @@ static int heap_walk_with(tm_store *st, struct recent_set *rs, heap_walk_fn *fn,
 
 int heap_walk(tm_store *st, heap_walk_fn *fn, void *ctx)
 {
-    struct recent_set *rs = os_alloc(sizeof *rs); /* 20 KiB: not on the stack */
+    struct recent_set *rs = os_alloc(sizeof *rs); /* 72 KiB: not on the stack */
     int r;
     if (!rs)
         return ENOMEM;

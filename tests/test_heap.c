@@ -453,13 +453,13 @@ static void misuse_child(void *arg)
         tm_store_realloc(st, q, 5);
         break;
     case 8: { /* double free of a small slot past the recent list, in the bitmap */
-        char *v[RECENT_MAX + 1];
-        for (unsigned i = 0; i <= RECENT_MAX; i++)
+        char *v[RECENT_MAX4 + 1];
+        for (unsigned i = 0; i <= RECENT_MAX4; i++)
             v[i] = tm_store_malloc(st, 40);
-        for (unsigned i = 0; i <= RECENT_MAX; i++)
+        for (unsigned i = 0; i <= RECENT_MAX4; i++)
             tm_store_free(st, v[i]);
-        mu->addr = (uintptr_t)v[RECENT_MAX];
-        tm_store_free(st, v[RECENT_MAX]);
+        mu->addr = (uintptr_t)v[RECENT_MAX4];
+        tm_store_free(st, v[RECENT_MAX4]);
         break;
     }
     case 9: /* realloc of a small slot on the recent list */
@@ -933,7 +933,7 @@ Test(heap, recent_lists_checked)
     q = tm_store_malloc(st, 48);
     r = tm_store_malloc(st, 48);
     unsigned n0 = h->nrecent[heap_class(48)]; /* neighbours taken along from a fresh span */
-    cr_assert_leq(n0, RECENT_MAX - 2);
+    cr_assert_leq(n0, RECENT_MAX4 - 2);
     q[1] = heap_recent_tag(h, q, heap_class(48)); /* looks listed, is not */
     tm_store_free(st, q);
     tm_store_free(st, p);
@@ -1015,12 +1015,14 @@ Test(heap, format_3_heap_is_converted_by_the_first_change, .timeout = 120)
     tm_store_free(st, o.slot[150]); /* a free converts too */
     cr_assert_eq(h->magic, HEAP_MAGIC);
     CHECK(st);
-    char *again = tm_store_malloc(st, 40); /* the list, retagged, popped by the fast path */
+    cr_assert_eq(tm_store_malloc(st, 40), o.slot[150], "the slot freed last comes back first");
+    char *again = tm_store_malloc(st, 40); /* then the list, retagged, popped by the fast path */
     int found = 0;
     for (int i = 0; i < 100; i++)
         found |= again == o.slot[i];
     cr_assert(found, "%p is not a slot format 3 listed", (void *)again);
     tm_store_free(st, again);
+    tm_store_free(st, o.slot[150]);
     TU_OK(tm_store_stats(st, &s1));
     cr_assert_eq(s1.live_bytes, s0.live_bytes - 48);
     cr_assert_eq(s1.free_blocks, s0.free_blocks);
@@ -1242,13 +1244,13 @@ static void misuse4_child(void *arg)
         tm_store_malloc(st, 9000);
         break;
     case 3: { /* a slot freed into the bitmap (its list full), freed again */
-        char *v[RECENT_MAX + 1];
-        for (unsigned k = 0; k <= RECENT_MAX; k++)
+        char *v[RECENT_MAX4 + 1];
+        for (unsigned k = 0; k <= RECENT_MAX4; k++)
             v[k] = tm_store_malloc(st, 200);
-        for (unsigned k = 0; k <= RECENT_MAX; k++)
+        for (unsigned k = 0; k <= RECENT_MAX4; k++)
             tm_store_free(st, v[k]);
-        mu->addr = (uintptr_t)v[RECENT_MAX];
-        tm_store_free(st, v[RECENT_MAX]);
+        mu->addr = (uintptr_t)v[RECENT_MAX4];
+        tm_store_free(st, v[RECENT_MAX4]);
         break;
     }
     case 4: { /* a slot of a live span that it never handed out */
