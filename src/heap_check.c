@@ -92,9 +92,10 @@ static int check_smap(struct walk *w, const span *s)
  * heap large enough for its entries. */
 static int check_smap_block(struct walk *w)
 {
-    const blk *b = (const blk *)w->h->smap - 1;
+    const blk *b;
     if (!w->h->smap)
         return w->h->smap_n ? bad(w, "span map missing", NULL) : 0;
+    b = (const blk *)w->h->smap - 1;
     if (!in_heap(w, b, HDR) || !blk_valid(w->h, b) || (b->head & (B_INUSE | B_SPAN | B_FENCE)) != B_INUSE ||
         !in_heap(w, b, blk_size(b)) || blk_size(b) - HDR < w->h->smap_n * sizeof *w->h->smap)
         return bad(w, "span map is not an in-use block of its size at", w->h->smap);
@@ -423,7 +424,7 @@ int heap_stats(tm_store *st, tm_stats_t *out)
     kept = 0;
     if (h->magic == HEAP_MAGIC) { /* the big lists' blocks and the span map are no one's data */
         uintptr_t lo = (uintptr_t)st->base + HEAP_START, hi = (uintptr_t)st->base + super_of(st)->size;
-        const blk *m = (const blk *)h->smap - 1;
+        const blk *m = (const blk *)((uintptr_t)h->smap - HDR);
         kept = h->big_bytes;
         if (h->smap) {
             if ((uintptr_t)m < lo || (uintptr_t)m > hi - MIN_BLOCK || (uintptr_t)m % QUANTUM || !blk_valid(h, m) ||
