@@ -95,9 +95,9 @@ static int check_smap_block(struct walk *w)
     const blk *b;
     if (!w->h->smap)
         return w->h->smap_n ? bad(w, "span map missing", NULL) : 0;
-    b = (const blk *)w->h->smap - 1;
+    b = (const blk *)((uintptr_t)w->h->smap - HDR); /* not pointer arithmetic: smap may be wild */
     if (!in_heap(w, b, HDR) || !blk_valid(w->h, b) || (b->head & (B_INUSE | B_SPAN | B_FENCE)) != B_INUSE ||
-        !in_heap(w, b, blk_size(b)) || blk_size(b) - HDR < w->h->smap_n * sizeof *w->h->smap)
+        !in_heap(w, b, blk_size(b)) || w->h->smap_n > (blk_size(b) - HDR) / sizeof *w->h->smap)
         return bad(w, "span map is not an in-use block of its size at", w->h->smap);
     return 0;
 }
@@ -291,7 +291,7 @@ static int walk_big(struct walk *w, unsigned i, uint64_t *bytes)
     if (w->h->nbig[i] > BIG_LIST_MAX)
         return bad(w, "big list too long", NULL);
     for (; q; q = (const uint64_t *)q[0]) {
-        const blk *b = (const blk *)q - 1;
+        const blk *b = (const blk *)((uintptr_t)q - HDR); /* q may be wild */
         uint64_t u;
         if (++n > w->h->nbig[i])
             return bad(w, "big list longer than its count (or cyclic) at", q);
