@@ -40,7 +40,7 @@
 #define PAGE 4096u
 #define PAGE_SHIFT 12
 #define HDR_SLOT_SIZE 512u  /* one sector: the two slots never share one */
-#define FORMAT_VERSION 4u     /* 2: the heap's recent lists (heap.h H7); 3: heap_prio; 4: big lists (H8) */
+#define FORMAT_VERSION 4u     /* 2: the heap's recent lists (heap.h H7); 3: heap_prio; 4: big lists, span map (H8, H9) */
 #define MIN_FORMAT_VERSION 1u /* older versions read, and upgraded by their first read-write opener */
 #define MAX_STORES 16
 
