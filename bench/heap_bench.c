@@ -10,9 +10,11 @@
  *   fragmentation  a churn trace whose live set swings up and down: the
  *                  store's arena size over peak live bytes, beside jemalloc's
  *                  peak resident bytes (mallctl stats.resident) over the same.
- *   pages          pages dirtied per 1,000 small alloc/free operations in
- *                  fresh transactions on a churned heap, beside the payload
- *                  pages the workload itself wrote.
+ *   pages          pages dirtied per transaction of 1,000 alloc/free
+ *                  operations on a churned heap, in the three size ranges of
+ *                  alloc_bench, beside the payload pages the workload itself
+ *                  wrote; and the pages one transaction dirties that
+ *                  allocates 1,000 small blocks and frees them again.
  *
  * Usage: heap_bench [ops (default 2000000)] [store path (default
  * /tmp/heap_bench.tmf)]
@@ -205,6 +207,9 @@ static void fragmentation(const char *path)
     printf("  tmfalloc  arena size / peak live     %.3f  (arena %.1f MiB; check: %s)\n",
            (double)(s.arena_size - 2 * PAGE) / peak_, s.arena_size / 1048576.0,
            tm_store_check(g_st, msg, sizeof msg) == 0 ? "ok" : msg);
+    printf("RESULT frag_tmf=%.4f\n", (double)(s.arena_size - 2 * PAGE) / peak_);
+    printf("RESULT frag_jemalloc=%.4f\n", (double)je_peak / peak_);
+    printf("RESULT frag_ratio=%.4f\n", (double)je_peak / (double)(s.arena_size - 2 * PAGE));
     tm_close(g_st);
     munmap(t.ops, t.n * sizeof(struct op));
     munmap(slots, t.nslots * sizeof(char *));
@@ -263,24 +268,25 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Pages dirtied per transaction of 1,000 small operations on a churned
- * heap, against the distinct pages the payload writes touch. */
-static void pages(const char *path)
+/* Pages dirtied per transaction of 1,000 alloc/free operations (sizes lo to
+ * hi, each block filled) on a churned heap of ns slots, against the
+ * distinct pages the payload writes touch. */
+static void pages(const char *path, const char *key, uint32_t lo, uint32_t hi, uint32_t ns)
 {
-    enum { NS = 20000, TXS = 200, OPS = 1000 };
-    char **slots = map(NS * sizeof(char *));
-    uint32_t *sizes = map(NS * sizeof(uint32_t));
-    uint64_t *touched = map(OPS * 4 * sizeof(uint64_t)), s = 3, dirty = 0, minimum = 0;
+    enum { TXS = 200, OPS = 1000 };
+    char **slots = map(ns * sizeof(char *));
+    uint32_t *sizes = map(ns * sizeof(uint32_t));
+    uint64_t *touched = map(OPS * 20 * sizeof(uint64_t)), s = 3, dirty = 0, minimum = 0;
     size_t ntx = 0;
 
     g_st = open_store(path);
     tm_store_begin(g_st);
     for (int i = 0; i < 200000; i++) { /* churn to a steady state */
-        uint32_t k = (uint32_t)(rnd(&s) % NS);
+        uint32_t k = (uint32_t)(rnd(&s) % ns);
         if (slots[k])
             tm_store_free(g_st, slots[k]), slots[k] = NULL;
         else
-            slots[k] = tm_store_malloc(g_st, sizes[k] = 8 + (uint32_t)(rnd(&s) % 505)),
+            slots[k] = tm_store_malloc(g_st, sizes[k] = lo + (uint32_t)(rnd(&s) % (hi - lo + 1))),
             memset(slots[k], 1, sizes[k]);
     }
     tm_store_commit(g_st);
@@ -288,12 +294,12 @@ static void pages(const char *path)
         size_t nt = 0, distinct = 0;
         tm_store_begin(g_st);
         for (int i = 0; i < OPS; i++) {
-            uint32_t k = (uint32_t)(rnd(&s) % NS);
+            uint32_t k = (uint32_t)(rnd(&s) % ns);
             if (slots[k]) {
                 tm_store_free(g_st, slots[k]), slots[k] = NULL;
                 continue;
             }
-            slots[k] = tm_store_malloc(g_st, sizes[k] = 8 + (uint32_t)(rnd(&s) % 505));
+            slots[k] = tm_store_malloc(g_st, sizes[k] = lo + (uint32_t)(rnd(&s) % (hi - lo + 1)));
             memset(slots[k], 2, sizes[k]);
             for (uintptr_t a = (uintptr_t)slots[k] / PAGE; a <= ((uintptr_t)slots[k] + sizes[k] - 1) / PAGE; a++)
                 touched[nt++] = a;
@@ -305,10 +311,50 @@ static void pages(const char *path)
         minimum += distinct;
         tm_store_commit(g_st);
     }
-    printf("pages dirtied per 1,000 small alloc/free ops (8-512 B, %d live slots, fresh transactions)\n", NS);
-    printf("  tmfalloc  %.1f pages  (superblock included)\n", (double)dirty / ntx);
-    printf("  minimum   %.1f pages  (distinct payload pages written)\n", (double)minimum / ntx);
+    printf("  %u-%u B, %u slots: tmfalloc %.1f pages, minimum %.1f (distinct payload pages written)\n", lo, hi,
+           ns, (double)dirty / ntx, (double)minimum / ntx);
+    printf("RESULT heap_pages_%s=%.1f\n", key, (double)dirty / ntx);
+    printf("RESULT heap_pages_%s_min=%.1f\n", key, (double)minimum / ntx);
     tm_close(g_st);
+    munmap(slots, ns * sizeof(char *));
+    munmap(sizes, ns * sizeof(uint32_t));
+    munmap(touched, OPS * 20 * sizeof(uint64_t));
+}
+
+/* Pages dirtied by one transaction that allocates n small blocks (8-512 B,
+ * one byte written) and frees them all again, on a churned heap. */
+static void batch(const char *path, int n)
+{
+    enum { NS = 20000 };
+    char **slots = map(NS * sizeof(char *)), **mine = map((size_t)n * sizeof(char *));
+    uint64_t s = 5, dirty = 0;
+    int txs = 50;
+
+    g_st = open_store(path);
+    tm_store_begin(g_st);
+    for (int i = 0; i < 200000; i++) {
+        uint32_t k = (uint32_t)(rnd(&s) % NS);
+        if (slots[k])
+            tm_store_free(g_st, slots[k]), slots[k] = NULL;
+        else
+            slots[k] = tm_store_malloc(g_st, 8 + rnd(&s) % 505), *slots[k] = 1;
+    }
+    tm_store_commit(g_st);
+    for (int t = 0; t < txs; t++) {
+        tm_store_begin(g_st);
+        for (int i = 0; i < n; i++)
+            mine[i] = tm_store_malloc(g_st, 8 + rnd(&s) % 505), *mine[i] = 1;
+        for (int i = 0; i < n; i++)
+            tm_store_free(g_st, mine[i]);
+        dirty += dirty_pages();
+        tm_store_commit(g_st);
+    }
+    printf("  one transaction allocating %d blocks of 8-512 B and freeing them: %.1f pages dirtied\n", n,
+           (double)dirty / txs);
+    printf("RESULT heap_batch_pages=%.1f\n", (double)dirty / txs);
+    tm_close(g_st);
+    munmap(slots, NS * sizeof(char *));
+    munmap(mine, (size_t)n * sizeof(char *));
 }
 
 int main(int argc, char **argv)
@@ -318,7 +364,11 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IONBF, 0);
     fragmentation(path); /* first: jemalloc's resident size is still its own */
     speed(path, nops);
-    pages(path);
+    printf("pages dirtied per transaction of 1,000 alloc/free ops on a churned heap (superblock included)\n");
+    pages(path, "small", 8, 512, 20000);
+    pages(path, "medium", 16, 4096, 4000);
+    pages(path, "large", 1024, 65536, 400);
+    batch(path, 1000);
     remove_store(path);
     return 0;
 }

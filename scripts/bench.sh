@@ -17,7 +17,7 @@ t_start=$(date +%s)
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
 . scripts/deps.sh
-need_packages cmake make gcc g++ libjemalloc-dev liblmdb-dev gnuplot-nox
+need_packages cmake make gcc g++ libjemalloc-dev libmimalloc-dev liblmdb-dev gnuplot-nox
 
 build=${BUILD_DIR:-build-bench}
 quick=${QUICK:-0}
@@ -27,7 +27,7 @@ log() { echo "bench.sh: $*" >&2; }
 # ---- build ----
 log "building into $build"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTMF_TESTS=OFF -DTMF_BENCH=ON >/dev/null
-targets=(tmfpreload malloc_bench tx_bench commit_bench bigtx_bench replay_bench fault_bench)
+targets=(tmfpreload alloc_bench heap_bench malloc_bench tx_bench commit_bench bigtx_bench replay_bench fault_bench)
 cmake --build "$build" -j"$(nproc)" --target "${targets[@]}" >/dev/null
 build=$(cd "$build" && pwd)
 bin=$build/bench
@@ -38,6 +38,9 @@ done
 jemalloc=$(ldconfig -p 2>/dev/null | awk '/libjemalloc\.so\.2 .*x86-64/ {print $NF; exit}')
 [ -n "$jemalloc" ] || jemalloc=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
 [ -e "$jemalloc" ] || { log "libjemalloc.so.2 not found"; exit 1; }
+mimalloc=$(ldconfig -p 2>/dev/null | awk '/libmimalloc\.so\.2 .*x86-64/ {print $NF; exit}')
+[ -n "$mimalloc" ] || mimalloc=/usr/lib/x86_64-linux-gnu/libmimalloc.so.2
+[ -e "$mimalloc" ] || { log "libmimalloc.so.2 not found"; exit 1; }
 
 # ---- the data directory: a real disk ----
 if [ -n "${BENCH_DIR:-}" ]; then
@@ -57,9 +60,11 @@ avail=$(df -B1 --output=avail "$data" | tail -1 | tr -d ' ')
 
 # ---- sizes ----
 if [ "$quick" = 1 ]; then
+    alloc_args=(5 2); heap_args=(200000)
     malloc_args=(5 1); tx_args=(200 5); commit_args=(200 5)
     big_mib=128; big_rounds=5; replay_args=(16 5); fault_args=(2048 5)
 else
+    alloc_args=(7 10); heap_args=(2000000)
     malloc_args=(7 5); tx_args=(1000 5); commit_args=(1000 5)
     big_mib=1024; big_rounds=5; replay_args=(60 5); fault_args=(8192 9)
 fi
@@ -102,6 +107,8 @@ run() { # name command...
 }
 rel() { echo "${1//$root\//}"; } # paths relative to the repository in the report
 
+run alloc_bench "$bin/alloc_bench" "$data" "$preload" "$jemalloc" "$mimalloc" "${alloc_args[@]}"
+run heap_bench "$bin/heap_bench" "${heap_args[@]}" "$data/heap_bench.tmf"
 run malloc_bench "$bin/malloc_bench" "$data" "$preload" "$jemalloc" "${malloc_args[@]}"
 run tx_bench "$bin/tx_bench" "$data" "${tx_args[@]}"
 run commit_bench "$bin/commit_bench" "$data" "${commit_args[@]}"
@@ -128,6 +135,13 @@ keys=()
 key() { keys+=("$1|$2|$3|$4|$5|$6"); }
 key fb1 "fallback/glibc 1T" "(1) preload fallback time / glibc time, 1 thread" "${R[malloc_1t_fallback_ratio]}" "<=" 1.02
 key fb2 "fallback/glibc 2T" "(1) preload fallback time / glibc time, 2 threads" "${R[malloc_2t_fallback_ratio]}" "<=" 1.02
+key as "tm_malloc/jemalloc 8-512B" "(0) tight loop 8-512 B: tm_malloc ops/s / jemalloc ops/s" "${R[alloc_small_tm_vs_jemalloc]}" ">=" 1.0
+key am "tm_malloc/jemalloc 16-4096B" "(0) tight loop 16-4096 B: tm_malloc ops/s / jemalloc ops/s" "${R[alloc_medium_tm_vs_jemalloc]}" ">=" 1.0
+key al "tm_malloc/jemalloc 1-64KiB" "(0) tight loop 1-64 KiB: tm_malloc ops/s / jemalloc ops/s" "${R[alloc_large_tm_vs_jemalloc]}" ">=" 1.0
+key ps "preload/jemalloc 8-512B" "(0) tight loop 8-512 B: malloc under the preload in a transaction / jemalloc" "${R[alloc_small_preload_vs_jemalloc]}" ">=" 0.95
+key pm "preload/jemalloc 16-4096B" "(0) tight loop 16-4096 B: malloc under the preload in a transaction / jemalloc" "${R[alloc_medium_preload_vs_jemalloc]}" ">=" 0.95
+key pl "preload/jemalloc 1-64KiB" "(0) tight loop 1-64 KiB: malloc under the preload in a transaction / jemalloc" "${R[alloc_large_preload_vs_jemalloc]}" ">=" 0.95
+key fr "jemalloc/tmf fragmentation" "(0) churn trace: jemalloc peak resident / tmfalloc arena, each over peak live bytes" "${R[frag_ratio]}" ">=" 1.0
 key hp1 "heap/jemalloc 1T" "(1) persistent heap ops/s / jemalloc ops/s, 1 thread" "${R[malloc_1t_heap_ratio]}" ">=" 1.0
 key hp2 "heap/jemalloc 2T" "(1) persistent heap ops/s / jemalloc ops/s, 2 processes on 2 stores vs 2 threads" "${R[malloc_2t_heap_ratio]}" ">=" 1.0
 key txu "durable/LMDB upd" "(2) durable tx/s, tmfalloc / LMDB, update" "${R[tx_update_durable_ratio]}" ">=" 2
@@ -187,6 +201,45 @@ png=$out_dir/results$suffix.png
     summary_table
     echo
     echo "![results](results$suffix.png)"
+    echo
+    echo "## (0) the allocator alone — \`alloc_bench\`, \`heap_bench\`"
+    echo
+    echo "A tight loop and nothing else: 16,384 slots; each operation picks a random slot, frees its block"
+    echo "if it has one, or else allocates one of a random size in the range and writes its first byte."
+    echo "${R[alloc_mops]} M operations timed after as many to warm up, in a fresh process per run; median of"
+    echo "${R[alloc_rounds]} rounds, the systems in rotating order. tmfalloc runs inside one write transaction"
+    echo "(TMF_SYNC=none): \`tm_malloc\`/\`tm_free\`, and plain \`malloc\`/\`free\` under"
+    echo "\`LD_PRELOAD=libtmfpreload.so\` after \`tm_begin\`. Mops/s:"
+    echo
+    echo "| allocator | 8-512 B | 16-4096 B | 1-64 KiB |"
+    echo "|---|---|---|---|"
+    for s in glibc:glibc jemalloc:"jemalloc (LD_PRELOAD)" mimalloc:"mimalloc (LD_PRELOAD)" \
+        tm:"tmfalloc tm_malloc, warm transaction" preload:"tmfalloc preload malloc, warm transaction"; do
+        k=${s%%:*}
+        echo "| ${s#*:} | $(f2 "${R[alloc_small_${k}_mops]}") | $(f2 "${R[alloc_medium_${k}_mops]}") | $(f2 "${R[alloc_large_${k}_mops]}") |"
+    done
+    echo
+    echo "| ratio (ops/s) | 8-512 B | 16-4096 B | 1-64 KiB |"
+    echo "|---|---|---|---|"
+    for w in tm preload; do
+        for o in glibc jemalloc mimalloc; do
+            echo "| $w / $o | $(f2 "${R[alloc_small_${w}_vs_${o}]}") | $(f2 "${R[alloc_medium_${w}_vs_${o}]}") | $(f2 "${R[alloc_large_${w}_vs_${o}]}") |"
+        done
+    done
+    echo
+    echo "Pages dirtied per transaction of 1,000 alloc/free operations on a churned heap (\`heap_bench\`,"
+    echo "superblock included), beside the distinct pages the workload's own writes touch:"
+    echo
+    echo "| sizes | pages dirtied | payload pages |"
+    echo "|---|---|---|"
+    echo "| 8-512 B | $(f2 "${R[heap_pages_small]}") | $(f2 "${R[heap_pages_small_min]}") |"
+    echo "| 16-4096 B | $(f2 "${R[heap_pages_medium]}") | $(f2 "${R[heap_pages_medium_min]}") |"
+    echo "| 1-64 KiB | $(f2 "${R[heap_pages_large]}") | $(f2 "${R[heap_pages_large_min]}") |"
+    echo "| one transaction: 1,000 blocks of 8-512 B allocated, then freed | $(f2 "${R[heap_batch_pages]}") | |"
+    echo
+    echo "Fragmentation on a churn trace whose live set swings between 5% and 95% of its slots: tmfalloc's"
+    echo "arena over peak live bytes $(f3 "${R[frag_tmf]}"), jemalloc's peak resident bytes over peak live bytes"
+    echo "$(f3 "${R[frag_jemalloc]}") (\`mallctl stats.resident\`); ratio jemalloc / tmfalloc $(f3 "${R[frag_ratio]}")."
     echo
     echo "## (1) malloc/free/realloc mix — \`malloc_bench\`"
     echo
@@ -306,7 +359,7 @@ png=$out_dir/results$suffix.png
     echo '```'
     echo
     echo "## Raw output"
-    for f in malloc_bench tx_bench commit_bench bigtx_bench replay_bench fault_bench; do
+    for f in alloc_bench heap_bench malloc_bench tx_bench commit_bench bigtx_bench replay_bench fault_bench; do
         echo
         echo "### $f"
         echo
@@ -367,6 +420,24 @@ if [ "$quick" = 0 ]; then
         echo
         echo "LMDB's durable commit also writes its meta page through an \`O_DSYNC\` descriptor, a second"
         echo "sync per commit that the fdatasync counter does not see (see bench/results.md)."
+        echo
+        echo "The heap alone (\`alloc_bench\`: a tight malloc/free loop, random lifetimes, inside one write"
+        echo "transaction), ops/s against jemalloc and mimalloc in the same run:"
+        echo
+        echo "| | 8-512 B | 16-4096 B | 1-64 KiB |"
+        echo "|---|---|---|---|"
+        for w in tm:"tm_malloc" preload:"malloc under the preload"; do
+            for o in jemalloc mimalloc; do
+                k=${w%%:*}
+                echo "| ${w#*:} / $o | $(f2 "${R[alloc_small_${k}_vs_${o}]}") | $(f2 "${R[alloc_medium_${k}_vs_${o}]}") | $(f2 "${R[alloc_large_${k}_vs_${o}]}") |"
+            done
+        done
+        echo
+        echo "Pages dirtied per transaction of 1,000 operations (\`heap_bench\`): $(f0 "${R[heap_pages_small]}") for 8-512 B"
+        echo "($(f0 "${R[heap_pages_small_min]}") payload pages), $(f0 "${R[heap_pages_medium]}") for 16-4096 B ($(f0 "${R[heap_pages_medium_min]}")), $(f0 "${R[heap_pages_large]}") for 1-64 KiB ($(f0 "${R[heap_pages_large_min]}"));"
+        echo "$(f0 "${R[heap_batch_pages]}") for one transaction that allocates 1,000 blocks of 8-512 B and frees them."
+        echo "Arena over peak live bytes on a churn trace $(f3 "${R[frag_tmf]}"), jemalloc's peak resident over the same"
+        echo "$(f3 "${R[frag_jemalloc]}")."
         echo
         echo "![results](bench/results.png)"
         echo

@@ -10,12 +10,17 @@
  *   huge sizes         NULL + ENOMEM, the heap unchanged
  * The default-store versions route frees and reallocs by address: a block
  * belongs to the store whose reservation contains it.
+ *
+ * malloc and free try the heap's inline fast path first (heap.h); what it
+ * leaves, heap_alloc and heap_free decide.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "heap.h"
 #include "internal.h"
 
 static int pow2(size_t a)
@@ -23,15 +28,27 @@ static int pow2(size_t a)
     return a && !(a & (a - 1));
 }
 
+static inline void *store_malloc(tm_store *st, size_t size)
+{
+    void *p = heap_alloc_fast(st, size);
+    return likely(p != NULL) ? p : heap_alloc(st, size, QUANTUM);
+}
+
+static inline void store_free(tm_store *st, void *p)
+{
+    if (unlikely(!heap_free_fast(st, p)))
+        heap_free(st, p);
+}
+
 void *tm_store_malloc(tm_store *st, size_t size)
 {
-    return heap_alloc(st, size, 16);
+    return store_malloc(st, size);
 }
 
 void tm_store_free(tm_store *st, void *p)
 {
     if (p)
-        heap_free(st, p);
+        store_free(st, p);
 }
 
 void *tm_store_calloc(tm_store *st, size_t n, size_t size)
@@ -91,6 +108,9 @@ int tm_store_check(tm_store *st, char *msg, size_t len)
 
 tm_store *tm_store_of(const void *p)
 {
+    tm_store *st = tm_route_store; /* inside a transaction, most likely its store */
+    if (st && (uintptr_t)p - (uintptr_t)st->base < st->max)
+        return st;
     return registry_find((uintptr_t)p);
 }
 
@@ -107,16 +127,28 @@ static tm_store *owner(const void *p, const char *what)
     return st;
 }
 
+/* tm_default()'s answer once it has one (it never changes after): malloc
+ * need not call it each time. */
+static tm_store *_Atomic default_store;
+
 void *tm_malloc(size_t size)
 {
-    tm_store *st = tm_default();
-    return st ? tm_store_malloc(st, size) : NULL;
+    tm_store *st = atomic_load_explicit(&default_store, memory_order_acquire);
+    if (unlikely(st == NULL)) {
+        if (!(st = tm_default()))
+            return NULL;
+        atomic_store_explicit(&default_store, st, memory_order_release);
+    }
+    return store_malloc(st, size);
 }
 
 void tm_free(void *p)
 {
+    tm_store *st = tm_route_store; /* inside a transaction: most likely its store's block */
+    if (likely(st != NULL) && (uintptr_t)p - (uintptr_t)st->base < st->max && likely(heap_free_fast(st, p)))
+        return;
     if (p)
-        heap_free(owner(p, "free(): invalid pointer (not in any store)"), p);
+        store_free(owner(p, "free(): invalid pointer (not in any store)"), p);
 }
 
 void *tm_calloc(size_t n, size_t size)

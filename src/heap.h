@@ -43,12 +43,42 @@
  *       live span starts there; freed headers are rewritten as free ones,
  *       so a second free of the same pointer is recognised.
  *   H6. The counters in struct heap_state match the blocks.
- *   H7. A class's recent list holds nrecent <= RECENT_MAX distinct slots of
- *       its spans (freed lately, or taken along from a span being filled),
- *       linked through their first word and tagged in their second
- *       (heap_recent_tag); their bitmap bits say in use, but they are free
- *       (live_small leaves them out).  A store of format 1, from before the
- *       lists, has zeros there: empty lists.
+ *   H7. A class's recent list holds nrecent <= heap_recent_max distinct slots of
+ *       its spans, linked through their first word and tagged in their
+ *       second (heap_recent_tag); their bitmap bits say in use, but they are
+ *       free (live_small leaves them out before format 4, and counts them
+ *       from format 4 on, so that a push or a pop does not change it).  Formats 2 and 3 put slots there
+ *       (freed lately, or taken along from a span being filled); this
+ *       library only takes them off, first, and a heap of format 4
+ *       (HEAP_MAGIC) has them all empty.  A store of format 1, from before
+ *       the lists, has zeros there: empty lists.
+ *   H8. (HEAP_MAGIC only.)  A big class's list (sizes above SMALL_MAX up to
+ *       BIG_MAX, four classes per power of two) holds nbig <= BIG_LIST_MAX
+ *       freed blocks kept whole: in use as far as their headers and
+ *       neighbours go (they neither merge nor sit in the free tree), sized
+ *       heap_big_size(i) + HDR (or 16 bytes more), linked through their
+ *       payload's first word and tagged in its second with
+ *       heap_recent_tag(.., NCLASS + i).  big_bytes is the sum of their
+ *       block sizes; live_large counts them (they are in-use blocks), the
+ *       statistics do not.  An allocation the free tree cannot meet
+ *       returns them all to the tree before it grows the arena.
+ *
+ *   H9. (HEAP_MAGIC only.)  The span map has smap_n words, one per 64 KiB of
+ *       address from the arena's base rounded down to 64 KiB; word i is
+ *       SM_SPAN | class | cap << SM_CAP_SHIFT when a live span starts at
+ *       that address, else 0.  Every free slot below cap carries its
+ *       class's tag, on the recent list or in the bitmap; the fast path
+ *       frees only slots below cap.  A new span starts at cap 0, and so
+ *       does every span of a heap converted from an older format; an
+ *       allocation from the bitmap takes the lowest free slot (and maybe a
+ *       run after it), so raising cap to just past what it took keeps the
+ *       rule.  The map is the payload of an in-use block.
+ *
+ * Formats: HEAP_MAGIC_V1 (store formats 1-2: heap_prio_v1 orders the
+ * treap), HEAP_MAGIC_V2 (format 3: heap_prio), HEAP_MAGIC (format 4: the
+ * big lists, H8, and the span map, H9).  An older heap keeps its format while its store does (an
+ * older library may have it open); once a first opener has upgraded the
+ * store, the first write transaction that allocates or frees converts it.
  */
 #ifndef TMF_HEAP_H
 #define TMF_HEAP_H
@@ -60,7 +90,8 @@
 #include "internal.h"
 
 #define HEAP_START (2 * (uint64_t)PAGE)
-#define HEAP_MAGIC 0x3270616568666d74ull    /* "tmfheap2": heap_prio orders the treap */
+#define HEAP_MAGIC 0x3370616568666d74ull    /* "tmfheap3": the big lists (H8) */
+#define HEAP_MAGIC_V2 0x3270616568666d74ull /* "tmfheap2": heap_prio orders the treap (format 3) */
 #define HEAP_MAGIC_V1 0x3170616568666d74ull /* "tmfheap1": heap_prio_v1 does (format <= 2) */
 #define QUANTUM 16u
 #define HDR 16u          /* block header bytes */
@@ -71,7 +102,15 @@
 #define SMALL_MAX 4096u
 #define NCLASS 32
 #define FENCE_SIZE 16u
-#define RECENT_MAX 64u   /* slots per recent list */
+#define RECENT_MAX 64u   /* slots per recent list, formats 2 and 3 */
+#define RECENT_MAX4 256u /* ... and format 4 (H7) */
+#define BIG_MAX 65536u   /* the largest size of a big class */
+#define SM_CLASS_MASK 0x1fu /* span map entry (H9): the class, */
+#define SM_SPAN 0x100u      /* a live span starts here, */
+#define SM_CAP_SHIFT 16     /* and the slots it has handed out */
+#define SM_CAP_MASK 0xffff0000u
+#define NBIG 16          /* big classes: 5, 6, 7, 8 KiB, 10 ... 16 KiB, ... 64 KiB */
+#define BIG_LIST_MAX 64u /* blocks per big list */
 
 #define B_INUSE 1ull
 #define B_PINUSE 2ull
@@ -112,12 +151,18 @@ struct heap_state {
     uint64_t free_bytes;  /* in free blocks */
     uint64_t free_blocks;
     uint64_t live_large;  /* bytes of in-use blocks, spans and fence excluded */
-    uint64_t live_small;  /* bytes of in-use slots */
+    uint64_t live_small;  /* bytes of in-use slots; in format 4, of slots not free in their bitmaps */
     uint64_t span_slots;  /* bytes of all slots of all spans */
     uint64_t nspans;
     span *partial[NCLASS];
     void *recent[NCLASS];  /* per class: slots freed lately, last first (H7) */
     uint16_t nrecent[NCLASS];
+    /* format 4 (HEAP_MAGIC) */
+    uint32_t *smap;        /* the span map (H9), the payload of an in-use block */
+    uint64_t smap_n;       /* its entries */
+    uint64_t big_bytes;    /* block bytes on the big lists */
+    void *big[NBIG];       /* per big class: freed blocks kept whole, last first (H8) */
+    uint16_t nbig[NBIG];
 };
 
 _Static_assert(sizeof(struct heap_state) <= SUPER_HEAP_BYTES, "heap state fits the superblock");
@@ -161,38 +206,89 @@ static inline int blk_valid(const struct heap_state *h, const void *b)
     return head >> 48 == heap_check16(h, b, head & 0xffffffffffffull);
 }
 
-/* The second word of a slot on class c's recent list.  Popping trusts a
- * link only with it, so a write after free that changes a link must also
- * forge the tag of the slot it points to, for the right class; freeing
- * again takes it as a hint only (the list itself decides). */
+/* The second word of a freed slot of class c (H7, H9), or of a kept block
+ * of big class c - NCLASS (H8).  Popping trusts a link only with it, so a
+ * write after free that changes a link must also forge the tag of the slot
+ * it points to, for the right class; freeing again takes it as a hint only
+ * (the list or the bitmap decides).  Format 4's tag is the address mixed
+ * with the heap's random key (never 0: a handed-out slot has 0 there);
+ * older formats multiply. */
+static inline uint64_t heap_tag4(const struct heap_state *h, const void *p, unsigned c)
+{
+    return (((uintptr_t)p ^ h->key) + c) | 1;
+}
+
 static inline uint64_t heap_recent_tag(const struct heap_state *h, const void *p, unsigned c)
 {
+    if (h->magic == HEAP_MAGIC)
+        return heap_tag4(h, p, c);
     return (((uintptr_t)p ^ h->key) + c) * 0xD6E8FEB86659FD93ull | 1;
 }
 
-/* Size classes: 16..256 by 16, then four per power of two up to 4096. */
+/* The most slots a recent list of this heap holds (H7). */
+static inline unsigned heap_recent_max(const struct heap_state *h)
+{
+    return h->magic == HEAP_MAGIC ? RECENT_MAX4 : RECENT_MAX;
+}
+
+/* Size classes: 16..256 by 16, then four per power of two up to 4096;
+ * heap_class_by16[(n + 15) / 16] is the class of n <= SMALL_MAX. */
+extern const uint8_t heap_class_by16[SMALL_MAX / 16 + 1];
+
 static inline unsigned heap_class(size_t n)
 {
-    unsigned b;
-    if (n <= 256)
-        return n ? (unsigned)(n - 1) >> 4 : 0;
-    b = 63 - (unsigned)__builtin_clzll(n - 1);
-    return 16 + (b - 8) * 4 + (unsigned)((n - 1) >> (b - 2)) - 4;
+    return heap_class_by16[(n + 15) >> 4];
 }
+
+#define HEAP_CLASS_SIZE(c) ((c) < 16 ? ((c) + 1) * 16u : (5u + ((c) - 16) % 4) << (6 + ((c) - 16) / 4))
 
 static inline uint32_t heap_class_size(unsigned c)
 {
-    if (c < 16)
-        return (c + 1) * 16;
-    c -= 16;
-    return (5 + c % 4) << (8 + c / 4 - 2);
+    return HEAP_CLASS_SIZE(c);
 }
+
+/* Each class's slot size, ceil(2^32 / size) and slots per span. */
+struct heap_cls {
+    uint32_t size, recip;
+    uint16_t nslots;
+};
+extern const struct heap_cls heap_cls[NCLASS];
+
+/* Big classes, for SMALL_MAX < n <= BIG_MAX: four per power of two. */
+static inline unsigned heap_big_class(size_t n)
+{
+    unsigned b = 63 - (unsigned)__builtin_clzll(n - 1);
+    return (b - 12) * 4 + (unsigned)((n - 1) >> (b - 2)) - 4;
+}
+
+static inline uint32_t heap_big_size(unsigned i)
+{
+    return (5u + i % 4) << (10 + i / 4);
+}
+
+/* The span map's word for the span at s (H9). */
+static inline uint32_t *heap_smap_entry(const tm_store *st, const struct heap_state *h, const void *s)
+{
+    return &h->smap[((uintptr_t)s >> SPAN_SHIFT) - ((uintptr_t)st->base >> SPAN_SHIFT)];
+}
+
+/* heap_smap.c */
+int heap_smap_reserve(tm_store *st, struct heap_state *h, uint64_t i);
+int heap_smap_build(tm_store *st, struct heap_state *h);
 
 /* heap_large.c */
 int heap_init(tm_store *st);
 blk *heap_large_alloc(tm_store *st, uint64_t need, uint64_t align, uint64_t off, int exact);
 void heap_large_free(tm_store *st, blk *b);
 int heap_large_resize(tm_store *st, blk *b, uint64_t need);
+/* The big lists (H8; HEAP_MAGIC only).  heap_big_alloc: a kept block of
+ * size's class, or NULL when its list is empty.  heap_big_free: 1 when
+ * in-use block b went onto its list, 0 when it has no big class or its
+ * list is full; aborts on a double free.  heap_big_listed: whether b is on
+ * its list. */
+void *heap_big_alloc(tm_store *st, size_t size);
+int heap_big_free(tm_store *st, blk *b);
+int heap_big_listed(const tm_store *st, const blk *b);
 uint64_t heap_prio(const void *n);
 uint64_t heap_prio_v1(const void *n);
 
@@ -216,6 +312,78 @@ static inline __attribute__((noreturn, cold)) void heap_die(const char *what, co
 {
     os_say(what, NULL, (uintptr_t)p);
     abort();
+}
+
+/* ---- the fast path (inlined into alloc.c's entry points) ----
+ *
+ * malloc pops its class's recent list (H7); free pushes onto it, knowing
+ * the pointer's class and that it is a slot's start from the span map (H9)
+ * alone.  Both touch the slot and the superblock, and free one word of the
+ * span map, which is small and stays in cache; neither touches the span's
+ * header.  A freed slot carries its tag, on the list or in the bitmap, so
+ * a second free is one compare of the slot's second word (then the slow
+ * path decides by the bitmap and the list).
+ *
+ * The fast path takes only what it can decide with a few loads and
+ * compares; everything else (an empty or full list, a pointer that is not
+ * a slot the span handed out, a tagged slot, not our transaction) goes to
+ * heap_alloc and heap_free, which check again from scratch and report
+ * misuse.  Ownership of the write transaction is one thread-local compare:
+ * the preload's route (tx.c) names st only on the thread that began a
+ * write transaction on it and until that ends; every other case (another
+ * store's route, tm_transient_begin, no transaction) goes to the slow path,
+ * which asks tx_owned.  Nothing here is cached outside the arena: abort,
+ * growth and other processes' commits leave nothing stale. */
+
+/* A small block, or NULL: the slow path decides. */
+static inline void *heap_alloc_fast(tm_store *st, size_t size)
+{
+    struct heap_state *h = heap_state_of(st);
+    unsigned c;
+    uint64_t *q;
+    if (unlikely(size > SMALL_MAX || tm_route_store != st || h->magic != HEAP_MAGIC))
+        return NULL;
+    c = heap_class(size);
+    q = h->recent[c];
+    /* The head is heap state; only the links stored in free slots can be
+     * damaged, so the head is range-checked before it is read, and its tag
+     * proves it a listed slot of this class. */
+    if (unlikely((uintptr_t)q - ((uintptr_t)st->base + HEAP_START) >=
+                     super_of(st)->size - HEAP_START - FENCE_SIZE ||
+                 h->nrecent[c] == 0 || q[1] != heap_tag4(h, q, c)))
+        return NULL;
+    h->recent[c] = (void *)q[0];
+    h->nrecent[c]--;
+    q[1] = 0;
+    return q;
+}
+
+/* Frees slot p onto its class's recent list; 0 when the slow path must
+ * decide. */
+static inline int heap_free_fast(tm_store *st, void *ptr)
+{
+    struct heap_state *h = heap_state_of(st);
+    uintptr_t p = (uintptr_t)ptr, i = (p >> SPAN_SHIFT) - ((uintptr_t)st->base >> SPAN_SHIFT);
+    uint64_t off, idx, *q = (uint64_t *)ptr, tag;
+    uint32_t e;
+    unsigned c;
+    if (unlikely(tm_route_store != st || h->magic != HEAP_MAGIC || i >= h->smap_n))
+        return 0;
+    e = h->smap[i];
+    c = e & SM_CLASS_MASK;
+    off = p - (p & ~(uintptr_t)(SPAN_SIZE - 1)) - SPAN_HDR;
+    idx = (off * heap_cls[c].recip) >> 32;
+    /* a live span's slot that it has handed out (H9), from its start */
+    if (unlikely(!(e & SM_SPAN) || idx >= e >> SM_CAP_SHIFT || idx * heap_cls[c].size != off))
+        return 0;
+    tag = heap_tag4(h, q, c);
+    if (unlikely(q[1] == tag || h->recent[c] == q || h->nrecent[c] >= RECENT_MAX4))
+        return 0;
+    q[0] = (uintptr_t)h->recent[c];
+    q[1] = tag;
+    h->recent[c] = q;
+    h->nrecent[c]++;
+    return 1;
 }
 
 #endif

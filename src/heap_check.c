@@ -15,6 +15,11 @@
  *     class with room, again by count and address hash (H4);
  *   - each recent list holds nrecent tagged, distinct, in-use slots of its
  *     class (H7);
+ *   - each big list holds nbig tagged, distinct, in-use blocks of its
+ *     class, and big_bytes is the sum of their sizes (H8);
+ *   - the span map is an in-use block whose entries name exactly the live
+ *     spans, with their classes, and every free slot below an entry's
+ *     high-water mark carries its tag (H9);
  *   - the counters of struct heap_state equal the sums over the blocks (H6).
  * Every pointer is range-checked before it is followed, so a corrupt heap
  * yields TM_ECORRUPT and a message naming the first problem, not a crash.
@@ -32,6 +37,7 @@ struct walk {
     uint64_t nfree, free_bytes, free_hash, live_large, live_small, span_slots, nspans;
     uint64_t part_n[NCLASS], part_hash[NCLASS];
     uint64_t tree_n, tree_hash;
+    uint64_t smap_spans;    /* spans found in the span map (H9) */
     const fnode *tree_prev;
     char *msg;
     size_t len;
@@ -61,9 +67,57 @@ static int in_heap(const struct walk *w, const void *p, uint64_t len)
     return a >= w->lo && a % QUANTUM == 0 && a < w->hi && len <= w->hi - a;
 }
 
+/* H9 for live span s: its map entry, and the tag of every free slot below
+ * the entry's high-water mark. */
+static int check_smap(struct walk *w, const span *s)
+{
+    uint64_t i = ((uintptr_t)s >> SPAN_SHIFT) - ((uintptr_t)w->st->base >> SPAN_SHIFT);
+    uint32_t e, cap;
+    if (i >= w->h->smap_n)
+        return bad(w, "span missing from the span map at", s);
+    e = w->h->smap[i];
+    cap = e >> SM_CAP_SHIFT;
+    if ((e & ~SM_CAP_MASK) != (s->cls | SM_SPAN) || cap > s->nslots)
+        return bad(w, "span map entry disagrees with its span at", s);
+    for (uint32_t k = 0; k < cap; k++) {
+        const uint64_t *q = (const uint64_t *)((const char *)s + SPAN_HDR + (size_t)k * s->slot);
+        if ((s->bitmap[k / 64] >> (k % 64) & 1) && q[1] != heap_recent_tag(w->h, q, s->cls))
+            return bad(w, "free slot without its tag below the span map's mark:", q);
+    }
+    w->smap_spans++;
+    return 0;
+}
+
+/* H9, before anything reads the span map: it is an in-use block of the
+ * heap large enough for its entries. */
+static int check_smap_block(struct walk *w)
+{
+    const blk *b;
+    if (!w->h->smap)
+        return w->h->smap_n ? bad(w, "span map missing", NULL) : 0;
+    b = (const blk *)((uintptr_t)w->h->smap - HDR); /* not pointer arithmetic: smap may be wild */
+    if (!in_heap(w, b, HDR) || !blk_valid(w->h, b) || (b->head & (B_INUSE | B_SPAN | B_FENCE)) != B_INUSE ||
+        !in_heap(w, b, blk_size(b)) || w->h->smap_n > (blk_size(b) - HDR) / sizeof *w->h->smap)
+        return bad(w, "span map is not an in-use block of its size at", w->h->smap);
+    return 0;
+}
+
+/* H9, after the walk: the map's entries name exactly the live spans
+ * (checked span by span, and counted here). */
+static int check_smap_count(struct walk *w)
+{
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < w->h->smap_n; i++)
+        n += w->h->smap[i] != 0;
+    if (n != w->smap_spans)
+        return bad(w, "span map names spans that do not exist", NULL);
+    return 0;
+}
+
 static int check_span(struct walk *w, const span *s)
 {
     unsigned i, pop = 0, n;
+    int r;
     if ((uintptr_t)s % SPAN_SIZE || blk_size(s) != SPAN_SIZE)
         return bad(w, "span not aligned or not 64 KiB at", s);
     if (s->self != ((uintptr_t)s ^ w->h->key) || s->cls >= NCLASS)
@@ -82,6 +136,8 @@ static int check_span(struct walk *w, const span *s)
     }
     if (pop != s->nfree)
         return bad(w, "span free count disagrees with its bitmap at", s);
+    if (w->h->magic == HEAP_MAGIC && (r = check_smap(w, s)) != 0)
+        return r;
     w->nspans++;
     w->span_slots += (uint64_t)n * s->slot;
     w->live_small += (uint64_t)(n - s->nfree) * s->slot;
@@ -232,12 +288,39 @@ static const span *recent_span(const struct walk *w, const void *p, unsigned c)
     return s;
 }
 
-/* H7, and the slots it keeps out of live_small. */
+/* H8: each big list holds nbig kept blocks of its class. */
+static int walk_big(struct walk *w, unsigned i, uint64_t *bytes)
+{
+    const uint64_t *q = w->h->big[i];
+    unsigned n = 0;
+    if (w->h->nbig[i] > BIG_LIST_MAX)
+        return bad(w, "big list too long", NULL);
+    for (; q; q = (const uint64_t *)q[0]) {
+        const blk *b = (const blk *)((uintptr_t)q - HDR); /* q may be wild */
+        uint64_t u;
+        if (++n > w->h->nbig[i])
+            return bad(w, "big list longer than its count (or cyclic) at", q);
+        if (!in_heap(w, b, HDR + 16) || !blk_valid(w->h, b) || (b->head & (B_INUSE | B_SPAN | B_FENCE)) != B_INUSE ||
+            !in_heap(w, b, blk_size(b)))
+            return bad(w, "big list entry is not an in-use block:", q);
+        u = blk_size(b) - HDR;
+        if (u < heap_big_size(i) || u - heap_big_size(i) > QUANTUM)
+            return bad(w, "big list entry of the wrong size:", q);
+        if (q[1] != heap_recent_tag(w->h, q, NCLASS + i))
+            return bad(w, "big list entry without its tag:", q);
+        *bytes += blk_size(b);
+    }
+    if (n != w->h->nbig[i])
+        return bad(w, "big list shorter than its count", NULL);
+    return 0;
+}
+
+/* H7, and the slots it keeps out of live_small before format 4. */
 static int walk_recent(struct walk *w, unsigned c)
 {
     const uint64_t *q = w->h->recent[c];
     unsigned n = 0;
-    if (w->h->nrecent[c] > RECENT_MAX)
+    if (w->h->nrecent[c] > heap_recent_max(w->h))
         return bad(w, "recent list too long", NULL);
     for (; q; q = (const uint64_t *)q[0]) {
         const span *s = recent_span(w, q, c);
@@ -251,7 +334,8 @@ static int walk_recent(struct walk *w, unsigned c)
             return bad(w, "recent list entry is free in its span's bitmap:", q);
         if (q[1] != heap_recent_tag(w->h, q, c))
             return bad(w, "recent list entry without its tag:", q);
-        w->live_small -= s->slot;
+        if (w->h->magic != HEAP_MAGIC)
+            w->live_small -= s->slot;
     }
     if (n != w->h->nrecent[c])
         return bad(w, "recent list shorter than its count", NULL);
@@ -273,9 +357,13 @@ int heap_check(tm_store *st, char *msg, size_t len)
         msg[0] = 0;
     if (h->magic == 0)
         return 0; /* nothing allocated yet */
-    if (h->magic != HEAP_MAGIC && h->magic != HEAP_MAGIC_V1)
+    if (h->magic != HEAP_MAGIC && h->magic != HEAP_MAGIC_V2 && h->magic != HEAP_MAGIC_V1)
         return bad(&w, "bad heap magic", NULL);
+    if (h->magic == HEAP_MAGIC && (r = check_smap_block(&w)) != 0)
+        return r;
     if ((r = walk_blocks(&w)) != 0)
+        return r;
+    if (h->magic == HEAP_MAGIC && (r = check_smap_count(&w)) != 0)
         return r;
     if ((r = walk_tree(&w)) != 0)
         return r;
@@ -284,6 +372,14 @@ int heap_check(tm_store *st, char *msg, size_t len)
     for (c = 0; c < NCLASS; c++)
         if ((r = walk_partial(&w, c)) != 0 || (r = walk_recent(&w, c)) != 0)
             return r;
+    if (h->magic == HEAP_MAGIC) {
+        uint64_t big = 0;
+        for (c = 0; c < NBIG; c++)
+            if ((r = walk_big(&w, c, &big)) != 0)
+                return r;
+        if (big != h->big_bytes)
+            return bad(&w, "big list byte counter disagrees with its blocks", NULL);
+    }
     if (w.nfree != h->free_blocks || w.free_bytes != h->free_bytes)
         return bad(&w, "free block counters disagree with the blocks", NULL);
     if (w.live_large != h->live_large || w.live_small != h->live_small)
@@ -319,6 +415,7 @@ int heap_stats(tm_store *st, tm_stats_t *out)
 {
     const struct heap_state *h = heap_state_of(st);
     const fnode *top;
+    uint64_t kept, listed;
     if (h->magic == 0) { /* a fresh heap: one free block */
         uint64_t size = super_of(st)->size;
         uint64_t avail = size > HEAP_START + FENCE_SIZE ? size - HEAP_START - FENCE_SIZE : 0;
@@ -327,10 +424,30 @@ int heap_stats(tm_store *st, tm_stats_t *out)
         out->free_blocks = avail > 0;
         return 0;
     }
-    if (h->magic != HEAP_MAGIC && h->magic != HEAP_MAGIC_V1)
+    if (h->magic != HEAP_MAGIC && h->magic != HEAP_MAGIC_V2 && h->magic != HEAP_MAGIC_V1)
         return -TM_ECORRUPT;
-    out->live_bytes = h->live_large + h->live_small;
-    out->free_bytes = h->free_bytes + (h->span_slots - h->live_small);
+    kept = 0;
+    if (h->magic == HEAP_MAGIC) { /* the big lists' blocks and the span map are no one's data */
+        uintptr_t lo = (uintptr_t)st->base + HEAP_START, hi = (uintptr_t)st->base + super_of(st)->size;
+        const blk *m = (const blk *)((uintptr_t)h->smap - HDR);
+        kept = h->big_bytes;
+        if (h->smap) {
+            if ((uintptr_t)m < lo || (uintptr_t)m > hi - MIN_BLOCK || (uintptr_t)m % QUANTUM || !blk_valid(h, m) ||
+                blk_size(m) > h->live_large - kept)
+                return -TM_ECORRUPT;
+            kept += blk_size(m);
+        }
+        if (kept > h->live_large)
+            return -TM_ECORRUPT;
+    }
+    listed = 0;
+    if (h->magic == HEAP_MAGIC) /* listed slots count in live_small (H7) */
+        for (unsigned c = 0; c < NCLASS; c++)
+            listed += (uint64_t)h->nrecent[c] * heap_class_size(c);
+    if (listed > h->live_small)
+        return -TM_ECORRUPT;
+    out->live_bytes = h->live_large - kept + h->live_small - listed;
+    out->free_bytes = h->free_bytes + kept + (h->span_slots - h->live_small) + listed;
     out->free_blocks = h->free_blocks;
     if ((top = tree_max(st, h)) == BAD_NODE)
         return -TM_ECORRUPT;
@@ -340,9 +457,10 @@ int heap_stats(tm_store *st, tm_stats_t *out)
 
 /* ---- the walk for tools (inspect.h heap_walk) ---- */
 
-/* The slots on recent lists, sorted: free, though their bits say in use. */
+/* The slots on recent lists and the blocks on big lists, sorted: free,
+ * though their bits and headers say in use. */
 struct recent_set {
-    uintptr_t p[NCLASS * RECENT_MAX];
+    uintptr_t p[NCLASS * RECENT_MAX4 + NBIG * BIG_LIST_MAX];
     size_t n;
 };
 
@@ -352,10 +470,15 @@ static void recent_collect(const struct walk *w, struct recent_set *rs)
     rs->n = 0;
     for (unsigned c = 0; c < NCLASS; c++) {
         const uint64_t *q = w->h->recent[c];
-        for (unsigned n = 0; q && n < RECENT_MAX && recent_span(w, q, c); n++, q = (const uint64_t *)q[0])
+        for (unsigned n = 0; q && n < heap_recent_max(w->h) && recent_span(w, q, c); n++, q = (const uint64_t *)q[0])
             rs->p[rs->n++] = (uintptr_t)q;
     }
-    for (i = 1; i < rs->n; i++) /* insertion sort: a few thousand at most */
+    for (unsigned b = 0; w->h->magic == HEAP_MAGIC && b < NBIG; b++) {
+        const uint64_t *q = w->h->big[b];
+        for (unsigned n = 0; q && n < BIG_LIST_MAX && in_heap(w, q, 16); n++, q = (const uint64_t *)q[0])
+            rs->p[rs->n++] = (uintptr_t)q;
+    }
+    for (i = 1; i < rs->n; i++) /* insertion sort: lists are rarely full */
         for (j = i; j > 0 && rs->p[j - 1] > rs->p[j]; j--) {
             uintptr_t t = rs->p[j];
             rs->p[j] = rs->p[j - 1];
@@ -419,7 +542,9 @@ static int heap_walk_with(tm_store *st, struct recent_set *rs, heap_walk_fn *fn,
         fn(ctx, HEAP_START, w.hi - w.lo, HK_FREE);
         return 0;
     }
-    if (w.h->magic != HEAP_MAGIC && w.h->magic != HEAP_MAGIC_V1)
+    if (w.h->magic != HEAP_MAGIC && w.h->magic != HEAP_MAGIC_V2 && w.h->magic != HEAP_MAGIC_V1)
+        return -TM_ECORRUPT;
+    if (w.h->magic == HEAP_MAGIC && check_smap_block(&w) != 0)
         return -TM_ECORRUPT;
     recent_collect(&w, rs);
     for (b = (const blk *)w.lo;; b = blk_at(b, blk_size(b))) {
@@ -431,21 +556,22 @@ static int heap_walk_with(tm_store *st, struct recent_set *rs, heap_walk_fn *fn,
             return -TM_ECORRUPT;
         if (fl & B_FENCE) {
             fn(ctx, (uintptr_t)b - base, size, HK_FENCE);
-            return (uintptr_t)b + size == w.hi ? 0 : TM_ECORRUPT;
+            return (uintptr_t)b + size == w.hi ? 0 : -TM_ECORRUPT;
         }
         if ((fl & (B_INUSE | B_SPAN)) == (B_INUSE | B_SPAN)) {
             if (check_span(&w, (const span *)b) != 0)
                 return -TM_ECORRUPT;
             walk_span_slots((const span *)b, base, rs, fn, ctx);
         } else {
-            fn(ctx, (uintptr_t)b - base, size, fl & B_INUSE ? HK_USED : HK_FREE);
+            int used = (fl & B_INUSE) && !recent_has(rs, (uintptr_t)b + HDR);
+            fn(ctx, (uintptr_t)b - base, size, used ? HK_USED : HK_FREE);
         }
     }
 }
 
 int heap_walk(tm_store *st, heap_walk_fn *fn, void *ctx)
 {
-    struct recent_set *rs = os_alloc(sizeof *rs); /* 16 KiB: not on the stack */
+    struct recent_set *rs = os_alloc(sizeof *rs); /* 72 KiB: not on the stack */
     int r;
     if (!rs)
         return -ENOMEM;

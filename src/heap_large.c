@@ -19,6 +19,13 @@
  *   growth      store_grow extends the arena; the old fence and the new bytes
  *               become a free block (merged with a free predecessor) and a
  *               new fence ends the heap.
+ *   big lists   (H8) sizes above SMALL_MAX up to BIG_MAX are rounded up to
+ *               four classes per power of two; a freed block of a class is
+ *               kept whole on its class's list, up to BIG_LIST_MAX, and the
+ *               next allocation of the class takes it back: a free and an
+ *               allocation touch the block's first page and the
+ *               superblock, no neighbour and no tree node.  Before the
+ *               arena grows, the lists go back to the tree.
  */
 #include <errno.h>
 #include <string.h>
@@ -268,6 +275,9 @@ static int grow(tm_store *st, uint64_t need)
     return 0;
 }
 
+static void big_flush(tm_store *st);
+static void big_take(tm_store *st, blk *b);
+
 int heap_rebuild_tree(tm_store *st, uint64_t magic)
 {
     struct heap_state *h = heap_state_of(st);
@@ -275,6 +285,21 @@ int heap_rebuild_tree(tm_store *st, uint64_t magic)
     uint64_t (*prio)(const void *) = heap_prio_of(magic);
     uint64_t nfree = 0;
     blk *b;
+    if (h->magic == HEAP_MAGIC && magic != HEAP_MAGIC) { /* an older format has no big lists, no span map */
+        big_flush(st);
+        for (unsigned c = 0; c < NCLASS; c++) { /* and its own tags and live_small (H7) */
+            for (uint64_t *q = h->recent[c]; q; q = (uint64_t *)q[0])
+                q[1] = (((uintptr_t)q ^ h->key) + c) * 0xD6E8FEB86659FD93ull | 1;
+            h->live_small -= (uint64_t)h->nrecent[c] * heap_class_size(c);
+        }
+        if (h->smap) {
+            blk *m = (blk *)h->smap - 1;
+            h->live_large -= blk_size(m);
+            release(h, m, blk_size(m));
+            h->smap = NULL;
+            h->smap_n = 0;
+        }
+    }
     for (b = (blk *)lo; !(b->head & B_FENCE); b = blk_at(b, blk_size(b))) { /* walk first, change nothing */
         uintptr_t a = (uintptr_t)b;
         if (a > hi - FENCE_SIZE || !blk_valid(h, b) || blk_size(b) < MIN_BLOCK ||
@@ -299,8 +324,11 @@ int heap_init(tm_store *st)
     blk *first = (blk *)(st->base + HEAP_START), *fence;
 
     memset(h, 0, sizeof *h);
-    /* an older store keeps format 2's treap until a first opener upgrades it */
-    h->magic = st->hdr.version >= FORMAT_VERSION ? HEAP_MAGIC : HEAP_MAGIC_V1;
+    /* an older store's heap keeps the store's format until a first opener
+     * upgrades it: an older library may have it open */
+    h->magic = st->hdr.version >= FORMAT_VERSION ? HEAP_MAGIC
+               : st->hdr.version >= 3            ? HEAP_MAGIC_V2
+                                                 : HEAP_MAGIC_V1;
     h->key = (st->hdr.store_id * 0x9E3779B97F4A7C15ull) ^ 0x5bd1e9955bd1e995ull;
     if (size < HEAP_START + MIN_BLOCK + FENCE_SIZE) {
         int r = store_grow(st, MIN_GROWTH);
@@ -331,21 +359,27 @@ blk *heap_large_alloc(tm_store *st, uint64_t need, uint64_t align, uint64_t off,
     struct heap_state *h = heap_state_of(st);
     uintptr_t start = 0;
     fnode *x;
-    int attempt;
+    int grown = 0;
 
     if (need < MIN_BLOCK)
         need = MIN_BLOCK;
-    for (attempt = 0; attempt < 2; attempt++) {
+    for (;;) {
         if (align <= QUANTUM) {
             if ((x = tree_best(h, need)) != NULL)
                 return carve(h, x, (uintptr_t)x, need);
         } else if ((x = tree_best_aligned(h, need, align, off, exact, &start)) != NULL && start) {
             return carve(h, x, start, need);
         }
-        if (attempt == 0 && grow(st, need + (align > QUANTUM ? align : 0) + 2 * MIN_BLOCK + FENCE_SIZE) < 0)
-            return NULL;
+        if (h->magic == HEAP_MAGIC && h->big_bytes) {
+            big_flush(st); /* the arena never grows while the big lists keep blocks */
+            continue;
+        }
+        if (grown || grow(st, need + (align > QUANTUM ? align : 0) + 2 * MIN_BLOCK + FENCE_SIZE) < 0)
+            break;
+        grown = 1;
     }
-    errno = ENOMEM; /* unreachable unless growth lied */
+    if (grown)
+        errno = ENOMEM; /* unreachable unless growth lied */
     return NULL;
 }
 
@@ -374,6 +408,8 @@ int heap_large_resize(tm_store *st, blk *b, uint64_t need)
         }
         return 1;
     }
+    if (h->magic == HEAP_MAGIC && (n->head & (B_INUSE | B_SPAN | B_FENCE)) == B_INUSE && heap_big_listed(st, n))
+        big_take(st, n); /* a kept block is free space too */
     if (n->head & B_FENCE) {
         /* The last block: grow the arena, then take the new free space. */
         if (grow(st, need - size + MIN_BLOCK + FENCE_SIZE) < 0)
@@ -398,4 +434,139 @@ int heap_large_resize(tm_store *st, blk *b, uint64_t need)
     }
     blk_set(h, b, need, B_INUSE | pin);
     return 1;
+}
+
+/* ---- the big lists (H8) ---- */
+
+static void big_corrupt(const void *p) __attribute__((noreturn, cold));
+static void big_corrupt(const void *p)
+{
+    heap_die("malloc(): corrupted free list (write after free?) at", p);
+}
+
+/* Whether in-use block b is of a big class (its size that class's plus the
+ * header, or 16 bytes more); the class in *i. */
+static int big_class_of(const blk *b, unsigned *i)
+{
+    uint64_t u = blk_size(b) - HDR;
+    if (u <= SMALL_MAX + QUANTUM || u > BIG_MAX + QUANTUM)
+        return 0;
+    *i = heap_big_class(u - QUANTUM);
+    return u - heap_big_size(*i) <= QUANTUM;
+}
+
+/* The block on big list i whose payload is q, checked before it is
+ * trusted: its link lives in freed memory. */
+static blk *big_entry(const tm_store *st, const struct heap_state *h, uint64_t *q, unsigned i)
+{
+    uintptr_t lo = (uintptr_t)st->base + HEAP_START + HDR, hi = (uintptr_t)st->base + super_of(st)->size;
+    blk *b = (blk *)q - 1;
+    unsigned k;
+    if ((uintptr_t)q % QUANTUM || (uintptr_t)q < lo || (uintptr_t)q >= hi - FENCE_SIZE ||
+        q[1] != heap_recent_tag(h, q, NCLASS + i) || !blk_valid(h, b) ||
+        (b->head & (B_INUSE | B_SPAN | B_FENCE)) != B_INUSE || !big_class_of(b, &k) || k != i ||
+        blk_size(b) > hi - FENCE_SIZE - (uintptr_t)b)
+        big_corrupt(q);
+    return b;
+}
+
+void *heap_big_alloc(tm_store *st, size_t size)
+{
+    struct heap_state *h = heap_state_of(st);
+    unsigned i = heap_big_class(size);
+    uint64_t *q = h->big[i];
+    blk *b;
+    if (!q)
+        return NULL;
+    if (h->nbig[i] == 0)
+        big_corrupt(q);
+    b = big_entry(st, h, q, i);
+    h->big[i] = (void *)q[0];
+    h->nbig[i]--;
+    h->big_bytes -= blk_size(b);
+    q[1] = 0; /* popped twice (a double free the tag missed): corrupt, above */
+    return q;
+}
+
+/* Whether in-use block b is on its big list: its list's head, or tagged
+ * and found by a walk of at most BIG_LIST_MAX blocks. */
+int heap_big_listed(const tm_store *st, const blk *b)
+{
+    const struct heap_state *h = heap_state_of(st);
+    const uint64_t *p = (const uint64_t *)(b + 1), *q;
+    unsigned i, n;
+    if (!big_class_of(b, &i))
+        return 0;
+    if (h->big[i] == p)
+        return 1; /* caught even when its tag was overwritten */
+    if (p[1] != heap_recent_tag(h, p, NCLASS + i))
+        return 0;
+    for (q = h->big[i], n = 0; q && n < h->nbig[i]; n++, q = (const uint64_t *)q[0]) {
+        big_entry(st, h, (uint64_t *)q, i);
+        if (q == p)
+            return 1;
+    }
+    return 0;
+}
+
+int heap_big_free(tm_store *st, blk *b)
+{
+    struct heap_state *h = heap_state_of(st);
+    uint64_t *q = (uint64_t *)(b + 1);
+    unsigned i;
+    if (!big_class_of(b, &i))
+        return 0;
+    if (heap_big_listed(st, b))
+        heap_die("free(): double free detected at", q);
+    if (h->nbig[i] >= BIG_LIST_MAX)
+        return 0;
+    q[0] = (uintptr_t)h->big[i];
+    q[1] = heap_recent_tag(h, q, NCLASS + i);
+    h->big[i] = q;
+    h->nbig[i]++;
+    h->big_bytes += blk_size(b);
+    return 1;
+}
+
+/* Returns every kept block to the free tree. */
+static void big_flush(tm_store *st)
+{
+    struct heap_state *h = heap_state_of(st);
+    for (unsigned i = 0; i < NBIG; i++) {
+        while (h->big[i]) {
+            uint64_t *q = h->big[i];
+            blk *b;
+            if (h->nbig[i] == 0)
+                big_corrupt(q);
+            b = big_entry(st, h, q, i);
+            h->big[i] = (void *)q[0];
+            h->nbig[i]--;
+            h->big_bytes -= blk_size(b);
+            h->live_large -= blk_size(b);
+            q[1] = 0;
+            release(h, b, blk_size(b));
+        }
+        if (h->nbig[i])
+            heap_die("heap corrupt: a big list shorter than its count, class", (void *)(uintptr_t)i);
+    }
+}
+
+/* Takes kept block b off its list and frees it into the tree. */
+static void big_take(tm_store *st, blk *b)
+{
+    struct heap_state *h = heap_state_of(st);
+    uint64_t *p = (uint64_t *)(b + 1), **link;
+    unsigned i, n = 0;
+    big_class_of(b, &i);
+    for (link = (uint64_t **)&h->big[i]; *link != p; link = (uint64_t **)&(*link)[0]) {
+        if (!*link || ++n > h->nbig[i])
+            big_corrupt(p);
+        big_entry(st, h, *link, i);
+    }
+    *link = (uint64_t *)p[0];
+    h->nbig[i]--;
+    h->big_bytes -= blk_size(b);
+    h->live_large -= blk_size(b);
+    p[1] = 0;
+    release(h, b, blk_size(b));
 }

@@ -32,7 +32,7 @@
  *   2  checksum.c format.c route.c   on-disk format (format.h), routing (route.h)
  *   3  log.c replay.c lock.c registry.c pagemap.c hot.c track.c diff.c
  *   4  store.c checkpoint.c          files, mapping, growth, recovery
- *   5  heap.c heap_large.c heap_check.c fault.c
+ *   5  heap.c heap_smap.c heap_large.c heap_check.c fault.c
  *   6  tx.c read.c                   write and read transactions
  *   7  open.c alloc.c root.c default.c interpose.c inspect.c error.c
  *                                    the public calls, and the tools' (inspect.h)
@@ -106,6 +106,7 @@ struct tm_shared {
     _Atomic uint64_t gen;         /* the header's generation */
     uint64_t last_off, last_sum;  /* the record of commit seq: where, its checksum */
     _Atomic uint32_t resync;      /* a sync of the store file failed since the checkpoint */
+    _Atomic uint32_t nslots;      /* reader slots ever claimed: the rest are free */
     _Atomic uint32_t applying;    /* a commit is being applied (futex word) */
     _Atomic uint32_t apply_waiters;
     _Atomic uint32_t leave_seq;   /* bumped when a reader leaves while a writer waits (futex) */

@@ -322,17 +322,21 @@ static int slot_alive(const struct tm_locks *lk, const struct reader *r)
 }
 
 
-/* A slot of this process whose thread is gone may be taken again. */
+/* The lowest free slot (the writer looks at slots below nslots only), or
+ * a slot of this process whose thread is gone. */
 static struct reader *claim(struct tm_locks *lk, pid_t tid)
 {
     struct reader *rd = readers(lk);
     for (int pass = 0; pass < 2; pass++)
         for (unsigned i = 0; i < NREADERS; i++) {
             int32_t want = pass == 0 ? 0 : lk->pid;
+            uint32_t n = lk->sh->nslots;
             if (pass == 1 && (rd[i].pid != lk->pid || rd[i].active || thread_alive(lk->pid, rd[i].tid)))
                 continue;
             if (atomic_compare_exchange_strong(&rd[i].pid, &want, lk->pid)) {
                 rd[i].tid = tid;
+                while (n <= i && !atomic_compare_exchange_weak(&lk->sh->nslots, &n, i + 1))
+                    ;
                 return &rd[i];
             }
         }
@@ -455,7 +459,8 @@ int lock_probe_writer(const char *path)
 static void wait_readers(struct tm_locks *lk)
 {
     struct reader *rd = readers(lk);
-    for (unsigned i = 0; i < NREADERS; i++) {
+    unsigned n = lk->sh->nslots;
+    for (unsigned i = 0; i < n && i < NREADERS; i++) {
         while (rd[i].active && rd[i].pid) {
             uint32_t seen = lk->sh->leave_seq;
             lk->sh->writer_waits = 1;

@@ -434,14 +434,20 @@ int track_settle(tm_store *st)
  * as its end will find them); a negative errno when the scan fails. */
 long track_count(tm_store *st)
 {
+    struct tm_tracker *t = &st->trk;
     size_t n = 0;
     int r;
-    if (st->trk.mode == TRACK_BULK) {
-        if ((r = pagemap_copies(st, st->trk.dirty, &n)) < 0)
+    if (t->mode == TRACK_BULK) {
+        if ((r = pagemap_copies(st, t->dirty, &n)) < 0)
             return r;
-        st->trk.ndirty = n;
+        t->ndirty = n;
+    } else if (t->mode == TRACK_PAGES && t->hot.nranges) { /* the hot pages written so far join the list */
+        n = t->ndirty;
+        if ((r = hot_scan(st, t->dirty, &n)) < 0)
+            return r;
+        t->ndirty = unique(t->dirty, n);
     }
-    return (long)st->trk.ndirty;
+    return (long)t->ndirty;
 }
 
 /* Abort: every copy of the transaction goes, listed or not (the hot pages

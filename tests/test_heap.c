@@ -453,13 +453,13 @@ static void misuse_child(void *arg)
         tm_store_realloc(st, q, 5);
         break;
     case 8: { /* double free of a small slot past the recent list, in the bitmap */
-        char *v[RECENT_MAX + 1];
-        for (unsigned i = 0; i <= RECENT_MAX; i++)
+        char *v[RECENT_MAX4 + 1];
+        for (unsigned i = 0; i <= RECENT_MAX4; i++)
             v[i] = tm_store_malloc(st, 40);
-        for (unsigned i = 0; i <= RECENT_MAX; i++)
+        for (unsigned i = 0; i <= RECENT_MAX4; i++)
             tm_store_free(st, v[i]);
-        mu->addr = (uintptr_t)v[RECENT_MAX];
-        tm_store_free(st, v[RECENT_MAX]);
+        mu->addr = (uintptr_t)v[RECENT_MAX4];
+        tm_store_free(st, v[RECENT_MAX4]);
         break;
     }
     case 9: /* realloc of a small slot on the recent list */
@@ -781,8 +781,21 @@ static unsigned tree_depth(const fnode *t)
 /* Free blocks at a regular stride of addresses, the common shape of a heap
  * whose every other block was freed: the treap stays shallow.  Format 2's
  * priority made it a list of them (depth = count), which the checker then
- * called corrupt. */
+ * called corrupt.  The blocks are of an exact size, as a heap of format 3
+ * made them for any size above SMALL_MAX (format 4 rounds such sizes up to
+ * big classes, H8, whose strides do not line the old treap up). */
 enum { STRIDED = 3000 };
+
+static void *exact_block(tm_store *st, uint64_t size)
+{
+    blk *b;
+    if (heap_state_of(st)->magic == 0)
+        tm_store_free(st, tm_store_malloc(st, 1)); /* sets the heap up */
+    b = heap_large_alloc(st, size + HDR, QUANTUM, HDR, 0);
+    cr_assert_not_null(b);
+    heap_state_of(st)->live_large += blk_size(b);
+    return b + 1;
+}
 
 static tm_store *strided_heap(const char *path)
 {
@@ -790,7 +803,7 @@ static tm_store *strided_heap(const char *path)
     void *p[2 * STRIDED];
     TU_OK(tm_store_begin(st));
     for (int i = 0; i < 2 * STRIDED; i++)
-        cr_assert_not_null(p[i] = tm_store_malloc(st, 5504));
+        p[i] = exact_block(st, 5504);
     for (int i = 0; i < 2 * STRIDED; i += 2)
         tm_store_free(st, p[i]);
     TU_OK(tm_store_commit(st));
@@ -883,7 +896,7 @@ Test(heap, recent_lists_checked)
     q = tm_store_malloc(st, 48);
     r = tm_store_malloc(st, 48);
     unsigned n0 = h->nrecent[heap_class(48)]; /* neighbours taken along from a fresh span */
-    cr_assert_leq(n0, RECENT_MAX - 2);
+    cr_assert_leq(n0, RECENT_MAX4 - 2);
     q[1] = heap_recent_tag(h, q, heap_class(48)); /* looks listed, is not */
     tm_store_free(st, q);
     tm_store_free(st, p);
@@ -901,6 +914,379 @@ Test(heap, recent_lists_checked)
     p[0] = (uintptr_t)p; /* a cycle */
     cr_assert_eq(tm_store_check(st, msg, sizeof msg), TM_ECORRUPT);
     tm_store_abort(st);
+    CHECK(st);
+    TU_OK(tm_close(st));
+}
+
+/* ---- (f) format 4: the fast path, the span map (H9), the big lists (H8) ---- */
+
+/* A store whose heap was made by format 3 (while the header said 3, as an
+ * older library's store would), with slots on recent lists, slots freed
+ * into bitmaps and large blocks; reopened by a first opener, which upgrades
+ * the store, and converted by its first write transaction that allocates. */
+struct old_heap {
+    char *slot[300];  /* 40-byte slots: [0, 100) freed (onto the list, then into the bitmap), rest live */
+    char *big[20];    /* 10000-byte blocks: [0, 10) freed into the tree */
+};
+
+/* A handle of a library of format version v: the file's header says so,
+ * and so does the handle's own view of it, which heap_init consults.  (An
+ * open handle of this library always sees its own format: a first opener
+ * upgrades, and an older library's open store is refused.) */
+static void as_version(tm_store *st, const char *path, uint32_t v)
+{
+    tu_set_version(path, v);
+    st->hdr.version = v;
+}
+
+static tm_store *format_3_heap(const char *path, struct old_heap *o)
+{
+    tm_store *st = open_opts(path, 0, TM_SYNC_NONE);
+    as_version(st, path, 3);
+    TU_OK(tm_store_begin(st));
+    for (int i = 0; i < 300; i++)
+        cr_assert_not_null(o->slot[i] = tm_store_malloc(st, 40));
+    for (int i = 0; i < 20; i++)
+        cr_assert_not_null(o->big[i] = tm_store_malloc(st, 10000));
+    for (int i = 0; i < 100; i++)
+        tm_store_free(st, o->slot[i]);
+    for (int i = 0; i < 10; i++)
+        tm_store_free(st, o->big[i]);
+    TU_OK(tm_store_commit(st));
+    cr_assert_eq(heap_state_of(st)->magic, HEAP_MAGIC_V2);
+    cr_assert_eq(heap_state_of(st)->nrecent[heap_class(40)], RECENT_MAX);
+    cr_assert_null(heap_state_of(st)->smap);
+    CHECK(st);
+    return st;
+}
+
+Test(heap, format_3_heap_is_converted_by_the_first_change, .timeout = 120)
+{
+    const char *path = tu_path("f3.tmf");
+    struct old_heap o;
+    tm_stats_t s0, s1;
+    tm_store *st = format_3_heap(path, &o);
+    const struct heap_state *h = heap_state_of(st);
+    TU_OK(tm_store_stats(st, &s0));
+    TU_OK(tm_close(st));
+
+    st = open_opts(path, 0, TM_SYNC_NONE); /* the first opener upgrades the store */
+    h = heap_state_of(st);
+    cr_assert_eq(st->hdr.version, FORMAT_VERSION);
+    cr_assert_eq(h->magic, HEAP_MAGIC_V2, "converted by a write, not by the open");
+    CHECK(st);
+
+    TU_OK(tm_store_begin(st)); /* an abort undoes a conversion */
+    cr_assert_not_null(tm_store_malloc(st, 100));
+    cr_assert_eq(h->magic, HEAP_MAGIC);
+    cr_assert_not_null(h->smap);
+    tm_store_abort(st);
+    cr_assert_eq(h->magic, HEAP_MAGIC_V2);
+    CHECK(st);
+
+    TU_OK(tm_store_begin(st));
+    tm_store_free(st, o.slot[150]); /* a free converts too */
+    cr_assert_eq(h->magic, HEAP_MAGIC);
+    CHECK(st);
+    cr_assert_eq(tm_store_malloc(st, 40), o.slot[150], "the slot freed last comes back first");
+    char *again = tm_store_malloc(st, 40); /* then the list, retagged, popped by the fast path */
+    int found = 0;
+    for (int i = 0; i < 100; i++)
+        found |= again == o.slot[i];
+    cr_assert(found, "%p is not a slot format 3 listed", (void *)again);
+    tm_store_free(st, again);
+    tm_store_free(st, o.slot[150]);
+    TU_OK(tm_store_stats(st, &s1));
+    cr_assert_eq(s1.live_bytes, s0.live_bytes - 48);
+    cr_assert_eq(s1.free_blocks, s0.free_blocks);
+    for (int i = 100; i < 300; i++) /* live slots of old spans, each once */
+        if (i != 150)
+            tm_store_free(st, o.slot[i]);
+    for (int i = 10; i < 20; i++)
+        tm_store_free(st, o.big[i]);
+    CHECK(st);
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_store_stats(st, &s1));
+    cr_assert_eq(s1.live_bytes, 0);
+    TU_OK(tm_close(st));
+    st = open_opts(path, 0, TM_SYNC_NONE);
+    CHECK(st);
+    TU_OK(tm_close(st));
+}
+
+/* A slot freed into its bitmap by format 3 carries no tag; after the
+ * conversion, freeing it again is still reported (its span's high-water
+ * mark starts at 0, so the slow path decides, by the bitmap). */
+static void double_free_after_conversion(void *arg)
+{
+    const char *path = arg;
+    tm_store *st;
+    tm_options opt = tu_opts(TM_SYNC_NONE);
+    if (tm_open(path, &opt, &st) != 0 || tm_store_begin(st) != 0)
+        _exit(2);
+    if (!tm_store_malloc(st, 100) || heap_state_of(st)->magic != HEAP_MAGIC)
+        _exit(3);
+    tm_store_free(st, *(char **)tm_store_root(st, sizeof(char *)));
+    _exit(0);
+}
+
+Test(heap, format_3_bitmap_slot_double_freed_after_conversion, .timeout = 120)
+{
+    const char *path = tu_path("f3df.tmf");
+    struct old_heap o;
+    char err[1024], hex[32];
+    tm_store *st = format_3_heap(path, &o);
+    char *victim = o.slot[99]; /* freed last: into the bitmap, the list being full */
+    TU_OK(tm_store_begin(st));
+    *(char **)tm_store_root(st, sizeof(char *)) = victim;
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_close(st));
+    int status = tu_run_child(double_free_after_conversion, (void *)path, err, sizeof err);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %#x, stderr: %s", status, err);
+    snprintf(hex, sizeof hex, "%016lx", (unsigned long)(uintptr_t)victim);
+    cr_assert(strstr(err, hex) && strstr(err, "double free"), "%s", err);
+}
+
+/* A format-3 library's new heap is a format-3 one and stays so, until the
+ * store is of this format. */
+Test(heap, format_3_store_keeps_a_format_3_heap_until_upgraded)
+{
+    const char *path = tu_path("k3.tmf");
+    tm_store *st = open_opts(path, 0, TM_SYNC_NONE);
+    const struct heap_state *h = heap_state_of(st);
+    as_version(st, path, 3);
+    TU_OK(tm_store_begin(st));
+    void *a = tm_store_malloc(st, 100), *b = tm_store_malloc(st, 10000);
+    tm_store_free(st, a);
+    tm_store_free(st, b);
+    TU_OK(tm_store_commit(st));
+    cr_assert_eq(h->magic, HEAP_MAGIC_V2);
+    cr_assert_eq(h->big_bytes, 0);
+    cr_assert_null(h->big[heap_big_class(10000)], "a format-3 heap keeps no big lists");
+    CHECK(st);
+    as_version(st, path, FORMAT_VERSION);
+    TU_OK(tm_store_begin(st));
+    cr_assert_not_null(tm_store_malloc(st, 10000));
+    cr_assert_eq(h->magic, HEAP_MAGIC);
+    TU_OK(tm_store_commit(st));
+    CHECK(st);
+    TU_OK(tm_close(st));
+}
+
+Test(heap, size_classes)
+{
+    for (size_t n = 1; n <= SMALL_MAX; n++) {
+        unsigned c = heap_class(n);
+        cr_assert_lt(c, NCLASS);
+        cr_assert_geq(heap_cls[c].size, n);
+        cr_assert(c == 0 || heap_cls[c - 1].size < n, "size %zu: class %u is not the least", n, c);
+        cr_assert_eq(heap_cls[c].size, heap_class_size(c));
+        cr_assert_eq(heap_cls[c].nslots, (SPAN_SIZE - SPAN_HDR) / heap_cls[c].size);
+    }
+    for (size_t n = SMALL_MAX + 1; n <= BIG_MAX; n++) {
+        unsigned i = heap_big_class(n);
+        cr_assert_lt(i, NBIG);
+        cr_assert_geq(heap_big_size(i), n);
+        cr_assert(i == 0 ? n > SMALL_MAX : heap_big_size(i - 1) < n, "size %zu: big class %u", n, i);
+        cr_assert_leq(heap_big_size(i) - n, heap_big_size(i) / 5, "size %zu rounds up by more than 20%%", n);
+    }
+}
+
+/* H8: freed blocks of a big class are kept whole and come back first; they
+ * return to the tree before the arena grows; realloc grows into one. */
+Test(heap, big_lists_keep_blocks_and_give_them_back, .timeout = 60)
+{
+    tm_store *st = open_opts(tu_path("bl.tmf"), 0, TM_SYNC_NONE);
+    struct heap_state *h = heap_state_of(st);
+    unsigned i = heap_big_class(10000);
+    void *v[100], *first;
+    tm_stats_t s;
+    TU_OK(tm_store_begin(st));
+    for (int k = 0; k < 100; k++) {
+        cr_assert_not_null(v[k] = tm_store_malloc(st, 10000));
+        cr_assert_geq(tm_store_usable_size(st, v[k]), heap_big_size(i));
+    }
+    for (int k = 0; k < 100; k++)
+        tm_store_free(st, v[k]);
+    cr_assert_eq(h->nbig[i], BIG_LIST_MAX);
+    cr_assert_eq(h->big[i], v[BIG_LIST_MAX - 1]);
+    TU_OK(tm_store_stats(st, &s));
+    cr_assert_eq(s.live_bytes, 0, "kept blocks are not live");
+    CHECK(st);
+    first = tm_store_malloc(st, 9000); /* same class: the block freed last of the kept ones */
+    cr_assert_eq(first, v[BIG_LIST_MAX - 1]);
+    tm_store_free(st, first);
+
+    /* realloc grows in place into a kept neighbour (of a class whose list
+     * is empty, so that the three come from the tree, one after another) */
+    unsigned j = heap_big_class(13000);
+    char *a = tm_store_malloc(st, 20000), *b = tm_store_malloc(st, 13000), *c = tm_store_malloc(st, 20000);
+    cr_assert_eq(b, a + blk_size((blk *)a - 1), "not neighbours");
+    memset(a, 3, 20000);
+    tm_store_free(st, b);
+    cr_assert_eq(h->big[j], b);
+    cr_assert_eq(tm_store_realloc(st, a, 29000), a);
+    cr_assert_null(h->big[j]);
+    for (int k = 0; k < 20000; k++)
+        cr_assert_eq(a[k], 3);
+    CHECK(st);
+    tm_store_free(st, a);
+    tm_store_free(st, c);
+
+    /* an allocation the tree cannot meet returns the kept blocks first */
+    cr_assert_gt(h->big_bytes, 0);
+    TU_OK(tm_store_stats(st, &s));
+    cr_assert_not_null(tm_store_malloc(st, s.largest_free + PAGE));
+    cr_assert_eq(h->big_bytes, 0);
+    for (unsigned k = 0; k < NBIG; k++)
+        cr_assert_null(h->big[k]);
+    CHECK(st);
+    TU_OK(tm_store_commit(st));
+    CHECK(st);
+    TU_OK(tm_close(st));
+}
+
+/* The checker proves H8 and H9: damage to either is found. */
+Test(heap, checker_proves_the_span_map_and_the_big_lists)
+{
+    tm_store *st = open_opts(tu_path("cm.tmf"), 0, TM_SYNC_NONE);
+    struct heap_state *h = heap_state_of(st);
+    char msg[256];
+    uint64_t *slot, *big;
+    TU_OK(tm_store_begin(st));
+    slot = tm_store_malloc(st, 48);
+    big = tm_store_malloc(st, 6000);
+    tm_store_free(st, big);
+    CHECK(st);
+    uint64_t i = ((uintptr_t)slot >> SPAN_SHIFT) - ((uintptr_t)tm_store_base(st) >> SPAN_SHIFT);
+    uint32_t e = h->smap[i];
+    h->smap[i] = e ^ 1; /* another class */
+    cr_assert_eq(tm_store_check(st, msg, sizeof msg), TM_ECORRUPT);
+    cr_assert(strstr(msg, "span map"), "%s", msg);
+    h->smap[i] = e;
+    h->smap[i + 1] = SM_SPAN; /* a span that does not exist */
+    cr_assert_eq(tm_store_check(st, msg, sizeof msg), TM_ECORRUPT);
+    h->smap[i + 1] = 0;
+    CHECK(st);
+    big[1] ^= 1; /* a kept block's tag */
+    cr_assert_eq(tm_store_check(st, msg, sizeof msg), TM_ECORRUPT);
+    cr_assert(strstr(msg, "big list"), "%s", msg);
+    big[1] ^= 1;
+    h->big_bytes += 16;
+    cr_assert_eq(tm_store_check(st, msg, sizeof msg), TM_ECORRUPT);
+    h->big_bytes -= 16;
+    CHECK(st);
+    tm_store_abort(st);
+    CHECK(st);
+    TU_OK(tm_close(st));
+}
+
+/* Misuse of the fast path and the big lists, reported with the address. */
+struct misuse4 {
+    char path[512];
+    int kind;
+    uintptr_t addr;
+};
+
+static void misuse4_child(void *arg)
+{
+    struct misuse4 *mu = arg;
+    tm_options o = tu_opts(TM_SYNC_NONE);
+    tm_store *st;
+    if (tm_open(mu->path, &o, &st) != 0 || tm_store_begin(st) != 0)
+        _exit(2);
+    uint64_t *p = tm_store_malloc(st, 9000), *q = tm_store_malloc(st, 9000);
+    switch (mu->kind) {
+    case 0: /* a kept block freed again */
+        tm_store_free(st, p);
+        tm_store_free(st, q);
+        mu->addr = (uintptr_t)p;
+        tm_store_free(st, p);
+        break;
+    case 1: /* a kept block reallocated */
+        tm_store_free(st, p);
+        mu->addr = (uintptr_t)p;
+        tm_store_realloc(st, p, 100);
+        break;
+    case 2: /* a write after free changes a big list's link */
+        tm_store_free(st, p);
+        tm_store_free(st, q);
+        q[0] = mu->addr = (uintptr_t)tm_store_base(st) + 3 * PAGE + 16;
+        if (tm_store_malloc(st, 9000) != q)
+            _exit(3);
+        tm_store_malloc(st, 9000);
+        break;
+    case 3: { /* a slot freed into the bitmap (its list full), freed again */
+        char *v[RECENT_MAX4 + 1];
+        for (unsigned k = 0; k <= RECENT_MAX4; k++)
+            v[k] = tm_store_malloc(st, 200);
+        for (unsigned k = 0; k <= RECENT_MAX4; k++)
+            tm_store_free(st, v[k]);
+        mu->addr = (uintptr_t)v[RECENT_MAX4];
+        tm_store_free(st, v[RECENT_MAX4]);
+        break;
+    }
+    case 4: { /* a slot of a live span that it never handed out */
+        char *s = tm_store_malloc(st, 200);
+        mu->addr = (uintptr_t)s + 20 * 208;
+        tm_store_free(st, (void *)mu->addr);
+        break;
+    }
+    }
+    _exit(0);
+}
+
+static void expect_abort4(int kind, const char *what)
+{
+    struct misuse4 *mu = mmap(NULL, sizeof *mu, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    char err[1024], hex[32];
+    int status;
+    cr_assert_neq(mu, MAP_FAILED);
+    snprintf(mu->path, sizeof mu->path, "%s", tu_path("misuse4.tmf"));
+    mu->kind = kind;
+    status = tu_run_child(misuse4_child, mu, err, sizeof err);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "kind %d: status %#x, stderr: %s", kind, status,
+              err);
+    snprintf(hex, sizeof hex, "%016lx", (unsigned long)mu->addr);
+    cr_assert(strstr(err, hex), "kind %d: message lacks the address %s: %s", kind, hex, err);
+    cr_assert(strstr(err, what), "kind %d: message lacks \"%s\": %s", kind, what, err);
+    munmap(mu, sizeof *mu);
+}
+
+Test(heap, misuse_double_free_big_kept) { expect_abort4(0, "double free"); }
+Test(heap, misuse_realloc_big_kept) { expect_abort4(1, "already freed"); }
+Test(heap, misuse_write_after_free_on_a_big_list) { expect_abort4(2, "corrupted"); }
+Test(heap, misuse_double_free_small_spilled) { expect_abort4(3, "double free"); }
+Test(heap, misuse_free_of_a_slot_never_handed_out) { expect_abort4(4, "double free"); }
+
+/* Metadata locality: one transaction that allocates many small blocks and
+ * frees them again dirties the pages of their slots, which come densely
+ * from fresh spans, and few more (superblock, span headers, span map). */
+Test(heap, small_churn_in_one_transaction_dirties_few_pages)
+{
+    tm_store *st = open_opts(tu_path("pg.tmf"), 0, TM_SYNC_NONE);
+    static void *v[1000];
+    uint64_t rs = 7, bytes = 0;
+    TU_OK(tm_store_begin(st));
+    tm_store_free(st, tm_store_malloc(st, 1)); /* the heap set up */
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_store_begin(st));
+    for (int k = 0; k < 1000; k++) {
+        size_t n = 8 + tu_rand(&rs) % 505;
+        bytes += n;
+        cr_assert_not_null(v[k] = tm_store_malloc(st, n));
+        *(char *)v[k] = 1;
+    }
+    for (int k = 0; k < 1000; k++)
+        tm_store_free(st, v[k]);
+    long counted = track_count(st);
+    cr_assert_geq(counted, 0);
+    size_t dirty = (size_t)counted;
+    cr_log_info("%zu pages dirtied for %llu bytes in 1000 blocks", dirty, (unsigned long long)bytes);
+    /* the payload's pages at least, spread over the ~20 classes' spans */
+    cr_assert_leq(dirty, bytes / PAGE * 3 / 2 + 2 * NCLASS + 8, "%zu pages for %llu bytes", dirty,
+                  (unsigned long long)bytes);
+    TU_OK(tm_store_commit(st));
     CHECK(st);
     TU_OK(tm_close(st));
 }
