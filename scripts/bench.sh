@@ -108,6 +108,9 @@ run commit_bench "$bin/commit_bench" "$data" "${commit_args[@]}"
 run bigtx_bench "$bin/bigtx_bench" "$data" "$big_mib" "$big_rounds"
 run replay_bench "$bin/replay_bench" "$data" "${replay_args[@]}"
 run fault_bench "$bin/fault_bench" "$data" "${fault_args[@]}"
+# ---- the transaction benchmarks, once per tracker: scripts/bench_tx.sh ----
+. scripts/bench_tx.sh
+tx_run
 t_end=$(date +%s)
 runtime=$((t_end - t_start))
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -296,6 +299,8 @@ png=$out_dir/results$suffix.png
     echo
     echo "Ratio: **$(f2 "${R[fault_ratio]}")** (target <= 1.5)."
     echo
+    tx_section
+    echo
     echo "## Commands"
     echo
     echo '```sh'
@@ -364,6 +369,8 @@ if [ "$quick" = 0 ]; then
         echo "measured. Details, raw output and the exact commands: [bench/results.md](bench/results.md)."
         echo
         summary_table
+        echo
+        tx_summary
         echo
         echo "LMDB's durable commit also writes its meta page through an \`O_DSYNC\` descriptor, a second"
         echo "sync per commit that the fdatasync counter does not see (see bench/results.md)."
