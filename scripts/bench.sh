@@ -370,12 +370,12 @@ if [ "$quick" = 0 ]; then
         echo
         summary_table
         echo
-        tx_summary
-        echo
         echo "LMDB's durable commit also writes its meta page through an \`O_DSYNC\` descriptor, a second"
         echo "sync per commit that the fdatasync counter does not see (see bench/results.md)."
         echo
         echo "![results](bench/results.png)"
+        echo
+        tx_summary
         echo
     } >"$sec"
     awk -v sec="$sec" '

@@ -108,7 +108,9 @@ tx_summary() {
         done
         rows+=("$line")
     done < <(tx_targets "$first")
-    echo "Transactions, once per tracker (\`scripts/bench_tx.sh\`): **$nmet of $nall targets met**."
+    echo "Transactions, measured once per tracker by \`scripts/bench_tx.sh\` (each column runs with \`TMF_TRACK\`"
+    echo "set as named; a library without that variable runs its one tracker in both): **$nmet of $nall"
+    echo "targets met**. The workloads (T1)–(T5) are described in bench/results.md."
     echo
     echo "$head"
     echo "$sep"
