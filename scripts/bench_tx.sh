@@ -35,7 +35,7 @@ tx_run() {
     if [ "$quick" = 1 ]; then
         tx_a=(100 3); scatter_a=(1000 50 3 4 16 64); wset_a=(2000 3 4 64); read_a=(20000 3); lib_a=(100 3)
     else
-        tx_a=(1000 5); scatter_a=(10000 1000 5 4 256 4096); wset_a=(10000 5 4 1024); read_a=(200000 5); lib_a=(500 5)
+        tx_a=(1000 5); scatter_a=(10000 500 5 4 256 4096); wset_a=(10000 5 4 1024); read_a=(200000 5); lib_a=(500 5)
     fi
     run tx_trackers "$b/tx_bench" "$tr" "$data" "${tx_a[@]}"
     run scatter_bench "$b/scatter_bench" "$tr" "$data" "${scatter_a[@]}"
