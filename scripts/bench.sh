@@ -9,7 +9,8 @@
 #   REPORT_ONLY=1  run nothing: rewrite the report from the last run's output
 #   QUICK=1    small sizes, a smoke run of a minute or so; its report goes to
 #              BUILD_DIR/results-quick.{md,png} and README.md is left alone
-# A full run takes about 5-10 minutes.
+# A full run takes about 10-15 minutes, more on a busy machine; scripts/bench_tx.sh
+# (the transaction benchmarks, once per tracker) runs alone too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
