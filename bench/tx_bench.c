@@ -11,9 +11,13 @@
  * against LMDB with MDB_NOSYNC.  fdatasync/fsync/msync calls are counted by
  * wrapping them in this executable (linked with --export-dynamic, so LMDB's
  * calls come here too).  Every figure is a median over ROUNDS rounds that
- * each run every system once, side by side.
+ * each run every system once, side by side (odd rounds in reverse order).
  *
- *   tx_bench DIR [TRANSACTIONS] [ROUNDS]
+ * With --trackers=A,B the whole run is repeated once per tracker, in a child
+ * with TMF_TRACK set, and the results are named tx_A_..., tx_B_...; without
+ * it, the results are named tx_... whatever TMF_TRACK says.
+ *
+ *   tx_bench [--trackers=protect,uffd] DIR [TRANSACTIONS] [ROUNDS]
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -28,7 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench_util.h"
+#include "bench_tx.h"
 #include "tmfalloc.h"
 
 /* ---- counting the syncs of everyone in this process ---- */
@@ -97,7 +101,8 @@ static struct result tmf_run(int insert, tm_sync sync, int n)
     struct result res;
     int r;
     snprintf(path, sizeof path, "%s/run/bench.tmf", dir);
-    tm_options_init(&o);
+    if ((r = tm_options_from_env(&o)) != 0) /* TMF_TRACK and the like reach the store */
+        die("TMF_* environment", tm_strerror(r));
     o.sync = sync;
     o.max_size = (size_t)4 << 30;
     if ((r = tm_open(path, &o, &st)) != 0)
@@ -254,28 +259,47 @@ static const char *names[NSYS] = {"tmfalloc TMF_SYNC=full", "LMDB (default, dura
                                   "pwrite 4 KiB + fdatasync", "tmfalloc TMF_SYNC=none",
                                   "LMDB MDB_NOSYNC"};
 
+static struct result run_system(int s, int w, int n)
+{
+    clean();
+    switch (s) {
+    case TMF_FULL: return tmf_run(w, TM_SYNC_FULL, n);
+    case LMDB_SYNC: return lmdb_run(w, 0, n);
+    case RAW: return raw_run(n);
+    case TMF_NONE: return tmf_run(w, TM_SYNC_NONE, n * 10);
+    default: return lmdb_run(w, 1, n * 10);
+    }
+}
+
 int main(int argc, char **argv)
 {
+    char *trackers = tracker_option(&argc, argv);
+    if (trackers)
+        return tracker_run_all(trackers, argv);
     int n = argc > 2 ? atoi(argv[2]) : 1000, rounds = argc > 3 ? atoi(argv[3]) : 5;
     double tps[2][NSYS][32], syncs[2][NSYS][32];
+    char rp[64]; /* the results' prefix */
     snprintf(dir, sizeof dir, "%s", argc > 1 ? argv[1] : ".");
+    if (getenv("TMF_TRACK"))
+        snprintf(rp, sizeof rp, "tx_%s", tracker());
+    else
+        snprintf(rp, sizeof rp, "tx");
     if (rounds > 32)
         rounds = 32;
+    print_tracker();
     for (int k = 0; k < rounds; k++) {
         for (int w = 0; w < 2; w++) {
-            struct result r[NSYS];
-            clean(), r[TMF_FULL] = tmf_run(w, TM_SYNC_FULL, n);
-            clean(), r[LMDB_SYNC] = lmdb_run(w, 0, n);
-            clean(), r[RAW] = raw_run(n);
-            clean(), r[TMF_NONE] = tmf_run(w, TM_SYNC_NONE, n * 10);
-            clean(), r[LMDB_NOSYNC] = lmdb_run(w, 1, n * 10);
-            for (int s = 0; s < NSYS; s++)
-                tps[w][s][k] = r[s].tps, syncs[w][s][k] = r[s].syncs;
+            for (int j = 0; j < NSYS; j++) {
+                int s = k % 2 ? NSYS - 1 - j : j;
+                struct result r = run_system(s, w, n);
+                tps[w][s][k] = r.tps, syncs[w][s][k] = r.syncs;
+            }
         }
     }
     clean();
     printf("small transactions, %d durable / %d non-durable per round, median of %d rounds\n", n, n * 10,
            rounds);
+    double ratio[2][3];
     for (int w = 0; w < 2; w++) {
         double m[NSYS], y[NSYS];
         for (int s = 0; s < NSYS; s++)
@@ -284,20 +308,38 @@ int main(int argc, char **argv)
         printf("  %-28s %12s %16s\n", "system", "tx/s", "syncs per commit");
         for (int s = 0; s < NSYS; s++)
             printf("  %-28s %12.0f %16.3f\n", names[s], m[s], y[s]);
-        printf("  durable: tmfalloc / LMDB = %.2f (target >= 2), tmfalloc / limit = %.2f (target >= 0.9)\n",
-               m[TMF_FULL] / m[LMDB_SYNC], m[TMF_FULL] / m[RAW]);
-        printf("  non-durable: tmfalloc / LMDB NOSYNC = %.2f (target >= 1)\n", m[TMF_NONE] / m[LMDB_NOSYNC]);
+        printf("  durable: tmfalloc / LMDB = %.2f, tmfalloc / limit = %.2f\n", m[TMF_FULL] / m[LMDB_SYNC],
+               m[TMF_FULL] / m[RAW]);
+        printf("  non-durable: tmfalloc / LMDB NOSYNC = %.2f\n", m[TMF_NONE] / m[LMDB_NOSYNC]);
         const char *wn = w ? "insert" : "update";
         static const char *key[NSYS] = {"tmf_full", "lmdb", "raw", "tmf_none", "lmdb_nosync"};
         for (int s = 0; s < NSYS; s++)
-            printf("RESULT tx_%s_%s_tps=%.1f\nRESULT tx_%s_%s_syncs=%.4f\n", wn, key[s], m[s], wn, key[s], y[s]);
-        printf("RESULT tx_%s_durable_ratio=%.4f\n", wn, m[TMF_FULL] / m[LMDB_SYNC]);
-        printf("RESULT tx_%s_limit_ratio=%.4f\n", wn, m[TMF_FULL] / m[RAW]);
-        printf("RESULT tx_%s_nondurable_ratio=%.4f\n", wn, m[TMF_NONE] / m[LMDB_NOSYNC]);
+            printf("RESULT %s_%s_%s_tps=%.1f\nRESULT %s_%s_%s_syncs=%.4f\n", rp, wn, key[s], m[s], rp, wn, key[s],
+                   y[s]);
+        printf("RESULT %s_%s_durable_ratio=%.4f\n", rp, wn, m[TMF_FULL] / m[LMDB_SYNC]);
+        printf("RESULT %s_%s_limit_ratio=%.4f\n", rp, wn, m[TMF_FULL] / m[RAW]);
+        printf("RESULT %s_%s_nondurable_ratio=%.4f\n", rp, wn, m[TMF_NONE] / m[LMDB_NOSYNC]);
+        ratio[w][0] = m[TMF_NONE] / m[LMDB_NOSYNC];
+        ratio[w][1] = m[TMF_FULL] / m[RAW];
+        ratio[w][2] = m[TMF_FULL] / m[LMDB_SYNC];
     }
+    /* The targets of the transaction mechanism, each with its verdict. */
+    printf("\n");
+    char name[96], what[128];
+    static const char *tk[3] = {"nosync_lmdb", "durable_limit", "durable_lmdb"};
+    static const char *tw[3] = {"TMF_SYNC=none tx/s / LMDB MDB_NOSYNC", "durable tx/s / pwrite+fdatasync",
+                                "durable tx/s / LMDB defaults"};
+    static const double goal[2][3] = {{0.5, 0.9, 2}, {0.4, 0.9, 2}};
+    for (int w = 0; w < 2; w++)
+        for (int q = 0; q < 3; q++) {
+            snprintf(name, sizeof name, "%s_target_%s_%s", rp, w ? "insert" : "update", tk[q]);
+            snprintf(what, sizeof what, "%s: %s, %s", tracker(), tw[q], w ? "insert" : "update");
+            target(name, what, ratio[w][q], ">=", goal[w][q]);
+        }
     printf("\nLMDB's data.mdb has an O_DSYNC descriptor open (its meta-page writes sync, uncounted): %s\n",
            lmdb_dsync > 0 ? "yes" : "no");
-    printf("RESULT tx_rounds=%d\nRESULT tx_durable_n=%d\nRESULT tx_nondurable_n=%d\n", rounds, n, n * 10);
-    printf("RESULT tx_lmdb_dsync_fd=%d\n", lmdb_dsync > 0);
+    printf("RESULT %s_rounds=%d\nRESULT %s_durable_n=%d\nRESULT %s_nondurable_n=%d\n", rp, rounds, rp, n, rp,
+           n * 10);
+    printf("RESULT %s_lmdb_dsync_fd=%d\n", rp, lmdb_dsync > 0);
     return 0;
 }

@@ -9,7 +9,8 @@
 #   REPORT_ONLY=1  run nothing: rewrite the report from the last run's output
 #   QUICK=1    small sizes, a smoke run of a minute or so; its report goes to
 #              BUILD_DIR/results-quick.{md,png} and README.md is left alone
-# A full run takes about 5-10 minutes.
+# A full run takes about 10-15 minutes, more on a busy machine; scripts/bench_tx.sh
+# (the transaction benchmarks, once per tracker) runs alone too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -115,6 +116,9 @@ run commit_bench "$bin/commit_bench" "$data" "${commit_args[@]}"
 run bigtx_bench "$bin/bigtx_bench" "$data" "$big_mib" "$big_rounds"
 run replay_bench "$bin/replay_bench" "$data" "${replay_args[@]}"
 run fault_bench "$bin/fault_bench" "$data" "${fault_args[@]}"
+# ---- the transaction benchmarks, once per tracker: scripts/bench_tx.sh ----
+. scripts/bench_tx.sh
+tx_run
 t_end=$(date +%s)
 runtime=$((t_end - t_start))
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -349,6 +353,8 @@ png=$out_dir/results$suffix.png
     echo
     echo "Ratio: **$(f2 "${R[fault_ratio]}")** (target <= 1.5)."
     echo
+    tx_section
+    echo
     echo "## Commands"
     echo
     echo '```sh'
@@ -440,6 +446,8 @@ if [ "$quick" = 0 ]; then
         echo "$(f3 "${R[frag_jemalloc]}")."
         echo
         echo "![results](bench/results.png)"
+        echo
+        tx_summary
         echo
     } >"$sec"
     awk -v sec="$sec" '
