@@ -827,3 +827,103 @@ Test(explore, ring)
     cf_stop(&rec);
     w_run(&x, "ring", &rec, (struct expect){1, 1, 0}, focus); /* from the commit before the checkpoint */
 }
+
+/* ---- what the exploration found, pinned down ---- */
+
+/* Copies from to to, cut to len bytes unless len is 0. */
+static void copy_file(const char *from, const char *to, uint64_t len)
+{
+    unsigned char *p;
+    uint64_t n;
+    int fd;
+    cf_load(from, &p, &n);
+    fd = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert_geq(fd, 0, "create %s", to);
+    cr_assert_eq(write(fd, p, len && len < n ? len : n), (ssize_t)(len && len < n ? len : n));
+    close(fd);
+    free(p);
+}
+
+/* In a child, without the parent's handle: opens path read-write and
+ * commits generation 3 over 2. */
+static tm_store *inherited;
+
+static void write_and_exit(void *path)
+{
+    tm_options o = xopts(0);
+    tm_store *st;
+    char why[256];
+    int r;
+    tm_close(inherited);
+    if ((r = tm_open(path, &o, &st)) != 0) {
+        fprintf(stderr, "writer: open: %s\n", tm_strerror(r));
+        _exit(10);
+    }
+    if (tm_store_read_begin(st) != 0)
+        _exit(11);
+    if (gen_of(st, why, sizeof why) != 2)
+        _exit(12);
+    tm_store_read_end(st);
+    if (commit_gen(st, 3, ROOT_BYTES, NULL) != 0)
+        _exit(13);
+    _exit(tm_close(st) == 0 ? 0 : 14);
+}
+
+/* A commit that grew the arena is durable in the log and its superblock
+ * reached the store file, but the file's new size did not: the crash
+ * image of a growth cut short.  It needs recovery: it is not truncated. */
+Test(explore, a_growth_cut_short_needs_recovery_not_a_truncated_file)
+{
+    struct run x = {0};
+    char dir[PATH_MAX], img[PATH_MAX], path[PATH_MAX + 16], ipath[PATH_MAX + 16], from[PATH_MAX + 32],
+        to[PATH_MAX + 32], dest[PATH_MAX + 16];
+    tm_options ro = xopts(1), rw = xopts(0);
+    tm_store *st, *reader;
+    struct expect two = {2, 2, 0};
+    char why[512];
+    int status;
+    x.workload = "growth cut short";
+    scratch_make(&x);
+    dir_of(&x, "work", 0, dir);
+    dir_of(&x, "img", 1, img);
+    snprintf(path, sizeof path, "%s/" STORE, dir);
+    snprintf(ipath, sizeof ipath, "%s/" STORE, img);
+    snprintf(dest, sizeof dest, "%s/c.tmf", img);
+    make_base(path);
+    TU_OK(tm_open(path, &rw, &st));
+    TU_OK(commit_gen(st, 2, (size_t)256 << 10, NULL)); /* grows the 128 KiB arena */
+    snprintf(from, sizeof from, "%s.log", path);
+    snprintf(to, sizeof to, "%s.log", ipath);
+    copy_file(from, to, 0);
+    copy_file(path, ipath, INITIAL); /* the growth's size lost, page 1 kept */
+    TU_OK(tm_close(st));
+
+    /* read-only: it opens, and refuses to read until recovery */
+    TU_OK(tm_open(ipath, &ro, &reader));
+    cr_assert_eq(tm_store_read_begin(reader), EROFS);
+    cr_assert_eq(tool(&x, "check", ipath, NULL), 0, "%s", out);
+    cr_assert(strstr(out, ": recovery pending:"), "%s", out);
+    cr_assert_eq(tool(&x, "info", ipath, NULL), 0, "%s", out);
+    cr_assert(strstr(out, "recovery:        pending"), "%s", out);
+    cr_assert_eq(tool(&x, "copy", ipath, dest), 0, "%s", out);
+    /* a writer of another process joining the reader heals it (it is not
+     * the first opener) */
+    inherited = reader;
+    status = tu_run_child(write_and_exit, ipath, why, sizeof why);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the writer: status %#x: %s", status, why);
+    TU_OK(tm_store_read_begin(reader));
+    TU_OK(tm_store_read_end(reader));
+    TU_OK(tm_close(reader));
+    cr_assert_eq(open_examine(&x, ipath, 0, (struct expect){3, 3, 0}, "reopened", "reopened"), 3);
+    cr_assert_eq(open_examine(&x, dest, 0, two, "the copy", "the copy"), 2); /* same base: one at a time */
+    cr_assert_eq(x.violations, 0);
+
+    /* with no commit left to replay, the same file is truncated */
+    make_base(path);
+    copy_file(path, ipath, 0);
+    snprintf(from, sizeof from, "%s.log", path);
+    copy_file(from, to, 0);
+    cr_assert_eq(truncate(ipath, 3 * PAGE), 0);
+    cr_assert_eq(tm_open(ipath, &ro, &reader), TM_ETRUNCATED);
+    cr_assert_eq(tm_open(ipath, &rw, &st), TM_ETRUNCATED);
+}
