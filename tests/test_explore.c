@@ -41,8 +41,8 @@
  * fails the test at the end.
  *
  * The default is a sample for CI.  TMF_EXPLORE_IMAGES=N draws about N
- * first-level images across the workloads (TMF_EXPLORE=long: 12000), with
- * more recoveries explored; TMF_EXPLORE_SEED=n draws others;
+ * images across the workloads and levels (TMF_EXPLORE=long: 12000), at
+ * every sync point; TMF_EXPLORE_SEED=n draws others;
  * TMF_EXPLORE_KEEP=dir keeps every image that broke an invariant.  The
  * images live in /dev/shm when it is there (TMF_EXPLORE_DIR=dir elsewhere).
  */
@@ -661,13 +661,14 @@ static void explore(struct run *x, struct cf_rec *rec, struct expect base, int d
  * sync points (before its focus, one sync point in 8 only), and the
  * recovery of one image in 16 explored with two images per sync point.
  * TMF_EXPLORE_IMAGES=N (TMF_EXPLORE=long: 12000): about N images in all,
- * three levels deep, every sync point: N / 7 first-level images per
- * workload, each level adding about three quarters of the one above. */
+ * or more, three levels deep, every sync point: N / 5 first-level images
+ * wanted per workload (a sync point with little pending has fewer distinct
+ * ones), the recovery of one in 8 explored, and of one in 16 of those. */
 static void budget(struct run *x, const char *workload, const struct cf_rec *rec, size_t focus)
 {
     const char *n = getenv("TMF_EXPLORE_IMAGES"), *mode = getenv("TMF_EXPLORE"), *seed = getenv("TMF_EXPLORE_SEED");
     long total = n && *n ? atol(n) : mode && !strcmp(mode, "long") ? LONG_IMAGES : 0;
-    size_t first = total > 0 ? (size_t)total / 7 : CI_IMAGES, points = 0, point = 0;
+    size_t first = total > 0 ? (size_t)total / 5 : CI_IMAGES, points = 0, point = 0;
     x->workload = workload;
     x->seed = seed && *seed ? strtoull(seed, NULL, 0) : 1;
     x->focus = total > 0 ? 0 : focus;
@@ -677,7 +678,8 @@ static void budget(struct run *x, const char *workload, const struct cf_rec *rec
             points += explored(x, 1, i, ++point);
     x->per_cut[1] = (first + points - 1) / points;
     x->per_cut[2] = x->per_cut[3] = x->per_cut[4] = 2;
-    x->recurse[1] = x->recurse[2] = x->recurse[3] = 16;
+    x->recurse[1] = total > 0 ? 8 : 16;
+    x->recurse[2] = x->recurse[3] = 16;
     x->depth = total > 0 ? 3 : 2;
     if ((n = getenv("TMF_EXPLORE_DEPTH")) && *n && atoi(n) >= 1 && atoi(n) <= MAX_DEPTH)
         x->depth = atoi(n);
