@@ -96,7 +96,7 @@ struct run {
     size_t focus;                  /* first level: every sync point from this call on, */
     unsigned thin;                 /* one in `thin` before it */
     char scratch[PATH_MAX / 2];
-    long images[MAX_DEPTH + 1], points[MAX_DEPTH + 1], same, recoveries, skipped;
+    long images[MAX_DEPTH + 1], points[MAX_DEPTH + 1], same, recoveries, skipped, joins;
     long ro_clean, ro_pending, ro_refused, replayed_copies, tool_runs;
     long violations;
 };
@@ -511,6 +511,90 @@ static void recover_and_use(struct run *x, struct image *im, struct cf_rec *rec)
     open_examine(x, im->path, 1, next, im->ctx, "reopened after a commit on the recovered store");
 }
 
+/* The other way to recover: in a child process, a writer that joins the
+ * parent's read-only handle (so it is not the first opener) heals the store
+ * at its first read transaction, checks it, commits the next generation and
+ * closes.  It says "generation G" on stderr, or what went wrong. */
+struct join {
+    tm_store *inherited;
+    const char *path;
+};
+
+static void join_and_commit(void *arg)
+{
+    struct join *j = arg;
+    tm_options o = xopts(0);
+    char why[256] = "", msg[256] = "";
+    tm_store *st;
+    tm_stats_t s;
+    int64_t g;
+    int r;
+    tm_close(j->inherited); /* the parent's: one handle per store and process */
+    if ((r = tm_open(j->path, &o, &st)) != 0 || (r = tm_store_read_begin(st)) != 0) {
+        fprintf(stderr, "open and read: %s", tm_strerror(r));
+        _exit(1);
+    }
+    if ((g = gen_of(st, why, sizeof why)) == NOGEN) {
+        fprintf(stderr, "torn state: %s", why);
+        _exit(1);
+    }
+    if ((r = tm_store_check(st, msg, sizeof msg)) != 0 || (r = tm_store_stats(st, &s)) != 0 ||
+        s.commits != (uint64_t)(g + 1)) {
+        fprintf(stderr, "generation %lld, heap check: %s, commit seq %llu", (long long)g,
+                msg[0] ? msg : tm_strerror(r), (unsigned long long)s.commits);
+        _exit(1);
+    }
+    tm_store_read_end(st);
+    if ((r = commit_gen(st, g + 1, ROOT_BYTES, NULL)) != 0 || (r = tm_close(st)) != 0) {
+        fprintf(stderr, "generation %lld, then a commit and close: %s", (long long)g, tm_strerror(r));
+        _exit(1);
+    }
+    fprintf(stderr, "generation %lld", (long long)g);
+    _exit(0);
+}
+
+/* A writer of another process joins a reader of the image and heals it
+ * (checkpoint.c S2, S3); the reader then reads its commit, and the store,
+ * opened again by a first opener, holds it. */
+static void recover_by_joining(struct run *x, struct image *im)
+{
+    tm_options o = xopts(1);
+    struct expect next;
+    struct join j;
+    char said[512];
+    long long g;
+    int status, r;
+    if ((r = tm_open(im->path, &o, &j.inherited)) != 0) {
+        violation(x, im->ctx, "read-only open, again: %s", tm_strerror(r));
+        return;
+    }
+    j.path = im->path;
+    status = tu_run_child(join_and_commit, &j, said, sizeof said);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || sscanf(said, "generation %lld", &g) != 1) {
+        violation(x, im->ctx, "a writer joining a reader: status %#x: %s", status, said);
+        tm_close(j.inherited);
+        return;
+    }
+    im->g = g;
+    if (g < im->e.lo || g > im->e.hi)
+        violation(x, im->ctx, "a writer joining a reader: generation %lld, want %lld..%lld", g,
+                  (long long)im->e.lo, (long long)im->e.hi);
+    if (im->g_ro != NOGEN && im->g_ro != g)
+        violation(x, im->ctx, "a read-only open read generation %lld, a writer joining one healed to %lld",
+                  (long long)im->g_ro, g);
+    next.lo = next.hi = g + 1;
+    next.fresh = 0;
+    if ((r = tm_store_read_begin(j.inherited)) == 0) {
+        examine(x, j.inherited, next, im->ctx, "the reader, after the writer's commit");
+        tm_store_read_end(j.inherited);
+    } else {
+        violation(x, im->ctx, "the reader, after the writer's commit: %s", tm_strerror(r));
+    }
+    if ((r = tm_close(j.inherited)) != 0)
+        violation(x, im->ctx, "the reader's close: %s", tm_strerror(r));
+    open_examine(x, im->path, 0, next, im->ctx, "opened again after a writer joined a reader");
+}
+
 static void explore(struct run *x, struct cf_rec *rec, struct expect base, int depth, uint64_t salt);
 
 /* Every invariant on the crash image in dir; with recurse, its recovery is
@@ -545,7 +629,12 @@ static void check_image(struct run *x, const char *dir, struct expect e, const c
         violation(x, ctx, "the image changed under read-only opens, tmf check, info or copy");
     if (recurse)
         cf_start(&rec, dir, LOCK);
-    recover_and_use(x, &im, recurse ? &rec : NULL);
+    if (!recurse && im.ro != RO_REFUSED && x->images[depth] % 2) {
+        recover_by_joining(x, &im);
+        x->joins++;
+    } else {
+        recover_and_use(x, &im, recurse ? &rec : NULL);
+    }
     if (recurse)
         cf_stop(&rec);
     if (copied && im.g != NOGEN) {
@@ -698,9 +787,10 @@ static void report(struct run *x, const struct cf_rec *rec)
     cr_log_info("explore %s: %zu recorded calls; %ld crash images at %ld sync points (%s; %ld first-level "
                 "sync points left out), %ld recoveries recorded and explored, %ld draws that repeated an image; "
                 "read-only opens: %ld read, %ld refused to read (recovery pending), %ld refused (creation "
-                "unfinished); %ld copies replayed a log; %ld tool runs; seed %llu; %ld violations",
+                "unfinished); %ld healed by a writer joining a reader; %ld copies replayed a log; %ld tool runs; "
+                "seed %llu; %ld violations",
                 x->workload, rec->n, images, points, levels, x->skipped, x->recoveries, x->same, x->ro_clean,
-                x->ro_pending, x->ro_refused, x->replayed_copies, x->tool_runs, (unsigned long long)x->seed,
+                x->ro_pending, x->ro_refused, x->joins, x->replayed_copies, x->tool_runs, (unsigned long long)x->seed,
                 x->violations);
     cr_assert_eq(x->violations, 0, "explore %s: %ld violations (the first %d are logged above)", x->workload,
                  x->violations, REPORTED);
