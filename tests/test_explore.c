@@ -16,6 +16,8 @@
  *           back), a record larger than the log's chunk, two closes;
  *   ring    commits until the log's ring is full and a commit checkpoints
  *           before writing its record, two more, close;
+ *   churn   commits that free and allocate blocks, small and large, so that
+ *           the arena grows and the ring fills, close;
  * and, from some images of each, the recovery itself: the read-write open
  * of the image, a commit and a close are recorded and explored in turn (a
  * crash while recovering from a crash), and so on to TMF_EXPLORE_DEPTH.
@@ -173,16 +175,18 @@ static int exists(const char *path)
     return stat(path, &sb) == 0;
 }
 
-static uint64_t file_hash(const char *path)
+/* What a write or a size change to the file at path would change (0 when
+ * there is none): its inode, size and times. */
+static uint64_t file_sig(const char *path)
 {
-    unsigned char *p;
-    uint64_t len, h;
-    if (!exists(path))
+    struct stat sb;
+    uint64_t v[6];
+    if (stat(path, &sb) < 0)
         return 0;
-    cf_load(path, &p, &len);
-    h = hash_bytes(p, len, len + 1);
-    free(p);
-    return h;
+    v[0] = (uint64_t)sb.st_ino, v[1] = (uint64_t)sb.st_size;
+    v[2] = (uint64_t)sb.st_mtim.tv_sec, v[3] = (uint64_t)sb.st_mtim.tv_nsec;
+    v[4] = (uint64_t)sb.st_ctim.tv_sec, v[5] = (uint64_t)sb.st_ctim.tv_nsec;
+    return hash_bytes(v, sizeof v, 1);
 }
 
 /* ---- violations ---- */
@@ -617,7 +621,7 @@ static void check_image(struct run *x, const char *dir, struct expect e, const c
     snprintf(dest, sizeof dest, "%s/c.tmf", copies);
     im.store = exists(im.path);
     im.has_log = exists(im.log);
-    before[0] = file_hash(im.path), before[1] = file_hash(im.log);
+    before[0] = file_sig(im.path), before[1] = file_sig(im.log);
     cur_dir = dir;
     snprintf(cur_ctx, sizeof cur_ctx, "%s", ctx);
     alarm(120);
@@ -625,7 +629,7 @@ static void check_image(struct run *x, const char *dir, struct expect e, const c
     look_read_only(x, &im);
     look_with_tools(x, &im);
     copied = copy_with_tool(x, &im, dest);
-    if (file_hash(im.path) != before[0] || file_hash(im.log) != before[1])
+    if (file_sig(im.path) != before[0] || file_sig(im.log) != before[1])
         violation(x, ctx, "the image changed under read-only opens, tmf check, info or copy");
     if (recurse)
         cf_start(&rec, dir, LOCK);
@@ -742,22 +746,21 @@ static void explore(struct run *x, struct cf_rec *rec, struct expect base, int d
 
 /* ---- budget and report ---- */
 
-#define WORKLOADS 3
-#define CI_IMAGES 36     /* first-level images per workload, by default */
+#define CI_IMAGES 24     /* first-level images per workload, by default */
 #define LONG_IMAGES 12000
 
 /* By default, CI_IMAGES first-level images per workload, spread over its
  * sync points (before its focus, one sync point in 8 only), and the
  * recovery of one image in 16 explored with two images per sync point.
  * TMF_EXPLORE_IMAGES=N (TMF_EXPLORE=long: 12000): about N images in all,
- * or more, three levels deep, every sync point: N / 5 first-level images
- * wanted per workload (a sync point with little pending has fewer distinct
- * ones), the recovery of one in 8 explored, and of one in 16 of those. */
+ * three levels deep, every sync point: N / 10 first-level images wanted per
+ * workload (a sync point with little pending has fewer distinct ones), the
+ * recovery of one in 8 explored, and of one in 16 of those. */
 static void budget(struct run *x, const char *workload, const struct cf_rec *rec, size_t focus)
 {
     const char *n = getenv("TMF_EXPLORE_IMAGES"), *mode = getenv("TMF_EXPLORE"), *seed = getenv("TMF_EXPLORE_SEED");
     long total = n && *n ? atol(n) : mode && !strcmp(mode, "long") ? LONG_IMAGES : 0;
-    size_t first = total > 0 ? (size_t)total / 5 : CI_IMAGES, points = 0, point = 0;
+    size_t first = total > 0 ? (size_t)total / 10 : CI_IMAGES, points = 0, point = 0;
     x->workload = workload;
     x->seed = seed && *seed ? strtoull(seed, NULL, 0) : 1;
     x->focus = total > 0 ? 0 : focus;
@@ -918,6 +921,66 @@ Test(explore, ring)
     TU_OK(tm_close(st));
     cf_stop(&rec);
     w_run(&x, "ring", &rec, (struct expect){1, 1, 0}, focus); /* from the commit before the checkpoint */
+}
+
+/* The heap at work: each commit frees about half the blocks of a list
+ * hung past the generation root and allocates forty more, small and large
+ * (the arena grows, the log's ring fills and commits checkpoint); the
+ * image's heap must check clean. */
+static void churn(tm_store *st, int64_t gen, struct cf_rec *rec)
+{
+    uint64_t rng = (uint64_t)gen;
+    unsigned char *root;
+    void **link, **head;
+    int r;
+    cf_mark(rec, MK_BEGIN, gen);
+    TU_OK(tm_store_begin(st));
+    cr_assert_not_null(root = tm_store_root(st, ROOT_BYTES + sizeof(void *)));
+    fill(root, (uint64_t)gen);
+    head = link = (void **)(root + ROOT_BYTES);
+    while (*link) {
+        void **b = *link;
+        if (tu_rand(&rng) & 1) {
+            *link = *b;
+            tm_store_free(st, b);
+        } else {
+            link = b;
+        }
+    }
+    for (int i = 0; i < 40; i++) {
+        size_t size = sizeof(void *) + tu_rand(&rng) % (i % 4 ? 2000 : 70000);
+        void **b = tm_store_malloc(st, size);
+        cr_assert_not_null(b);
+        memset(b, (int)gen, size);
+        *b = *head;
+        *head = b;
+    }
+    r = tm_store_commit(st);
+    cr_assert_eq(r, 0, "commit of generation %lld: %s", (long long)gen, tm_strerror(r));
+    cf_mark(rec, MK_END, gen);
+    cr_assert(acknowledged(rec), "commit of generation %lld made no log fdatasync", (long long)gen);
+}
+
+Test(explore, churn)
+{
+    struct run x = {0};
+    struct cf_rec rec;
+    char path[PATH_MAX + 16], dir[PATH_MAX];
+    tm_store *st;
+    tm_stats_t s;
+    scratch_make(&x);
+    dir_of(&x, "work", 0, dir);
+    snprintf(path, sizeof path, "%s/" STORE, dir);
+    make_base(path);
+    cf_start(&rec, dir, LOCK);
+    st = w_open(&rec, path);
+    for (int64_t g = 2; g <= 12; g++)
+        churn(st, g, &rec);
+    TU_OK(tm_store_stats(st, &s));
+    cr_assert_gt(s.checkpoints, 0, "the churn never filled the log's ring");
+    TU_OK(tm_close(st));
+    cf_stop(&rec);
+    w_run(&x, "churn", &rec, (struct expect){1, 1, 0}, 0);
 }
 
 /* ---- what the exploration found, pinned down ---- */
