@@ -33,12 +33,13 @@
  *     may the open itself fail (no store file, or no log yet);
  *   - be copied by `tmf copy` (when it opens read-only) into a store that
  *     needs no recovery, checks clean and holds the commit recovery reaches;
- *   - be left byte for byte as it was by all of the above;
- *   - open read-write (recovery) and hold an untorn generation g, with
- *     lo <= g <= hi: lo the last acknowledged commit (the cut follows its
- *     log fdatasync), hi the commit under way; commit sequence g + 1; a heap
- *     that checks clean; then take a commit, close, and hold it when opened
- *     again.
+ *   - be left as it was by all of the above (no write, no size change);
+ *   - recover, and hold an untorn generation g, with lo <= g <= hi: lo the
+ *     last acknowledged commit (the cut follows its log fdatasync), hi the
+ *     commit under way; commit sequence g + 1; a heap that checks clean;
+ *     then take a commit, and hold it when opened again.  The recovery is
+ *     a read-write first opener's, or, for every other image, the healing
+ *     of a writer of another process that joins a reader of the image.
  * A broken invariant is counted and reported (the first ones in full), and
  * fails the test at the end.
  *
@@ -176,17 +177,26 @@ static int exists(const char *path)
 }
 
 /* What a write or a size change to the file at path would change (0 when
- * there is none): its inode, size and times. */
+ * there is none): its inode, size and times, and its first bytes (the
+ * store's header and superblock, the log's header and first records), in
+ * case the times are coarser than the writes. */
 static uint64_t file_sig(const char *path)
 {
+    static unsigned char head[64 << 10];
     struct stat sb;
     uint64_t v[6];
-    if (stat(path, &sb) < 0)
+    ssize_t n;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0 || fstat(fd, &sb) < 0 || (n = pread(fd, head, sizeof head, 0)) < 0) {
+        if (fd >= 0)
+            close(fd);
         return 0;
+    }
+    close(fd);
     v[0] = (uint64_t)sb.st_ino, v[1] = (uint64_t)sb.st_size;
     v[2] = (uint64_t)sb.st_mtim.tv_sec, v[3] = (uint64_t)sb.st_mtim.tv_nsec;
     v[4] = (uint64_t)sb.st_ctim.tv_sec, v[5] = (uint64_t)sb.st_ctim.tv_nsec;
-    return hash_bytes(v, sizeof v, 1);
+    return cf_mix(hash_bytes(v, sizeof v, 1), hash_bytes(head, (size_t)n, 2));
 }
 
 /* ---- violations ---- */
@@ -350,7 +360,7 @@ static int64_t gen_of(tm_store *st, char *why, size_t len)
 static int64_t examine(struct run *x, tm_store *st, struct expect e, const char *ctx, const char *who)
 {
     char why[256] = "", msg[256] = "";
-    tm_stats_t s;
+    tm_stats_t s = {0};
     int64_t g = gen_of(st, why, sizeof why);
     int r;
     if (g == NOGEN) {
@@ -529,8 +539,8 @@ static void join_and_commit(void *arg)
     struct join *j = arg;
     tm_options o = xopts(0);
     char why[256] = "", msg[256] = "";
+    tm_stats_t s = {0};
     tm_store *st;
-    tm_stats_t s;
     int64_t g;
     int r;
     tm_close(j->inherited); /* the parent's: one handle per store and process */
