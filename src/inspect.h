@@ -35,6 +35,20 @@ struct tm_committed {
 };
 void inspect_state(tm_store *st, struct tm_committed *c);
 
+/* A copy of a store that needs recovery: replays into out_fd, which holds
+ * the store file's bytes read since st was opened, every valid record of
+ * the log after st's checkpoint, with the library's replay (log.c L1, L4),
+ * and cuts it to the arena size of the last one.  The copy then holds the
+ * last durable commit, whether or not the store file does yet: a
+ * read-only handle's read transaction refuses (EROFS) while it may not.
+ * Since the checkpoint, a writer puts into the store file only the bytes of
+ * records of its generation (checkpoint.c S1), which the replay writes
+ * again over whatever the copy caught.  *seq and *size: the commit the copy
+ * holds and its arena size (the checkpoint's when no record follows).
+ * -EAGAIN when the store was checkpointed since st was opened (its log may
+ * be reused meanwhile): copy again from a new handle. */
+int inspect_replay_into(tm_store *st, int out_fd, uint64_t *seq, uint64_t *size);
+
 /* Whether the record at off of a log (its header read already) is valid,
  * checksum and body included: 1, 0, or a negative errno. */
 int inspect_record_ok(int log_fd, uint64_t off, const struct log_rec *rec);

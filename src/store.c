@@ -330,17 +330,26 @@ static int attach(tm_store *st, int first, uint64_t file_size)
 {
     uint8_t page[PAGE];
     uint64_t arena = 0;
-    int fresh, r;
+    int fresh, short_file = 0, r;
     if ((r = lock_attach(&st->lk, st->lock_path, st->mode, st->read_only, st->hdr.store_id, &fresh)) < 0)
         return r;
     if (first)
         r = store_recover(st, file_size, &arena);
     else if ((r = os_pread_all(st->fd, page, PAGE, PAGE)) == 0)
         r = super_check((struct tm_super *)page, &st->hdr, file_size, NULL);
+    /* A store file shorter than its superblock says is what a crash leaves
+     * of a growth whose new size did not reach the disk while the
+     * superblock's page did (S1: its record is durable).  It is truncated
+     * only if no commit waits in the log: replaying them sets the size
+     * (reads wait for that; read-only, EROFS). */
+    if (r == -TM_ETRUNCATED && !first)
+        short_file = 1, r = 0;
     if (r == 0 && fresh && !first)
         arena = ((struct tm_super *)page)->size;
     if (r == 0 && fresh)
         r = init_shared(st, first, fresh == 2, arena);
+    if (r == 0 && short_file && st->lk.sh->applied == st->lk.sh->seq)
+        r = -TM_ETRUNCATED;
     if (fresh)
         lock_attach_done(&st->lk);
     st->seen_seq = st->lk.sh->seq;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "heap.h"
+#include "inspect.h"
 #include "internal.h"
 #include "os.h"
 
@@ -433,6 +434,8 @@ Test(tmf, torn_uncommitted_record_is_not_damage)
     close(fd);
     flip(log, off + (off_t)sizeof rec + 40);
     EXPECT(0, "torn uncommitted log record is ignored", "check", path);
+    EXPECT(0, "log tail:        torn uncommitted record seq 3", "info", path);
+    cr_assert_null(strstr(out, "damage"), "%s", out);
 }
 
 /* ---- pending recovery ---- */
@@ -454,7 +457,6 @@ Test(tmf, recover_replays_pending_records)
     EXPECT(0, "recovery pending: 1 durable commit(s) not yet applied", "check", path);
     EXPECT(0, "recovery:        pending", "info", path);
     EXPECT(0, "\"recovery_pending\": true", "stats", "--json", path);
-    EXPECT(1, "recovery pending", "copy", path, tu_path("pend.copy"));
     EXPECT(1, "recovery pending", "map", path);
     EXPECT(0, "replayed 4 log record(s) (1 not yet applied before); commit seq 4", "recover", path);
     cr_assert(strstr(out, "checkpointed at commit seq 4"), "%s", out);
@@ -462,6 +464,163 @@ Test(tmf, recover_replays_pending_records)
     EXPECT(0, "none after the checkpoint", "info", path);
     cr_assert_eq(root_value(path, 0), 103);
     cr_assert_eq(root_value(path, 1), 103);
+}
+
+static uint64_t hash_of(const char *path)
+{
+    struct stat sb;
+    uint8_t *p;
+    uint64_t h;
+    int fd = open(path, O_RDONLY);
+    cr_assert_geq(fd, 0, "open %s", path);
+    cr_assert_eq(fstat(fd, &sb), 0);
+    cr_assert_not_null(p = malloc((size_t)sb.st_size + 1));
+    cr_assert_eq(pread(fd, p, (size_t)sb.st_size, 0), sb.st_size);
+    close(fd);
+    h = hash_bytes(p, (size_t)sb.st_size, 1);
+    free(p);
+    return h;
+}
+
+/* A copy of a store that needs recovery holds its last durable commit,
+ * replayed from the log, and leaves the store as it was. */
+Test(tmf, copy_of_a_store_that_needs_recovery_holds_the_last_durable_commit)
+{
+    const char *path = tu_path("pc.tmf"), *log = tu_path("pc.tmf.log"), *dest = tu_path("pc.copy");
+    uint64_t store_hash, log_hash;
+    crash(path, 3, 1); /* commit seq 4 durable, not in the store file */
+    store_hash = hash_of(path), log_hash = hash_of(log);
+    EXPECT(0, "copied", "copy", path, dest);
+    cr_assert(strstr(out, "at commit seq 4: recovery is pending in"), "%s", out);
+    cr_assert_eq(hash_of(path), store_hash, "the copy wrote the source");
+    cr_assert_eq(hash_of(log), log_hash, "the copy wrote the source's log");
+    EXPECT(0, "recovery pending: 1 durable commit(s)", "check", path);
+    EXPECT(0, ": clean: commit seq 4, ", "check", dest);
+    cr_assert(strstr(out, " 0 log records after the checkpoint"), "%s", out);
+    cr_assert_eq(root_value(dest, 0), 103);
+    cr_assert_eq(root_value(dest, 1), 103);
+}
+
+/* A power cut: a child commits with TMF_SYNC=full, growing the arena, but
+ * none of its writes to the store file reach the disk (no checkpoint syncs
+ * it meanwhile); the lock file's state is lost with it. */
+static int lost_fd = -1;
+
+static ssize_t lose_write(int fd, const void *buf, size_t len, off_t off)
+{
+    return fd == lost_fd ? (ssize_t)len : os_real.write_at(fd, buf, len, off);
+}
+
+static ssize_t lose_writev(int fd, const struct iovec *iov, int n, off_t off)
+{
+    ssize_t len = 0;
+    if (fd != lost_fd)
+        return os_real.writev_at(fd, iov, n, off);
+    for (int i = 0; i < n; i++)
+        len += (ssize_t)iov[i].iov_len;
+    return len;
+}
+
+static void commit_without_the_store_file(void *path)
+{
+    tm_store *st = tu_open_or_exit(path);
+    long *root = tm_store_root(st, 3 * PAGE);
+    char *big;
+    if (!root)
+        _exit(98);
+    lost_fd = st->fd;
+    os_calls.write_at = lose_write;
+    os_calls.writev_at = lose_writev;
+    for (int i = 1; i <= 3; i++) {
+        if (tm_store_begin(st) != 0)
+            _exit(97);
+        root[0] = root[3 * PAGE / sizeof(long) - 1] = 200 + i;
+        if (i == 2) { /* grows the arena; a small record, so that the log's ring holds all three */
+            if (!(big = tm_store_malloc(st, (size_t)2 << 20)))
+                _exit(96);
+            big[0] = big[((size_t)2 << 20) - 1] = 0x5a;
+        }
+        if (tm_store_commit(st) != 0)
+            _exit(95);
+    }
+    _exit(0);
+}
+
+Test(tmf, after_a_power_cut_recovery_is_pending_not_damage_and_copy_replays)
+{
+    const char *path = tu_path("cut.tmf"), *dest = tu_path("cut.copy");
+    tm_store *st;
+    tm_stats_t s;
+    int status;
+    make_store(path, 1);
+    status = tu_run_child(commit_without_the_store_file, (void *)path, NULL, 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+    cr_assert_eq(unlink(tu_path("cut.tmf.lock")), 0);
+    EXPECT(0, "recovery:        pending", "info", path);
+    cr_assert_null(strstr(out, "damage"), "%s", out);
+    EXPECT(0, ": recovery pending: 3 durable commit(s) not yet applied", "check", path);
+    EXPECT(0, "recovery is pending in", "copy", path, dest);
+    EXPECT(0, ": clean:", "check", dest);
+    cr_assert_eq(root_value(dest, 0), 203);
+    cr_assert_eq(root_value(dest, 1), 203);
+    st = tu_open(dest);
+    TU_OK(tm_store_stats(st, &s));
+    cr_assert_gt(s.arena_size, (uint64_t)2 << 20, "the copy lost the growth: %llu", (unsigned long long)s.arena_size);
+    TU_OK(tm_close(st));
+    cr_assert_eq(root_value(path, 0), 203); /* the store itself recovers the same */
+}
+
+/* The copy's replay sees a checkpoint that came in after the handle was
+ * opened: the log may have been reused meanwhile. */
+Test(tmf, a_replay_into_a_copy_sees_a_checkpoint_made_meanwhile)
+{
+    const char *path = tu_path("ck.tmf"), *dest = tu_path("ck.copy");
+    tm_options o = tu_opts(TM_SYNC_FULL);
+    struct hdr_slot h;
+    uint64_t seq, size;
+    tm_store *st;
+    int out_fd, fd;
+    crash(path, 3, 1);
+    o.read_only = 1;
+    TU_OK(tm_open(path, &o, &st));
+    cr_assert_eq(tm_store_read_begin(st), EROFS);
+    out_fd = open(dest, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    cr_assert_geq(out_fd, 0);
+    cr_assert_eq(inspect_replay_into(st, out_fd, &seq, &size), 0);
+    cr_assert_eq(seq, 4);
+    cr_assert_eq(size, (uint64_t)file_size(dest));
+    tu_header(path, &h); /* a checkpoint by another process: the next slot */
+    h.gen++;
+    h.checksum = hdr_checksum(&h);
+    fd = open(path, O_WRONLY);
+    cr_assert_eq(pwrite(fd, &h, sizeof h, (off_t)((h.gen & 1) * HDR_SLOT_SIZE)), (ssize_t)sizeof h);
+    close(fd);
+    cr_assert_eq(inspect_replay_into(st, out_fd, &seq, &size), -EAGAIN);
+    close(out_fd);
+    TU_OK(tm_close(st));
+}
+
+/* A store whose creation a crash cut short before its log was made needs
+ * recovery; the same store without its log after a commit is damaged. */
+Test(tmf, a_store_without_the_log_it_never_had_needs_recovery)
+{
+    const char *path = tu_path("nolog.tmf"), *log = tu_path("nolog.tmf.log");
+    tm_store *st = tu_open(path);
+    TU_OK(tm_close(st)); /* no commit: never checkpointed */
+    cr_assert_eq(unlink(log), 0);
+    EXPECT(0, ": recovery pending: the store's creation was cut short", "check", path);
+    EXPECT(0, "recovery:        pending: the store's creation was cut short", "info", path);
+    EXPECT(1, "recovery pending", "copy", path, tu_path("nolog.copy"));
+    EXPECT(1, "recovery pending", "stats", path);
+    EXPECT(1, "recovery pending", "map", path);
+    cr_assert_neq(access(tu_path("nolog.copy"), F_OK), 0);
+    EXPECT(0, "replayed 0 log record(s)", "recover", path);
+    EXPECT(0, ": clean:", "check", path);
+
+    make_store(path, 1); /* committed to and checkpointed: its log mattered */
+    cr_assert_eq(unlink(log), 0);
+    EXPECT(1, "redo log", "check", path);
+    cr_assert(strstr(out, "No such file"), "%s", out);
 }
 
 Test(tmf, recover_on_a_live_store_heals)

@@ -55,7 +55,8 @@ static const struct command commands[] = {
      "Writes a consistent copy of the store to DEST (and a fresh, empty log\n"
      "DEST.log) while writers keep running: the bytes are read inside a read\n"
      "transaction, written to DEST.tmp, synced and renamed into place; holes\n"
-     "in the store file stay holes in the copy.\n"
+     "in the store file stay holes in the copy.  When recovery is pending, the\n"
+     "log's durable commits are replayed into the copy (the store is left as is).\n"
      "An existing DEST is refused unless --force is given.\n"
      PROGRESS_HELP},
     {"map", tmf_map, 1, "pwcq",
@@ -206,14 +207,33 @@ static int read_head(const char *path, uint8_t *buf)
     return n < 0 ? -1 : 0;
 }
 
-static int diagnose_log(const char *path, const struct hdr_slot *h, char *msg, size_t len)
+/* Whether the superblock is as a new store's: no commit ever reached it. */
+static int super_as_new(const struct tm_super *sb, const struct hdr_slot *h)
+{
+    uint8_t page[PAGE];
+    struct tm_super *fresh = (struct tm_super *)page;
+    memset(page, 0, PAGE);
+    fresh->magic = SUPER_MAGIC;
+    fresh->size = h->ckpt_size;
+    fresh->checksum = super_checksum(fresh);
+    return memcmp(page, sb, PAGE) == 0;
+}
+
+static int diagnose_log(const char *path, const struct hdr_slot *h, const struct tm_super *sb, char *msg,
+                        size_t len)
 {
     char lp[PATH_MAX];
     uint8_t head[sizeof(struct log_head)];
     int fd, r;
     snprintf(lp, sizeof lp, "%s.log", path);
     if ((fd = open(lp, O_RDONLY | O_CLOEXEC)) < 0) {
-        snprintf(msg, len, "redo log %s: %s", lp, strerror(errno));
+        int e = errno;
+        if (e == ENOENT && h->gen == 1 && h->ckpt_seq == 0 && super_as_new(sb, h)) {
+            snprintf(msg, len, "recovery pending: the store's creation was cut short before its redo log %s "
+                     "was made; its first read-write open ('tmf recover') makes it", lp);
+            return TMF_UNFINISHED;
+        }
+        snprintf(msg, len, "redo log %s: %s", lp, strerror(e));
         return EXIT_DAMAGED;
     }
     r = os_pread_all(fd, head, sizeof head, 0);
@@ -245,7 +265,7 @@ static int diagnose_corrupt(const char *path, const uint8_t *buf, char *msg, siz
         snprintf(msg, len, "damaged: %s (arena size %llu)", why, (unsigned long long)sb->size);
         return EXIT_DAMAGED;
     }
-    return diagnose_log(path, &h, msg, len);
+    return diagnose_log(path, &h, sb, msg, len);
 }
 
 int tmf_diagnose(const char *path, int code, char *msg, size_t len)

@@ -29,6 +29,14 @@ enum {
     EXIT_USAGE = 64    /* bad command line */
 };
 
+/* Not an exit status: what tmf_diagnose and tmf_open_ro say of a store
+ * whose creation a crash cut short before its log was made (a store never
+ * checkpointed, its superblock as new, no log file): no commit can have
+ * been made, and the first read-write open makes the log (src/store.c).
+ * check and info call it recovery pending; the other commands fail with
+ * that message (EXIT_DAMAGED). */
+#define TMF_UNFINISHED (-1)
+
 /* What a scan of the redo log found (the rules of src/log.c, L1). */
 struct log_scan {
     uint64_t log_size;   /* bytes of the log file */
@@ -54,11 +62,12 @@ int tmf_read_begin(tm_store *st, struct log_scan *scan);
 int tmf_check_slots(const uint8_t *page0, char *msg, size_t len);
 
 /* Opens path read-only.  On failure returns EXIT_DAMAGED (a corrupt
- * header, superblock or log header) or EXIT_UNUSABLE, with the diagnosis in
- * msg, or printed as "tmf: path: why" when msg is NULL; *st is NULL then. */
+ * header, superblock or log header), EXIT_UNUSABLE or TMF_UNFINISHED, with
+ * the diagnosis in msg, or printed as "tmf: path: why" when msg is NULL;
+ * *st is NULL then. */
 int tmf_open_ro(const char *path, tm_store **st, char *msg, size_t len);
 /* Why tm_open failed with code: a diagnosis read from the files; returns
- * the exit code it deserves. */
+ * the exit code it deserves, or TMF_UNFINISHED. */
 int tmf_diagnose(const char *path, int code, char *msg, size_t len);
 /* Prints "tmf: a: b" on stderr. */
 void tmf_err(const char *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

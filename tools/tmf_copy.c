@@ -1,14 +1,21 @@
 /*
  * tmf_copy.c — the subcommands that write: copy (a consistent copy while
- * writers run) and recover (a read-write open that replays the log).
+ * writers run, whatever state the store is in) and recover (a read-write
+ * open that replays the log).
  *
  * copy: inside a read transaction of a read-only handle no commit is being
  * applied, so the store file's first "committed size" bytes are exactly a
- * committed state.  They go to DEST.tmp with a new header: both slots say
- * "checkpointed at this commit", one generation later than the source's,
- * so no superblock's log position refers to the copy's log, which is a
- * fresh, empty one for the same store id.  Log, then store, are synced and
- * renamed into place, then the directory is synced.
+ * committed state.  When the read transaction is refused because recovery
+ * is pending (EROFS: durable commits in the log may not all be in the store
+ * file), the whole store file is read instead and the log's valid records
+ * since the checkpoint are replayed over the copy by the library's own
+ * replay (inspect_replay_into), which also says whether a checkpoint came
+ * in between (then the copy starts again).  Either way the bytes go to
+ * DEST.tmp with a new header: both slots say "checkpointed at this commit",
+ * one generation later than the source's, so no record of the source's log
+ * can be taken for one of the copy's, whose log is a fresh, empty one for
+ * the same store id.  Log, then store, are synced and renamed into place,
+ * then the directory is synced.  The source is never written.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -65,21 +72,54 @@ static int copy_data(int fd, int out, uint8_t *buf, uint64_t size)
     return r == 0 && ftruncate(out, (off_t)size) < 0 ? -errno : r;
 }
 
-/* The store's committed bytes, then a header checkpointed at c. */
-static int copy_bytes(const struct tm_view *v, int out, const struct tm_committed *c)
+/* What a copy holds: the commit, and whether recovery was pending in the
+ * source (its log's records were replayed into the copy). */
+struct copied {
+    struct tm_committed c;
+    int pending;
+    struct log_scan log;
+};
+
+/* Recovery pending: the whole store file, then the log's records since the
+ * checkpoint replayed over it; c gets the commit they end at. */
+static int copy_and_replay(tm_store *st, const struct tm_view *v, int out, uint8_t *buf, struct copied *k)
+{
+    struct stat sb;
+    int r;
+    if (fstat(v->fd, &sb) < 0)
+        return -errno;
+    tmf_progress_start("copying", (uint64_t)sb.st_size);
+    r = copy_data(v->fd, out, buf, (uint64_t)sb.st_size);
+    tmf_progress_end();
+    if (r < 0)
+        return r;
+    tmf_progress_start("replaying the log", k->log.bytes);
+    tm__progress = tmf_progress_add;
+    r = inspect_replay_into(st, out, &k->c.seq, &k->c.size);
+    tm__progress = NULL;
+    tmf_progress_end();
+    return r;
+}
+
+/* The store's committed bytes, then a header checkpointed at their commit. */
+static int copy_bytes(tm_store *st, const struct tm_view *v, int out, struct copied *k)
 {
     uint8_t *buf = malloc(COPY_CHUNK);
     int r = buf ? 0 : -ENOMEM;
-    tmf_progress_start("copying", c->size);
-    if (r == 0 && (r = copy_data(v->fd, out, buf, c->size)) == 0)
-        tmf_progress_set(c->size);
-    tmf_progress_end();
+    if (r == 0 && k->pending) {
+        r = copy_and_replay(st, v, out, buf, k);
+    } else if (r == 0) {
+        tmf_progress_start("copying", k->c.size);
+        if ((r = copy_data(v->fd, out, buf, k->c.size)) == 0)
+            tmf_progress_set(k->c.size);
+        tmf_progress_end();
+    }
     if (r == 0) {
         struct hdr_slot h = v->hdr;
         memset(buf, 0, PAGE);
         h.gen += 1;
-        h.ckpt_seq = c->seq;
-        h.ckpt_size = c->size;
+        h.ckpt_seq = k->c.seq;
+        h.ckpt_size = k->c.size;
         h.checksum = hdr_checksum(&h);
         memcpy(buf, &h, sizeof h);
         memcpy(buf + HDR_SLOT_SIZE, &h, sizeof h);
@@ -104,56 +144,64 @@ static int write_log(const char *path, uint64_t id)
     return r;
 }
 
-/* Inside the read transaction: DEST.tmp and DEST.log.tmp written and synced. */
-static int copy_locked(tm_store *st, const char *tmp, const char *logtmp)
+/* DEST.tmp and DEST.log.tmp written and synced (inside the read
+ * transaction, unless recovery is pending). */
+static int copy_files(tm_store *st, const char *tmp, const char *logtmp, struct copied *k)
 {
-    struct tm_committed c;
     struct tm_view v;
     int out, r;
     inspect_view(st, &v);
-    inspect_state(st, &c);
+    inspect_state(st, &k->c);
     if ((out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
         return -errno;
-    r = copy_bytes(&v, out, &c);
+    r = copy_bytes(st, &v, out, k);
     if (r == 0 && fsync(out) < 0)
         r = -errno;
     close(out);
     return r == 0 ? write_log(logtmp, v.hdr.store_id) : r;
 }
 
-static int copy_into(tm_store *st, const char *dest, const char *src)
+/* EXIT_CLEAN, EXIT_DAMAGED (reported), or -EAGAIN: a checkpoint came in
+ * while a store that needed recovery was copied; nothing is left behind. */
+static int copy_into(tm_store *st, const char *dest, const char *src, struct copied *k)
 {
     char tmp[PATH_MAX], logtmp[PATH_MAX], log[PATH_MAX];
-    struct log_scan scan;
     int r;
     snprintf(tmp, sizeof tmp, "%s.tmp", dest);
     snprintf(log, sizeof log, "%s.log", dest);
     snprintf(logtmp, sizeof logtmp, "%s.log.tmp", dest);
-    if ((r = tmf_read_begin(st, &scan)) != 0) {
-        tmf_err(src, "%s", r == EROFS ? "recovery pending: run 'tmf recover' first"
-                                      : tm_strerror(r));
+    memset(k, 0, sizeof *k);
+    if ((r = tmf_read_begin(st, &k->log)) != 0 && r != EROFS) {
+        tmf_err(src, "%s", tm_strerror(r));
         return EXIT_DAMAGED;
     }
-    r = copy_locked(st, tmp, logtmp);
-    tm_store_read_end(st);
+    k->pending = r == EROFS;
+    r = copy_files(st, tmp, logtmp, k);
+    if (!k->pending)
+        tm_store_read_end(st);
     if (r == 0 && (rename(logtmp, log) < 0 || rename(tmp, dest) < 0))
         r = -errno;
     if (r == 0)
         r = os_fsync_dir(dest);
     if (r < 0) {
         unlink(tmp), unlink(logtmp);
-        tmf_err(dest, "%s", strerror(-r));
+        if (r == -EAGAIN)
+            return r;
+        tmf_err(r <= -TM_EFIRST ? src : dest, "%s", tm_strerror(-r)); /* our codes speak of the source */
         return EXIT_DAMAGED;
     }
     return EXIT_CLEAN;
 }
 
+#define COPY_ATTEMPTS 3
+
 int tmf_copy(const struct tmf_args *a)
 {
     char log[PATH_MAX];
+    struct copied k;
     struct stat sb;
     tm_store *st;
-    int ex;
+    int ex, i;
     snprintf(log, sizeof log, "%s.log", a->dest);
     if (stat(a->dest, &sb) == 0 && S_ISDIR(sb.st_mode)) { /* before anything is renamed into place */
         tmf_err(a->dest, "is a directory; name the copy's file");
@@ -163,12 +211,23 @@ int tmf_copy(const struct tmf_args *a)
         tmf_err(exists(a->dest) ? a->dest : log, "exists; use --force to overwrite it");
         return EXIT_DAMAGED;
     }
-    if ((ex = tmf_open_ro(a->file, &st, NULL, 0)) != EXIT_CLEAN)
-        return ex;
-    ex = copy_into(st, a->dest, a->file);
-    tm_close(st);
-    if (ex == EXIT_CLEAN)
-        printf("copied %s to %s\n", a->file, a->dest);
+    for (i = 0, ex = -EAGAIN; ex == -EAGAIN && i < COPY_ATTEMPTS; i++) {
+        if ((ex = tmf_open_ro(a->file, &st, NULL, 0)) != EXIT_CLEAN)
+            return ex == TMF_UNFINISHED ? EXIT_DAMAGED : ex; /* no log, no commit: nothing to copy yet */
+        ex = copy_into(st, a->dest, a->file, &k);
+        tm_close(st);
+    }
+    if (ex == -EAGAIN) {
+        tmf_err(a->file, "checkpointed by a writer during each of %d attempts to copy it; try again",
+                COPY_ATTEMPTS);
+        return EXIT_DAMAGED;
+    }
+    if (ex == EXIT_CLEAN && k.pending)
+        printf("copied %s to %s at commit seq %llu: recovery is pending in %s, so its log's durable "
+               "commits were replayed into the copy\n",
+               a->file, a->dest, (unsigned long long)k.c.seq, a->file);
+    else if (ex == EXIT_CLEAN)
+        printf("copied %s to %s at commit seq %llu\n", a->file, a->dest, (unsigned long long)k.c.seq);
     return ex;
 }
 
@@ -243,6 +302,7 @@ int tmf_recover(const struct tmf_args *a)
     tm__progress = tmf_progress_add;
     if ((r = tm_open(a->file, &o, &st)) != 0) {
         int ex = tmf_diagnose(a->file, r, msg, sizeof msg);
+        ex = ex == TMF_UNFINISHED ? EXIT_DAMAGED : ex;
         tm__progress = NULL;
         tmf_progress_end();
         tmf_err(a->file, "%s", msg);

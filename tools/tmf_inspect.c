@@ -53,18 +53,27 @@ static int take_snap(tm_store *st, struct snap *s, char *msg, size_t len)
     return EXIT_CLEAN;
 }
 
-/* Opens, snapshots; on failure reports (stderr) and returns the exit code. */
-static int open_snap(const char *path, tm_store **st, struct snap *s)
+/* Opens and snapshots; on failure returns the exit code (or TMF_UNFINISHED)
+ * with the diagnosis in msg. */
+static int open_snap(const char *path, tm_store **st, struct snap *s, char *msg, size_t len)
 {
-    char msg[512];
-    int ex = tmf_open_ro(path, st, NULL, 0);
+    int ex = tmf_open_ro(path, st, msg, len);
     if (ex != EXIT_CLEAN)
         return ex;
-    if ((ex = take_snap(*st, s, msg, sizeof msg)) != EXIT_CLEAN) {
-        tmf_err(path, "%s", msg);
+    if ((ex = take_snap(*st, s, msg, len)) != EXIT_CLEAN)
         tm_close(*st);
-    }
     return ex;
+}
+
+/* The same for the commands that need the store open: a failure is
+ * reported on stderr. */
+static int open_snap_or_say(const char *path, tm_store **st, struct snap *s)
+{
+    char msg[512];
+    int ex = open_snap(path, st, s, msg, sizeof msg);
+    if (ex != EXIT_CLEAN)
+        tmf_err(path, "%s", msg);
+    return ex == TMF_UNFINISHED ? EXIT_DAMAGED : ex;
 }
 
 static void close_snap(tm_store *st, struct snap *s)
@@ -87,9 +96,11 @@ static void info_log(const tm_store *st, const struct snap *s)
                (unsigned long long)l->applied);
     else
         printf("log records:     none after the checkpoint\n");
-    if (l->corrupt || l->torn)
-        printf("log damage:      %s record seq %llu at offset %llu\n",
-               l->corrupt ? "corrupt committed" : "torn uncommitted (ignored)",
+    if (l->corrupt)
+        printf("log damage:      corrupt committed record seq %llu at offset %llu\n",
+               (unsigned long long)l->bad_seq, (unsigned long long)l->bad_off);
+    else if (l->torn) /* what a crash leaves of a commit that never returned: not damage */
+        printf("log tail:        torn uncommitted record seq %llu at offset %llu (ignored)\n",
                (unsigned long long)l->bad_seq, (unsigned long long)l->bad_off);
     if (s->pending || l->pending)
         printf("recovery:        pending: %llu durable commit(s) not applied (run tmf recover)\n",
@@ -133,11 +144,19 @@ static void info_print(const tm_store *st, const struct snap *s)
 
 int tmf_info(const struct tmf_args *a)
 {
+    char msg[512];
     tm_store *st;
     struct snap s;
-    int ex = open_snap(a->file, &st, &s);
-    if (ex != EXIT_CLEAN)
+    int ex = open_snap(a->file, &st, &s, msg, sizeof msg);
+    if (ex == TMF_UNFINISHED) { /* msg: "recovery pending: why" */
+        const char *why = strchr(msg, ':');
+        printf("file:            %s\nrecovery:        pending:%s\n", a->file, why ? why + 1 : msg);
+        return EXIT_CLEAN;
+    }
+    if (ex != EXIT_CLEAN) {
+        tmf_err(a->file, "%s", msg);
         return ex;
+    }
     info_print(st, &s);
     close_snap(st, &s);
     return EXIT_CLEAN;
@@ -168,7 +187,7 @@ int tmf_stats(const struct tmf_args *a)
     const char *names[] = {"arena_size", "max_size", "live_bytes", "free_bytes", "free_blocks",
                            "largest_free", "commits", "log_bytes", "log_records", "pending_records"};
     uint64_t v[10];
-    int ex = open_snap(a->file, &st, &s), i;
+    int ex = open_snap_or_say(a->file, &st, &s), i;
     if (ex != EXIT_CLEAN)
         return ex;
     v[0] = s.sb.size, v[1] = s.hdr.max_size, v[2] = t->live_bytes, v[3] = t->free_bytes;
@@ -237,7 +256,7 @@ int tmf_check(const struct tmf_args *a)
     int ex = tmf_open_ro(a->file, &st, msg, sizeof msg);
     if (ex != EXIT_CLEAN) {
         printf("%s: %s\n", a->file, msg);
-        return ex;
+        return ex == TMF_UNFINISHED ? EXIT_CLEAN : ex; /* recovery pending, not damage */
     }
     if ((ex = take_snap(st, &s, msg, sizeof msg)) == EXIT_CLEAN &&
         (ex = check_parts(&s, msg, sizeof msg)) == EXIT_CLEAN &&

@@ -234,7 +234,7 @@ int tmf_map(const struct tmf_args *a)
     tm_store *st;
     int ex = tmf_open_ro(a->file, &st, NULL, 0), r;
     if (ex != EXIT_CLEAN)
-        return ex;
+        return ex == TMF_UNFINISHED ? EXIT_DAMAGED : ex;
     r = build(st, a->width, &m);
     tm_close(st);
     if (r != 0) {
