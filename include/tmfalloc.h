@@ -77,6 +77,8 @@ enum {
     TM_EOTHERTX,          /* another thread of this process owns the write transaction */
     TM_EFULL,             /* the arena reached its maximum size */
     TM_EPAGESIZE,         /* the system page size is not supported */
+    TM_ELAYOUT,           /* the data point into code or static data of a
+                           * program or library that moved or changed since */
     TM_ELAST
 };
 
