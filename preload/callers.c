@@ -10,7 +10,8 @@
  * or be rolled back under libc's feet by an abort.  So the caller decides:
  * an allocation called from a system module — libc, the dynamic loader,
  * libstdc++, libgcc's unwinder, libc's NSS, resolver and gconv modules —
- * goes to glibc, found by the call's return address.  Three exceptions:
+ * goes to glibc, found by the call's return address.  The loader's always
+ * do (a dlopen inside any call); for the others, three exceptions:
  *
  *   - libstdc++'s operator new is the program's own allocation (containers,
  *     new expressions): the arena.  libstdc++'s internals that call malloc
@@ -28,8 +29,8 @@
  * The modules are listed once at load time and again whenever a return
  * address falls in none of them (a library loaded since).  Lookups take
  * a mutex: only allocations inside transactions come here.  A module
- * unloaded and another loaded at the same place keep the first one's
- * kind until that address misses; the kinds of both are decided by name.
+ * loaded where an unloaded one was takes its kind when the list is made
+ * again, at the next miss; until then it has the old one's.
  */
 #include <dlfcn.h>
 #include <link.h>
@@ -157,8 +158,20 @@ static void list_modules(void)
         add_cxx_functions();
 }
 
+/* Held across fork(), so that a child never inherits it locked. */
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&mu);
+}
+
+static void fork_done(void)
+{
+    pthread_mutex_unlock(&mu);
+}
+
 void callers_init(void)
 {
+    (void)pthread_atfork(fork_prepare, fork_done, fork_done); /* fails only without memory */
     pthread_mutex_lock(&mu);
     busy = 1;
     list_modules();

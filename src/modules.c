@@ -22,6 +22,24 @@
 
 static struct modules *here;
 static pthread_mutex_t here_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+/* Held across fork(): a child must not inherit it locked by a thread it
+ * does not have.  Nothing is waited for while it is held. */
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&here_mu);
+}
+
+static void fork_done(void)
+{
+    pthread_mutex_unlock(&here_mu);
+}
+
+static void install_fork_hooks(void)
+{
+    (void)pthread_atfork(fork_prepare, fork_done, fork_done); /* fails only without memory */
+}
 
 /* ---- the list ---- */
 
@@ -108,6 +126,7 @@ static int counters(struct dl_phdr_info *info, size_t size, void *ctx)
 const struct modules *modules_lock(void)
 {
     unsigned long long c[2] = {0, 0};
+    pthread_once(&fork_once, install_fork_hooks);
     pthread_mutex_lock(&here_mu);
     if (!here && !(here = os_alloc(sizeof *here))) {
         pthread_mutex_unlock(&here_mu);
