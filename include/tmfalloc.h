@@ -41,7 +41,8 @@
  *   - Pointers into code and static data (function pointers, C++ vtables,
  *     method tables of libraries) survive a restart only when the same
  *     program and libraries load at the same addresses: the preload turns
- *     address randomisation off for that (TMF_ASLR=keep leaves it on); a
+ *     address randomisation off for that, in programs that use tmfalloc
+ *     and their children (TMF_ASLR=keep leaves it on); a
  *     non-PIE executable or setarch -R does it without the preload.  The
  *     store records where each was loaded; an open by a process where one
  *     that the data point into moved, changed or is missing fails with

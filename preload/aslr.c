@@ -10,8 +10,13 @@
  *
  * So, before main, the preload sets the ADDR_NO_RANDOMIZE personality and
  * executes the program again, once; children and programs it executes
- * inherit the personality and are not executed again.  TMF_ASLR=keep
- * opts out.  Nothing is done (and the program runs on as it is) when:
+ * inherit the personality and are not executed again.  It does so for
+ * the programs that use tmfalloc: a loaded module is libtmfalloc, or
+ * refers to a tm_* symbol the preload defines (kv declares them weak).
+ * Others (the shell, the compiler, make, under one LD_PRELOAD) start as
+ * fast as without it: one more exec would double what a start costs.
+ * TMF_ASLR=off does it for every program, TMF_ASLR=keep for none.
+ * Nothing is done (and the program runs on as it is) when:
  *   - the personality is set already (a re-executed process, setarch -R,
  *     a child): this is also what ends the one re-execution;
  *   - the kernel does not randomise (kernel.randomize_va_space = 0);
@@ -36,6 +41,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <string.h>
 #include <sys/personality.h>
 #include <sys/stat.h>
@@ -82,15 +88,59 @@ static const char *exec_path(void)
     return "/proc/self/exe";
 }
 
+/* An address from a module's dynamic section: the loader relocated it in
+ * place, except where the section is read-only (the vDSO's). */
+static const void *dyn_ptr(const struct dl_phdr_info *info, ElfW(Addr) p)
+{
+    return (const void *)(p < info->dlpi_addr ? info->dlpi_addr + p : p);
+}
+
+/* Whether a module is libtmfalloc or refers to a tm_* symbol: its
+ * undefined symbols are the first ones of its dynamic symbol table, those
+ * the GNU hash table leaves out (or all of them, with the old table). */
+static int uses_tmfalloc(struct dl_phdr_info *info, size_t size, void *ctx)
+{
+    const ElfW(Dyn) *d = NULL;
+    const ElfW(Sym) *sym = NULL;
+    const char *str = NULL;
+    const uint32_t *gnu = NULL, *hash = NULL;
+    uint32_t n;
+    (void)size, (void)ctx;
+    if (strstr(info->dlpi_name, "/libtmfalloc.so"))
+        return 1;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
+            d = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    for (; d && d->d_tag != DT_NULL; d++) {
+        if (d->d_tag == DT_SYMTAB)
+            sym = dyn_ptr(info, d->d_un.d_ptr);
+        else if (d->d_tag == DT_STRTAB)
+            str = dyn_ptr(info, d->d_un.d_ptr);
+        else if (d->d_tag == DT_GNU_HASH)
+            gnu = dyn_ptr(info, d->d_un.d_ptr);
+        else if (d->d_tag == DT_HASH)
+            hash = dyn_ptr(info, d->d_un.d_ptr);
+    }
+    if (!sym || !str || !(gnu || hash))
+        return 0;
+    n = gnu ? gnu[1] : hash[1]; /* symoffset; nchain */
+    for (uint32_t i = 1; i < n; i++)
+        if (sym[i].st_shndx == SHN_UNDEF && strncmp(str + sym[i].st_name, "tm_", 3) == 0)
+            return 1;
+    return 0;
+}
+
 int aslr_reexec_wanted(char **env)
 {
-    const char *keep = env_value(env, "TMF_ASLR");
+    const char *want = env_value(env, "TMF_ASLR");
     int pers = personality(0xffffffff);
     if (pers == -1 || (pers & ADDR_NO_RANDOMIZE))
         return 0;
-    if (keep && strcmp(keep, "keep") == 0)
+    if (want && strcmp(want, "keep") == 0)
         return 0;
     if (getauxval(AT_SECURE) || getauxval(AT_BASE) == 0)
+        return 0;
+    if (!(want && strcmp(want, "off") == 0) && !dl_iterate_phdr(uses_tmfalloc, NULL))
         return 0;
     return kernel_randomises();
 }

@@ -42,8 +42,9 @@ void callers_init(void);
 
 /* ---- aslr.c ---- */
 
-/* Whether this process should run again without address randomisation;
- * env is its environment. */
+/* Whether this process should run again without address randomisation:
+ * it uses tmfalloc (or TMF_ASLR=off), and nothing forbids it; env is its
+ * environment. */
 int aslr_reexec_wanted(char **env);
 /* Sets ADDR_NO_RANDOMIZE and executes the program again with argv and the
  * environment.  Returns only when that cannot be done. */

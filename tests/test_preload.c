@@ -501,20 +501,30 @@ Test(preload, an_sqlite_memory_database_survives_restarts)
 
 /* ---- the re-execution ---- */
 
-Test(preload, the_program_runs_without_randomisation_once)
+Test(preload, a_tmfalloc_program_runs_without_randomisation)
 {
-    /* /proc/self/personality... as the program sees it: ADDR_NO_RANDOMIZE
-     * (0x0040000) set, and the same arguments and environment. */
-    char *argv[] = {"sh", "-c", "echo \"$0 $1 $TMF_PROBE\"; cat /proc/self/personality", "a b", "c", NULL};
+    /* The preload executes a program that uses tmfalloc once more, with
+     * ADDR_NO_RANDOMIZE (0x0040000) set, the same arguments and
+     * environment; the programs it starts inherit it.  Others start as
+     * they are, unless TMF_ASLR=off; TMF_ASLR=keep leaves every program
+     * randomised. */
+    char *aware[] = {TMF_PROGS "/preload_prog", "aslr", "a b", "c", NULL};
+    char *plain[] = {"sh", "-c", "echo \"$0 $1 $TMF_PROBE\"; cat /proc/self/personality", "a b", "c", NULL};
     struct run *r;
     need_randomisation();
     setenv("TMF_PROBE", "kept", 1);
-    r = run(argv, 1, NULL);
+    r = run(aware, 1, tu_path("aslr.tmf"));
     cr_assert(exited(r, 0), "status %#x\n%s", r->status, r->err);
+    cr_assert_str_eq(r->out, "a b|c|kept\n00040000\n");
+    r = run(plain, 1, NULL);
+    cr_assert_str_eq(r->out, "a b c kept\n00000000\n");
+    setenv("TMF_ASLR", "off", 1);
+    r = run(plain, 1, NULL);
     cr_assert_str_eq(r->out, "a b c kept\n00040000\n");
     setenv("TMF_ASLR", "keep", 1);
-    r = run(argv, 1, NULL);
+    r = run(aware, 1, tu_path("aslr.tmf"));
     unsetenv("TMF_ASLR");
     unsetenv("TMF_PROBE");
-    cr_assert_str_eq(r->out, "a b c kept\n00000000\n");
+    cr_assert(exited(r, 0), "status %#x\n%s", r->status, r->err);
+    cr_assert_str_eq(r->out, "a b|c|kept\n00000000\n");
 }

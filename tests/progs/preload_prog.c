@@ -21,6 +21,8 @@
  *   unrouted  stores glibc blocks in the root in two commits (run without
  *             the preload: the core must warn, once)
  *   tmonly    the same with tm_malloc (no warning)
+ *   aslr A B  prints A|B|$TMF_PROBE, then its child's personality (a
+ *             shell's cat of /proc/self/personality)
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -413,6 +415,11 @@ static void store_blocks(int tm)
 int main(int argc, char **argv)
 {
     tm_stats_t s;
+    if (argc == 4 && strcmp(argv[1], "aslr") == 0) {
+        printf("%s|%s|%s\n", argv[2], argv[3], getenv("TMF_PROBE"));
+        fflush(stdout);
+        return system("cat /proc/self/personality") == 0 ? 0 : 1;
+    }
     if (argc != 2 || tm_stats(&s) != 0) {
         fprintf(stderr, "usage: preload_prog family|threads|freeout|libc|hand|unrouted|tmonly (with TMF_PATH set)\n");
         return 2;
