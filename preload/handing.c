@@ -17,6 +17,7 @@
  * __getdelim; realpath __realpath_chk (with a NULL buffer)
  * canonicalize_file_name; getcwd (with a NULL buffer)
  * get_current_dir_name; tempnam; scandir scandir64 scandirat scandirat64;
+ * tsearch (the tree's nodes) and hcreate_r (the table);
  * open_memstream (the buffer, not the stream; it grows through
  * _IO_str_overflow, see callers.c).  Not covered, so what they return
  * stays in glibc: glob and wordexp (they may load NSS modules, whose state
@@ -25,6 +26,7 @@
  */
 #include <dirent.h>
 #include <dlfcn.h>
+#include <search.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -224,6 +226,20 @@ EXPORT int scandirat64(int fd, const char *dir, struct dirent64 ***list, int (*s
 {
     REAL(scandirat64);
     HANDED(HAND_ALL, RA, int, real_scandirat64(fd, dir, list, sel, cmp));
+}
+
+/* ---- search trees and tables (their nodes and table are the caller's) ---- */
+
+EXPORT void *tsearch(const void *key, void **root, int (*cmp)(const void *, const void *))
+{
+    REAL(tsearch);
+    HANDED(HAND_ALL, RA, void *, real_tsearch(key, root, cmp));
+}
+
+EXPORT int hcreate_r(size_t n, struct hsearch_data *table)
+{
+    REAL(hcreate_r);
+    HANDED(HAND_ALL, RA, int, real_hcreate_r(n, table));
 }
 
 /* ---- streams ---- */

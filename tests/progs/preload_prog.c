@@ -32,6 +32,7 @@
 #include <malloc.h>
 #include <netdb.h>
 #include <pwd.h>
+#include <search.h>
 #include <stdarg.h>
 #include <time.h>
 #include <wchar.h>
@@ -268,7 +269,13 @@ static void libc_own(void)
     gai = getaddrinfo("localhost", "80", &hints, &ai);
     CHECK(getpwuid(getuid()) != NULL);
     CHECK(localtime(&now) != NULL);
-    CHECK(atexit(at_exit) == 0);
+    for (int i = 0; i < 40; i++) /* past the static first block of handlers */
+        CHECK(atexit(at_exit) == 0);
+    CHECK(setenv("TMF_PROG_SET_INSIDE", "a value set inside a transaction", 1) == 0);
+    pthread_key_t keys[40];
+    for (int i = 0; i < 40; i++) /* past the keys a thread holds inline */
+        CHECK(pthread_key_create(&keys[i], NULL) == 0);
+    CHECK(pthread_setspecific(keys[39], &before) == 0);
     FILE *f = fopen("/proc/self/status", "r");
     CHECK(f && fgetc(f) != EOF);
     CHECK(live() == before);
@@ -285,6 +292,11 @@ static void libc_own(void)
         freeaddrinfo(ai);
     CHECK(getpwuid(getuid()) != NULL);
     CHECK(localtime(&now) != NULL);
+    for (int i = 0; i < 40; i++)
+        CHECK(atexit(at_exit) == 0);
+    CHECK(setenv("TMF_PROG_SET_AFTER", "and one after it", 1) == 0);
+    CHECK(strcmp(getenv("TMF_PROG_SET_INSIDE"), "a value set inside a transaction") == 0);
+    CHECK(pthread_setspecific(keys[39], &now) == 0 && pthread_getspecific(keys[39]) == &now);
     CHECK(fgetc(f) != EOF);
     fclose(f);
     fflush(stdout);
@@ -296,7 +308,14 @@ struct handed {
     struct dirent **names;
     int nnames;
     size_t memlen;
+    void *tree;
+    struct hsearch_data table;
 };
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
 
 static char *vformat(const char *fmt, ...)
 {
@@ -351,8 +370,11 @@ static void hand_fill(struct handed *h, const char *dir)
     h->cwd_name = get_current_dir_name();
     h->nnames = scandir(dir, &h->names, only_hand, alphasort);
     CHECK(h->nnames >= 1);
+    CHECK(tsearch(h->dup, &h->tree, cmp_str) && tsearch(h->fmt, &h->tree, cmp_str));
+    CHECK(hcreate_r(16, &h->table) != 0);
     void *got[] = {h->dup, h->ndup, h->wdup, h->fmt, h->vfmt, h->line, h->delim, h->mem, h->real, h->canon,
-                   h->cwd, h->cwd_name, h->names, h->nnames > 0 ? h->names[0] : NULL};
+                   h->cwd, h->cwd_name, h->names, h->nnames > 0 ? h->names[0] : NULL,
+                   h->tree, h->table.table};
     for (size_t i = 0; i < sizeof got / sizeof *got; i++)
         if (!in_store(got[i])) {
             fprintf(stderr, "handed value %zu at %p is not in the arena\n", i, got[i]);
@@ -378,7 +400,10 @@ static void hand_check(struct handed *h, const char *dir)
     CHECK(strcmp(h->real, real) == 0 && strcmp(h->canon, real) == 0);
     CHECK(strcmp(h->cwd, cwd) == 0 && h->cwd_name && h->cwd_name[0] == '/');
     CHECK(h->nnames >= 1 && strcmp(h->names[0]->d_name, "hand.lines") == 0);
+    CHECK(tfind("42-formatted", &h->tree, cmp_str) && tfind("duplicated", &h->tree, cmp_str));
     CHECK(tm_begin() == 0);
+    CHECK(tdelete(h->dup, &h->tree, cmp_str) && tdelete(h->fmt, &h->tree, cmp_str) && !h->tree);
+    hdestroy_r(&h->table);
     free(h->dup), free(h->ndup), free(h->wdup), free(h->fmt), free(h->vfmt), free(h->line), free(h->delim);
     free(h->mem), free(h->real), free(h->canon), free(h->cwd), free(h->cwd_name);
     for (int i = 0; i < h->nnames; i++)
