@@ -53,7 +53,7 @@
  *   - Under the preload, libc's own allocations inside a transaction
  *     (stdio buffers, threads, locale, dlopen, getaddrinfo) go to glibc;
  *     what libc hands to the caller (strdup, asprintf, getline, realpath,
- *     scandir, open_memstream's buffer) goes to the arena.  Without the
+ *     scandir, tsearch, open_memstream's buffer) goes to the arena.  Without the
  *     preload, malloc inside a transaction goes to glibc: the first commit
  *     that stores such a pointer in the arena warns once on stderr.
  *   - TMF_SYNC=none survives process crashes exactly; after a power cut or
