@@ -462,6 +462,11 @@ int layout_open(tm_store *st);
 int layout_check(tm_store *st, const struct log_piece *p, size_t n);
 int layout_write(tm_store *st);
 
+/* ---- 7: interpose.c ---- */
+/* Resolves the wrapped libc calls (and brings the wrappers into a static
+ * link: tm_open calls it). */
+void interpose_resolve(void);
+
 /* The public form of an internal result (0 or a negative errno or
  * -TM_E code): 0, or the positive code. */
 static inline int tm__err(int r)

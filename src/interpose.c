@@ -46,21 +46,50 @@ static void prepare_iov(const struct iovec *iov, int n)
         prepare(iov[i].iov_base, iov[i].iov_len);
 }
 
+/* The next definitions of the wrapped calls (libc's). */
+#define NEXT(name) static __typeof__(name) *real_##name
+NEXT(read);
+NEXT(pread);
+NEXT(pread64);
+NEXT(readv);
+NEXT(preadv);
+NEXT(recv);
+NEXT(recvfrom);
+NEXT(recvmsg);
+NEXT(fread);
+
+#define RESOLVE(name) real_##name = (__typeof__(name) *)dlsym(RTLD_NEXT, #name)
+
 /* dlsym may allocate: never into the arena. */
-static void *next_symbol(const char *name)
+static void resolve(void)
 {
-    void *p;
     tm_transient_begin();
-    p = dlsym(RTLD_NEXT, name);
+    RESOLVE(read);
+    RESOLVE(pread);
+    RESOLVE(pread64);
+    RESOLVE(readv);
+    RESOLVE(preadv);
+    RESOLVE(recv);
+    RESOLVE(recvfrom);
+    RESOLVE(recvmsg);
+    RESOLVE(fread);
     tm_transient_end();
-    return p;
 }
 
-/* The next definition of a symbol (libc's), resolved once. */
+/* Called by tm_open, so that the wrappers are resolved before any
+ * transaction, and so that a static link takes this file along with the
+ * library even where the program's read resolves to another definition
+ * first (a sanitizer's weak interceptor): without the wrappers, read(2)
+ * into the arena fails with EFAULT. */
+void interpose_resolve(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, resolve);
+}
+
 #define REAL(name)                                                     \
-    static __typeof__(name) *real_##name;                              \
     if (unlikely(!real_##name))                                        \
-        real_##name = (__typeof__(name) *)next_symbol(#name)
+    interpose_resolve()
 
 EXPORT ssize_t read(int fd, void *buf, size_t n)
 {

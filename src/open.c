@@ -38,6 +38,7 @@ int tm_open(const char *path, const tm_options *opts, tm_store **out)
     o.max_size = (o.max_size + PAGE - 1) & ~(size_t)(PAGE - 1);
     if ((r = fault_install()) < 0)
         return tm__err(r);
+    interpose_resolve();
     if ((r = store_open(path, &o, out)) == 0 && (r = layout_open(*out)) < 0) { /* layout.c */
         store_close(*out);
         *out = NULL;
