@@ -26,8 +26,9 @@
  *     over only its buffer, which it callocs; the stream itself, which
  *     libc links into its list of open files, is malloc'd and stays out.
  *
- * The modules are listed once at load time and again whenever a return
- * address falls in none of them (a library loaded since).  Lookups take
+ * The modules are listed at the first allocation inside a transaction and
+ * again whenever a return address falls in none of them (a library loaded
+ * since).  Lookups take
  * a mutex: only allocations inside transactions come here.  A module
  * loaded where an unloaded one was takes its kind when the list is made
  * again, at the next miss; until then it has the old one's.
@@ -172,13 +173,20 @@ static void fork_done(void)
 void callers_init(void)
 {
     (void)pthread_atfork(fork_prepare, fork_done, fork_done); /* fails only without memory */
-    pthread_mutex_lock(&mu);
-    busy = 1;
+}
+
+/* Under mu, with busy set: the modules and libc's functions, at the first
+ * allocation inside a transaction (a program that never opens one pays
+ * nothing at start-up).  Their own allocations go to glibc (busy). */
+static void list_first(void)
+{
+    static int done;
+    if (done)
+        return;
+    done = 1;
     list_modules();
     add_function(to_arena, &nto_arena, "libc.so.6", "_IO_str_overflow");
     add_function(kept_by_libc, &nkept, "libc.so.6", "_IO_file_doallocate");
-    busy = 0;
-    pthread_mutex_unlock(&mu);
 }
 
 static const struct module *module_of(uintptr_t a)
@@ -193,7 +201,9 @@ static const struct module *module_of(uintptr_t a)
  * modules again: a library loaded since. */
 static int kind_at(uintptr_t a)
 {
-    const struct module *m = module_of(a);
+    const struct module *m;
+    list_first();
+    m = module_of(a);
     if (!m) {
         list_modules();
         m = module_of(a);

@@ -36,8 +36,8 @@ extern TLS int preload_handing;
 int callers_libc(const void *ra, int kind);
 /* Whether ra lies in a system module (libc, the loader, libstdc++, ...). */
 int callers_system(const void *ra);
-/* At load time: the modules, and the address ranges of the functions the
- * rules name.  Nothing may be inside a transaction yet. */
+/* At load time: what fork() needs (the modules are listed at the first
+ * allocation inside a transaction). */
 void callers_init(void);
 
 /* ---- aslr.c ---- */
