@@ -38,8 +38,24 @@
  *   - fork(): the child keeps reading what it had mapped; its handles are
  *     reopened at its first tm_* call on them, and it never inherits the
  *     parent's transaction or locks.
- *   - Function pointers and pointers to static data stored in the arena do not
- *     survive a restart of a position-independent executable.
+ *   - Pointers into code and static data (function pointers, C++ vtables,
+ *     method tables of libraries) survive a restart only when the same
+ *     program and libraries load at the same addresses: the preload turns
+ *     address randomisation off for that, in programs that use tmfalloc
+ *     and their children (TMF_ASLR=keep leaves it on); a
+ *     non-PIE executable or setarch -R does it without the preload.  The
+ *     store records where each was loaded; an open by a process where one
+ *     that the data point into moved, changed or is missing fails with
+ *     TM_ELAYOUT, naming it on stderr.  Open FILE streams, descriptors,
+ *     sockets, thread handles and library state set up per process never
+ *     survive: set such libraries up in each run, outside transactions
+ *     (sqlite3_initialize).
+ *   - Under the preload, libc's own allocations inside a transaction
+ *     (stdio buffers, threads, locale, dlopen, getaddrinfo) go to glibc;
+ *     what libc hands to the caller (strdup, asprintf, getline, realpath,
+ *     scandir, tsearch, open_memstream's buffer) goes to the arena.  Without the
+ *     preload, malloc inside a transaction goes to glibc: the first commit
+ *     that stores such a pointer in the arena warns once on stderr.
  *   - TMF_SYNC=none survives process crashes exactly; after a power cut or
  *     an operating-system crash it may lose recent commits, and since the
  *     kernel writes the store file back in no particular order, the store
@@ -77,6 +93,8 @@ enum {
     TM_EOTHERTX,          /* another thread of this process owns the write transaction */
     TM_EFULL,             /* the arena reached its maximum size */
     TM_EPAGESIZE,         /* the system page size is not supported */
+    TM_ELAYOUT,           /* the data point into code or static data of a
+                           * program or library that moved or changed since */
     TM_ELAST
 };
 
@@ -139,6 +157,10 @@ int tm_options_from_env(tm_options *opts);
  *   TM_ENOTSTORE, TM_EVERSION, TM_ECORRUPT, TM_ETRUNCATED   the files
  *   TM_EADDR       the base address is taken in this process
  *   TM_EPAGESIZE   the system's page size is not 4096 bytes
+ *   TM_ELAYOUT     the live data point into the code or static data of a
+ *                  program or library that this process does not have
+ *                  where it was when they were committed (stderr names it)
+ *   TM_ECORRUPT    also: the code layout record is damaged
  *   system errors  EACCES, ENOSPC, EIO, ENOMEM, ... from opening,
  *                  creating, locking, reading or recovering the files */
 int tm_open(const char *path, const tm_options *opts, tm_store **out);
@@ -164,6 +186,9 @@ void *tm_store_base(const tm_store *st);
  * commit returns 0 once the transaction is durable (per the sync mode) and
  * visible, or:
  *   TM_ENOTX       no write transaction of this thread is open
+ *   TM_EFULL, ENOMEM  the first commit that stores a pointer into code or
+ *                  static data has no room for the code layout record:
+ *                  the transaction is rolled back, the handle stays usable
  *   I/O errors     EIO, ENOSPC, EDQUOT, ... before the commit point: the
  *                  transaction is rolled back and the handle poisoned
  *                  (TM_EPOISONED) until reopened.  An error after the
@@ -255,10 +280,10 @@ tm_store *tm_default(void);
 int tm_in_tx(void);
 
 /* The escape hatch of the LD_PRELOAD interposer.  Inside a write transaction
- * every malloc-family call of the thread goes into the arena; between
- * tm_transient_begin() and tm_transient_end() they go to glibc again, for
- * library calls that keep memory of their own (stdio buffers, locale data,
- * getaddrinfo, ...).  Nests; harmless without the preload. */
+ * the program's malloc-family calls go into the arena (libc's own go to
+ * glibc already); between tm_transient_begin() and tm_transient_end() they
+ * go to glibc again, for code that keeps memory outside the store.  Nests;
+ * harmless without the preload. */
 void tm_transient_begin(void);
 void tm_transient_end(void);
 

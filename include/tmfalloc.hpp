@@ -76,11 +76,15 @@
  *    transaction, so it throws TM_EREADTX inside a read transaction.
  *
  * 4. Pointers.  An object in the store must point only into the same arena
- *    (or be null): never to the process's heap, stack or static data.  Its
- *    containers must allocate in the arena — through tmf::allocator, or,
- *    under the preload, with any allocator inside a write transaction.
- *    Objects with virtual functions hold pointers into the program image:
- *    see the caveat on function pointers in tmfalloc.h.
+ *    (or be null), or into the code and static data of the program and its
+ *    libraries: never to the process's heap or stack.  Its containers must
+ *    allocate in the arena — through tmf::allocator, or, under the preload,
+ *    with any allocator inside a write transaction.  Objects with virtual
+ *    functions, and std::function, hold pointers into the program's code:
+ *    they survive restarts of the same binaries loaded at the same
+ *    addresses (the preload turns address randomisation off), and a store
+ *    whose objects point into a program or library that moved or changed
+ *    is refused with TM_ELAYOUT (see the caveat in tmfalloc.h).
  *
  * 5. Allocators.  tmf::allocator<T> is empty and always equal: it allocates
  *    in the default store, inside a write transaction of the calling thread.

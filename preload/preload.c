@@ -2,11 +2,12 @@
  * preload.c — libtmfpreload.so, the LD_PRELOAD interposer.
  *
  * Routes the malloc family: a call goes to the arena when its thread is
- * inside a write transaction (tm_route_store names the store), or when it
- * frees, reallocates or measures a block whose address lies in a store's
- * reservation; everything else goes straight to glibc through its exported
- * __libc_* entry points.  The fallback path adds one thread-local load and
- * one address-range test.
+ * inside a write transaction (tm_route_store names the store) and the
+ * program, not libc, is allocating (callers.c); or when it frees,
+ * reallocates or measures a block whose address lies in a store's
+ * reservation.  Everything else goes straight to glibc through its
+ * exported __libc_* entry points.  The fallback path adds one thread-local
+ * load and one address-range test.
  *
  * Rules this file keeps (each a known pitfall of interposers):
  *   - No allocation, stdio or getenv before the first tm_* call: the store
@@ -21,18 +22,18 @@
  *     glibc block reallocated inside a transaction stays a glibc block; an
  *     arena block is reallocated in the arena (inside a transaction only).
  *   - free preserves errno.
- * Anything that must not land in the arena while a transaction is open uses
- * tm_transient_begin/end (the core does so around dlsym).
+ *   - Inside a transaction, the caller's return address decides whose
+ *     allocation it is (callers.c): each entry point takes its own and
+ *     passes it down, never one of this file's.
+ * Anything else that must not land in the arena while a transaction is
+ * open uses tm_transient_begin/end (the core does so around dlsym).
  */
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <dlfcn.h>
 
-#include "route.h"
-
-#define EXPORT __attribute__((visibility("default")))
-#define NOINLINE __attribute__((noinline))
+#include "preload.h"
 
 void *__libc_malloc(size_t size);
 void __libc_free(void *p);
@@ -47,8 +48,7 @@ static size_t (*glibc_usable_size)(void *);
 static void *(*glibc_aligned_alloc)(size_t, size_t);
 
 #define PAGE 4096u
-#define likely(x) __builtin_expect(!!(x), 1)
-#define unlikely(x) __builtin_expect(!!(x), 0)
+#define RA __builtin_return_address(0)
 
 /* The address-range test: one subtraction and one compare. */
 static inline int in_arena(const void *p)
@@ -63,13 +63,25 @@ static inline int valid_alignment(size_t align)
 
 /* ---- slow paths: the arena ---- */
 
-static NOINLINE void *arena_malloc(tm_store *st, size_t size)
+static NOINLINE void *arena_malloc(tm_store *st, size_t size, const void *ra)
 {
+    if (callers_libc(ra, ALLOC_PLAIN))
+        return __libc_malloc(size);
     return tm_store_malloc(st, size);
 }
 
-static NOINLINE void *arena_aligned(tm_store *st, size_t align, size_t size)
+static NOINLINE void *arena_calloc(tm_store *st, size_t n, size_t size, const void *ra)
 {
+    if (callers_libc(ra, ALLOC_ZEROED))
+        return __libc_calloc(n, size);
+    return tm_store_calloc(st, n, size);
+}
+
+/* align: a power of two. */
+static NOINLINE void *arena_aligned(tm_store *st, size_t align, size_t size, const void *ra)
+{
+    if (callers_libc(ra, ALLOC_PLAIN))
+        return __libc_memalign(align, size);
     return tm_store_aligned_alloc(st, align, size);
 }
 
@@ -97,7 +109,7 @@ EXPORT void *malloc(size_t size)
     tm_store *st = tm_route_store;
     if (likely(!st))
         return __libc_malloc(size);
-    return arena_malloc(st, size);
+    return arena_malloc(st, size, RA);
 }
 
 EXPORT void free(void *p)
@@ -131,16 +143,21 @@ EXPORT void *calloc(size_t n, size_t size)
     tm_store *st = tm_route_store;
     if (likely(!st))
         return __libc_calloc(n, size);
-    return tm_store_calloc(st, n, size);
+    return arena_calloc(st, n, size, RA);
 }
 
-EXPORT void *realloc(void *p, size_t size)
+static inline void *realloc_from(void *p, size_t size, const void *ra)
 {
     if (unlikely(in_arena(p)))
         return arena_realloc(p, size);
     if (unlikely(!p && tm_route_store))
-        return arena_malloc(tm_route_store, size);
+        return arena_malloc(tm_route_store, size, ra);
     return __libc_realloc(p, size);
+}
+
+EXPORT void *realloc(void *p, size_t size)
+{
+    return realloc_from(p, size, RA);
 }
 
 EXPORT void *reallocarray(void *p, size_t n, size_t size)
@@ -150,7 +167,7 @@ EXPORT void *reallocarray(void *p, size_t n, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    return realloc(p, total);
+    return realloc_from(p, total, RA);
 }
 
 EXPORT int posix_memalign(void **out, size_t align, size_t size)
@@ -159,7 +176,7 @@ EXPORT int posix_memalign(void **out, size_t align, size_t size)
     void *p;
     if (!valid_alignment(align) || align % sizeof(void *))
         return EINVAL;
-    if (unlikely(st))
+    if (unlikely(st) && !callers_libc(RA, ALLOC_PLAIN))
         return tm_store_posix_memalign(st, out, align, size);
     if (!(p = __libc_memalign(align, size)))
         return ENOMEM;
@@ -177,7 +194,7 @@ EXPORT void *aligned_alloc(size_t align, size_t size)
         return NULL;
     }
     if (unlikely(st))
-        return arena_aligned(st, align, size);
+        return arena_aligned(st, align, size, RA);
     return __libc_memalign(align, size);
 }
 
@@ -192,7 +209,7 @@ EXPORT void *memalign(size_t align, size_t size)
     }
     while (!valid_alignment(align)) /* glibc rounds up to a power of two */
         align = align & (align - 1) ? (align & (align - 1)) << 1 : 1;
-    return arena_aligned(st, align, size);
+    return arena_aligned(st, align, size, RA);
 }
 
 EXPORT void *valloc(size_t size)
@@ -200,7 +217,7 @@ EXPORT void *valloc(size_t size)
     tm_store *st = tm_route_store;
     if (likely(!st))
         return __libc_valloc(size);
-    return arena_aligned(st, PAGE, size);
+    return arena_aligned(st, PAGE, size, RA);
 }
 
 EXPORT void *pvalloc(size_t size)
@@ -212,7 +229,7 @@ EXPORT void *pvalloc(size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    return arena_aligned(st, PAGE, (size + PAGE - 1) & ~(size_t)(PAGE - 1));
+    return arena_aligned(st, PAGE, (size + PAGE - 1) & ~(size_t)(PAGE - 1), RA);
 }
 
 static NOINLINE void resolve_glibc(void)
@@ -238,9 +255,28 @@ EXPORT size_t malloc_usable_size(void *p)
     return glibc_usable_size ? glibc_usable_size(p) : 0;
 }
 
-/* Resolved at load time, when nothing can be inside a transaction yet. */
-__attribute__((constructor)) static void preload_init(void)
+/* Whether this library's malloc is the process's (preloaded, or linked
+ * before libc), rather than a library opened with dlopen. */
+static int routing_malloc(void)
 {
+    Dl_info ours, theirs;
+    void *m = dlsym(RTLD_DEFAULT, "malloc");
+    return m && dladdr(m, &theirs) && dladdr((void *)resolve_glibc, &ours) && theirs.dli_fbase == ours.dli_fbase;
+}
+
+/* At load time, before the program's own constructors and main; glibc
+ * passes the program's arguments and environment.  First the one
+ * re-execution without randomisation (aslr.c), which would waste the rest;
+ * then what the routing needs, while nothing can be inside a transaction. */
+__attribute__((constructor)) static void preload_init(int argc, char **argv, char **envp)
+{
+    (void)argc;
+    if (!routing_malloc())
+        return;
+    if (aslr_reexec_wanted(envp))
+        aslr_reexec(argv);
+    tm_route_preloaded = 1;
     if (!glibc_usable_size)
         resolve_glibc();
+    callers_init();
 }

@@ -23,7 +23,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/deps.sh
-need_packages cmake make gcc g++ pkg-config libcriterion-dev libjemalloc-dev liblmdb-dev uthash-dev
+need_packages cmake make gcc g++ pkg-config libcriterion-dev libjemalloc-dev liblmdb-dev uthash-dev \
+  liblua5.4-dev libsqlite3-dev
 if [ "${TMF_SANITIZERS:-1}" != 0 ] || [ "${TMF_FUZZ_SECONDS:-60}" != 0 ]; then
   need_packages clang-14 libclang-rt-14-dev
 fi

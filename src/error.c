@@ -17,6 +17,7 @@ static const char *const messages[TM_ELAST - TM_EFIRST] = {
     [TM_EOTHERTX - TM_EFIRST] = "another thread owns the write transaction",
     [TM_EFULL - TM_EFIRST] = "the arena reached its maximum size (TMF_MAX_SIZE)",
     [TM_EPAGESIZE - TM_EFIRST] = "the system page size is not 4096 bytes",
+    [TM_ELAYOUT - TM_EFIRST] = "the store's data point into a program or library that moved or changed (stderr names it)",
 };
 
 const char *tm_strerror(int code)

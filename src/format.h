@@ -16,6 +16,8 @@
  *            by a power cut leaves the previous one intact.  Never written
  *            through the mapping.
  *   page 1   superblock (struct tm_super): an ordinary transactional page.
+ *            Its last 8 bytes (SUPER_LAYOUT_OFF) hold the address of the
+ *            code layout record, or 0 (see "the code layout" below).
  *   page 2.. the heap (heap.h).
  *
  * The log file:
@@ -88,6 +90,73 @@ struct tm_super {
 _Static_assert(offsetof(struct tm_super, checksum) == 56 && offsetof(struct tm_super, heap) == 64 &&
                    sizeof(struct tm_super) <= PAGE,
                "tm_super layout");
+
+/* ---- the code layout (layout.c) ----
+ *
+ * Where the programs and libraries whose code or static data the committed
+ * data may point into were loaded: function pointers, C++ vtables, method
+ * tables, addresses of static data.  0 at SUPER_LAYOUT_OFF until a commit
+ * first stores a word that falls in a loaded module's mapped ranges; from
+ * then on a heap block holds the record, and every process whose own
+ * layout differs rewrites it at its first commit.  An open whose layout
+ * differs from the record where the data do point (a module moved,
+ * rebuilt or missing) is refused (TM_ELAYOUT).
+ *
+ * The record, all of it inside the block (its usable size may be larger):
+ *   struct layout_head, then nmods times: struct layout_mod, nseg ranges
+ *   (u64 start, u64 end: page-aligned, increasing, start < end), the path
+ *   (path_len bytes, no NUL), zeros up to a multiple of 8.
+ * The checksum covers the whole record with the checksum field 0, seeded
+ * with LAYOUT_SEED.  Libraries older than the record leave it alone: a
+ * store they commit to afterwards may hold pointers it does not list.
+ */
+#define SUPER_LAYOUT_OFF (PAGE - 8)
+_Static_assert(sizeof(struct tm_super) <= SUPER_LAYOUT_OFF, "the layout field is past the superblock");
+
+#define LAYOUT_MAGIC "TMFLAYT1"
+#define LAYOUT_SEED 0x4c41594f55540a01ull
+#define LAYOUT_SEGS 8     /* ranges per module at most */
+#define LAYOUT_ID_MAX 32  /* bytes of a build id at most (GNU ld writes 20) */
+#define LAYOUT_MODS 512   /* modules at most */
+struct layout_head {
+    char magic[8];       /*  0: LAYOUT_MAGIC */
+    uint32_t nmods;      /*  8: modules that follow, <= LAYOUT_MODS */
+    uint32_t bytes;      /* 12: the whole record, this header included */
+    uint64_t gen;        /* 16: 1, then one more at each rewrite */
+    uint64_t checksum;   /* 24 */
+};                       /* 32 bytes */
+_Static_assert(sizeof(struct layout_head) == 32, "layout_head layout");
+
+struct layout_mod {
+    uint64_t base;       /*  0: load address (the difference between its
+                          *     addresses in memory and in its file) */
+    uint32_t nseg;       /*  8: ranges that follow, 1..LAYOUT_SEGS: its
+                          *     PT_LOAD segments, widened to pages */
+    uint16_t path_len;   /* 12: bytes of its path; the program's own is the
+                          *     one it was executed as */
+    uint8_t id_len;      /* 14: bytes of its build id (the ELF note
+                          *     NT_GNU_BUILD_ID); 0: none, and path and
+                          *     ranges identify it */
+    uint8_t reserved;    /* 15: 0 */
+    uint8_t build_id[LAYOUT_ID_MAX]; /* 16 */
+};                       /* 48 bytes */
+_Static_assert(sizeof(struct layout_mod) == 48, "layout_mod layout");
+
+/* A module's ranges (2 * nseg words), its path, and the module after it. */
+static inline const uint64_t *layout_mod_segs(const struct layout_mod *m)
+{
+    return (const uint64_t *)(m + 1);
+}
+
+static inline const char *layout_mod_path(const struct layout_mod *m)
+{
+    return (const char *)(layout_mod_segs(m) + 2 * m->nseg);
+}
+
+static inline const struct layout_mod *layout_mod_next(const struct layout_mod *m)
+{
+    return (const struct layout_mod *)(const void *)(layout_mod_path(m) + ((m->path_len + 7u) & ~7u));
+}
 
 /* ---- the log ---- */
 

@@ -68,6 +68,25 @@ enum heap_kind {
 typedef void heap_walk_fn(void *ctx, uint64_t off, uint64_t len, int kind);
 int heap_walk(tm_store *st, heap_walk_fn *fn, void *ctx);
 
+/* The code layout record (format.h, layout.c).  The tools set
+ * tm__layout_ignore before they open a store: their own layout is not the
+ * program's, and they never follow the data's pointers.  inspect_layout,
+ * inside a read transaction: 0 when the store has no record; else 1, *gen
+ * its generation, and fn called for each module with the number of
+ * aligned words of the live heap that fall in its ranges.  -TM_ECORRUPT
+ * for a damaged record, -ENOMEM. */
+extern int tm__layout_ignore;
+struct tm_layout_module {
+    const char *path;            /* not NUL-terminated: path_len bytes */
+    unsigned path_len;
+    uint64_t base, lo, hi;       /* load address; its ranges span [lo, hi) */
+    const uint8_t *build_id;
+    unsigned id_len;             /* 0: none */
+    uint64_t pointers;
+};
+typedef void layout_fn(void *ctx, const struct tm_layout_module *m);
+int inspect_layout(tm_store *st, uint64_t *gen, layout_fn *fn, void *ctx);
+
 /* Progress of long work, for the tool (the core prints nothing): NULL, or
  * told now and then how many more bytes are done: bytes replayed by
  * log_replay (replay.c), heap walked by heap_check.  Set by a

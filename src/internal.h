@@ -26,14 +26,21 @@
  *               store open (lock.c).
  *   checkpoint  after the store file is synced, a new header generation
  *               makes every log record obsolete; the log restarts.
+ *   module      a program or shared library loaded in the process; its
+ *               code and static data are what function pointers, vtables
+ *               and method tables in the arena point into.
+ *   layout      where each module was loaded: the store's record of it
+ *               says which modules its data may point into (layout.c).
  *
  * Layers (a file calls only into its own layer or those below it):
  *   1  os.c                          system calls (os.h)
  *   2  checksum.c format.c route.c   on-disk format (format.h), routing (route.h)
  *   3  log.c replay.c lock.c registry.c pagemap.c hot.c track.c diff.c
+ *      modules.c
  *   4  store.c checkpoint.c          files, mapping, growth, recovery
  *   5  heap.c heap_smap.c heap_large.c heap_check.c fault.c
- *   6  tx.c read.c                   write and read transactions
+ *   6  tx.c read.c layout.c          write and read transactions; the
+ *                                    code layout they record and check
  *   7  open.c alloc.c root.c default.c interpose.c inspect.c error.c
  *                                    the public calls, and the tools' (inspect.h)
  */
@@ -370,6 +377,44 @@ void track_fork_child(tm_store *st);
 void track_forget(tm_store *st);
 void sort_pages(uint64_t *v, size_t n);
 
+/* ---- 3: modules.c: this process's modules ---- */
+struct mod {
+    uint64_t base;                  /* load address */
+    unsigned nseg, id_len, path_len;
+    uint64_t seg[LAYOUT_SEGS][2];   /* PT_LOAD ranges widened to pages, increasing */
+    uint8_t id[LAYOUT_ID_MAX];      /* build id */
+    const char *path;               /* in names */
+};
+#define MODULES_NAMES (64u << 10)
+struct modules {
+    unsigned long long adds, subs;  /* dl_iterate_phdr's counters when listed */
+    uint64_t lo, hi;                /* the hull of every module's ranges */
+    unsigned n;
+    size_t names_used;
+    struct mod m[LAYOUT_MODS];
+    char names[MODULES_NAMES];
+};
+/* The current list, locked until modules_unlock; NULL (unlocked) when
+ * there is no memory for it. */
+const struct modules *modules_lock(void);
+void modules_unlock(void);
+/* Whether w lies in a module's ranges. */
+int modules_hold(const struct modules *ms, uint64_t w);
+/* The index of the module that is the recorded one, at the same address;
+ * -1 when none is. */
+int modules_find(const struct modules *ms, const struct layout_mod *rm);
+/* What became of a recorded module here, in words ("this process loads it
+ * at 0x..."). */
+void modules_fate(const struct modules *ms, const struct layout_mod *rm, char *out, size_t len);
+/* A module as a record holds it: its bytes, and writing them (returns the
+ * end). */
+size_t modules_bytes(const struct mod *m);
+char *modules_put(char *out, const struct mod *m);
+/* n bytes as 2n hexadecimal digits and a NUL. */
+void modules_hex(char *out, const uint8_t *p, unsigned n);
+/* Whether [p, end) holds an aligned word pointing into glibc's main heap. */
+int modules_glibc_heap(const char *p, const char *end);
+
 /* ---- 4: store.c, checkpoint.c ---- */
 int store_open(const char *path, const tm_options *o, tm_store **out);
 int store_close(tm_store *st);
@@ -409,7 +454,19 @@ void read_relock(tm_store *st);
 /* Drops stale kept copies before a read outside any transaction. */
 void read_refresh(tm_store *st);
 
+/* ---- 6: layout.c ---- */
+/* At open: -TM_ELAYOUT (said on stderr) when the data point into a
+ * recorded module this process does not have where it was; -TM_ECORRUPT
+ * for a damaged record. */
+int layout_open(tm_store *st);
+/* At commit, after the diff: 1 when the record must be written first
+ * (layout_write, then the diff again), else 0. */
+int layout_check(tm_store *st, const struct log_piece *p, size_t n);
+int layout_write(tm_store *st);
+
 /* ---- 7: interpose.c ---- */
+/* Resolves the wrapped libc calls (and brings the wrappers into a static
+ * link: tm_open calls it). */
 void interpose_resolve(void);
 
 /* The public form of an internal result (0 or a negative errno or

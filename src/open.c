@@ -39,7 +39,11 @@ int tm_open(const char *path, const tm_options *opts, tm_store **out)
     if ((r = fault_install()) < 0)
         return tm__err(r);
     interpose_resolve();
-    return tm__err(store_open(path, &o, out));
+    if ((r = store_open(path, &o, out)) == 0 && (r = layout_open(*out)) < 0) { /* layout.c */
+        store_close(*out);
+        *out = NULL;
+    }
+    return tm__err(r);
 }
 
 int tm_close(tm_store *st)

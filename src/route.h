@@ -8,6 +8,10 @@
  * over all stores (the test of interpose.c's read(2) wrappers).  Both are
  * initial-exec TLS: reading them never allocates.
  *
+ * tm_route_preloaded is set by the preload when it loads: this process's
+ * malloc-family calls are routed.  Without it, a plain malloc inside a
+ * transaction goes to glibc, which the core warns of (layout.c).
+ *
  * [tm_arena_lo, tm_arena_hi) holds the reservations of every open store:
  * a pointer outside it is never the arena's (one subtraction and one
  * compare; the exact owner is tm_store_of()).
@@ -24,6 +28,7 @@
 extern TLS tm_store *tm_route_store;
 extern TLS int tm_route_tx;
 extern _Atomic uintptr_t tm_arena_lo, tm_arena_hi;
+extern int tm_route_preloaded;
 
 /* Whether p lies inside some store's reservation. */
 static inline int route_in_arena(const void *p)

@@ -123,8 +123,9 @@ static void super_seal(tm_store *st)
         sb->checksum = c;
 }
 
-/* Steps 1-3: returns 0 once the record is durable, or 1 when the
- * transaction changed nothing (no record). */
+/* Steps 1-3: returns 0 once the record is durable, 1 when the
+ * transaction changed nothing (no record), or 2 when the code layout
+ * record must be written first (then the diff again). */
 static int write_record(tm_store *st, size_t *npieces)
 {
     struct tm_shared *sh = st->lk.sh;
@@ -137,6 +138,8 @@ static int write_record(tm_store *st, size_t *npieces)
         return r;
     if ((n = *npieces = diff_pages(st, st->trk.dirty, st->trk.ndirty)) == 0)
         return 1;
+    if (layout_check(st, st->pieces, n)) /* layout.c: its record first */
+        return 2;
     for (i = 0; i < n; i++)
         len += log_range_bytes(st->pieces[i].g.len);
     if (!log_fits(&st->log, len)) { /* the ring is full: restart it (log.c L5) */
@@ -191,7 +194,16 @@ int tm_store_commit(tm_store *st)
         release(st);
         return 0;
     }
-    if ((r = write_record(st, &n)) < 0) {
+    r = write_record(st, &n);
+    if (r == 2) { /* layout.c: the code layout record joins the transaction */
+        if ((r = layout_write(st)) < 0) {
+            rollback(st);
+            release(st);
+            return tm__err(r);
+        }
+        r = write_record(st, &n);
+    }
+    if (r < 0) {
         (void)log_invalidate(&st->log, st->log.off); /* never replayed: its checksum fails, or this erases it */
         st->state = ST_POISONED;
         rollback(st);

@@ -306,3 +306,225 @@ Test(preload, kv_example_under_kill9, .timeout = 300)
     cr_log_info("%d of 200 puts killed", kills);
     cr_assert_gt(kills, 0, "no put was ever killed: the test proves nothing");
 }
+
+/* ---- libc's own memory, and what libc hands over ---- */
+
+Test(preload, libc_keeps_its_own_memory_out_of_the_arena)
+{
+    char *argv[] = {TMF_PROGS "/preload_prog", "libc", NULL};
+    struct run *r = run(argv, 1, tu_path("libc.tmf"));
+    cr_assert(exited(r, 0), "status %#x\n%s", r->status, r->err);
+    cr_assert_str_eq(r->out, "stdout's first use: its buffer\nafter the commit\n");
+}
+
+Test(preload, what_libc_hands_over_persists)
+{
+    char *argv[] = {TMF_PROGS "/preload_prog", "hand", NULL};
+    const char *store = tu_path("hand.tmf");
+    for (int pass = 1; pass <= 2; pass++) { /* fills the root; finds it intact and frees it */
+        struct run *r = run(argv, 1, store);
+        cr_assert(exited(r, 0), "pass %d: status %#x\n%s", pass, r->status, r->err);
+    }
+}
+
+/* ---- a process whose malloc is not routed ---- */
+
+static int count(const char *s, const char *what)
+{
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, what)); p += strlen(what))
+        n++;
+    return n;
+}
+
+Test(preload, glibc_blocks_committed_without_the_preload_are_warned_of_once)
+{
+    char *unrouted[] = {TMF_PROGS "/preload_prog", "unrouted", NULL};
+    char *tmonly[] = {TMF_PROGS "/preload_prog", "tmonly", NULL};
+    struct run *r = run(unrouted, 0, tu_path("unrouted.tmf"));
+    cr_assert(exited(r, 0), "status %#x\n%s", r->status, r->err);
+    cr_assert_eq(count(r->err, "LD_PRELOAD=libtmfpreload.so"), 1, "%s", r->err);
+    cr_assert_eq(count(r->err, "tm_malloc"), 1, "%s", r->err);
+    r = run(tmonly, 0, tu_path("tmonly.tmf")); /* tm_malloc alone: nothing to warn of */
+    cr_assert(exited(r, 0), "status %#x\n%s", r->status, r->err);
+    cr_assert_str_eq(r->err, "");
+    r = run(unrouted, 1, tu_path("routed.tmf")); /* under the preload malloc is the arena's */
+    cr_assert(exited(r, 0), "status %#x\n%s", r->status, r->err);
+    cr_assert_str_eq(r->err, "");
+}
+
+/* ---- code pointers across restarts ---- */
+
+/* These tests mean something only where the kernel randomises addresses
+ * (Debian's default): elsewhere every run loads everything at one place. */
+static void need_randomisation(void)
+{
+    char c = 0;
+    FILE *f = fopen("/proc/sys/kernel/randomize_va_space", "r");
+    if (f) {
+        c = (char)fgetc(f);
+        fclose(f);
+    }
+    if (c != '2')
+        cr_skip_test("kernel.randomize_va_space is not 2: nothing would move between runs");
+}
+
+/* Runs argv under the preload with TMF_ASLR=keep, which leaves
+ * randomisation on: the store must be refused, naming module, with an
+ * exit status of the program's, never a signal. */
+static void refused_naming(char *const argv[], const char *store, const char *module, const char *fate)
+{
+    struct run *r;
+    setenv("TMF_ASLR", "keep", 1);
+    r = run(argv, 1, store);
+    unsetenv("TMF_ASLR");
+    cr_assert(WIFEXITED(r->status) && WEXITSTATUS(r->status) != 0, "status %#x\n%s", r->status, r->err);
+    cr_assert_not_null(strstr(r->err, module), "the refusal does not name %s:\n%s", module, r->err);
+    cr_assert_not_null(strstr(r->err, fate), "the refusal does not say \"%s\":\n%s", fate, r->err);
+    cr_assert_not_null(strstr(r->err, tm_strerror(TM_ELAYOUT)), "%s", r->err);
+}
+
+static void shapes_in(const char *bin, const char *store, const char *a, const char *b, const char *c,
+                      const char *d, const char *want)
+{
+    char *argv[] = {(char *)bin, (char *)a, (char *)b, (char *)c, (char *)d, NULL};
+    struct run *r = run(argv, 1, store);
+    cr_assert(exited(r, 0), "%s %s: status %#x\n%s", bin, a, r->status, r->err);
+    if (want)
+        cr_assert_str_eq(r->out, want);
+}
+
+Test(preload, virtual_functions_survive_restarts)
+{
+    const char *store = tu_path("shapes.tmf");
+    char *list[] = {TMF_EXAMPLES "/shapes", "list", NULL};
+    need_randomisation();
+    shapes_in(TMF_EXAMPLES "/shapes", store, "add", "circle", "1", NULL, NULL);
+    shapes_in(TMF_EXAMPLES "/shapes", store, "add", "square", "2", NULL, NULL);
+    shapes_in(TMF_EXAMPLES "/shapes", store, "add", "rect", "2", "3", NULL);
+    shapes_in(TMF_EXAMPLES "/shapes", store, "list", NULL, NULL, NULL,
+              "circle of radius 1.000000: 3.14 m2\nsquare of side 2.000000: 4.00 m2\n"
+              "rectangle 2.000000 x 3.000000: 6.00 m2\n3 shapes, 131416 cm2\n");
+    refused_naming(list, store, TMF_EXAMPLES "/shapes", "this process loads it at 0x");
+}
+
+Test(preload, a_rebuilt_program_is_refused_naming_itself)
+{
+    /* The same path, another build: the vtables moved. */
+    const char *store = tu_path("rebuilt.tmf");
+    char bin[4200], cmd[9000];
+    snprintf(bin, sizeof bin, "%s/shapes", tu_dir());
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", TMF_EXAMPLES "/shapes", bin);
+    cr_assert_eq(system(cmd), 0);
+    shapes_in(bin, store, "add", "circle", "1", NULL, NULL);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", TMF_EXAMPLES "/shapes_rebuilt", bin);
+    cr_assert_eq(system(cmd), 0);
+    char *list[] = {bin, "list", NULL};
+    struct run *r = run(list, 1, store);
+    cr_assert(WIFEXITED(r->status) && WEXITSTATUS(r->status) == 1, "status %#x\n%s", r->status, r->err);
+    cr_assert_not_null(strstr(r->err, bin), "%s", r->err);
+    cr_assert_not_null(strstr(r->err, "this process loads another build of it"), "%s", r->err);
+    /* the store is as it was: the build that made it still uses it */
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", TMF_EXAMPLES "/shapes", bin);
+    cr_assert_eq(system(cmd), 0);
+    shapes_in(bin, store, "list", NULL, NULL, NULL, "circle of radius 1.000000: 3.14 m2\n1 shapes, 31416 cm2\n");
+}
+
+Test(preload, a_table_of_function_pointers_survives_restarts)
+{
+    const char *store = tu_path("ops.tmf");
+    char *add1[] = {TMF_EXAMPLES "/ops", "add", "mul", "3", NULL};
+    char *add2[] = {TMF_EXAMPLES "/ops", "add", "sub", "0.5", NULL};
+    char *go[] = {TMF_EXAMPLES "/ops", "run", "10", NULL};
+    char *rebuilt[] = {TMF_EXAMPLES "/ops_rebuilt", "run", "10", NULL};
+    struct run *r;
+    need_randomisation();
+    cr_assert(exited(run(add1, 1, store), 0));
+    cr_assert(exited(run(add2, 1, store), 0));
+    for (int i = 0; i < 3; i++) {
+        r = run(go, 1, store);
+        cr_assert(exited(r, 0), "status %#x\n%s", r->status, r->err);
+        cr_assert_str_eq(r->out, "29.5\n");
+    }
+    refused_naming(go, store, TMF_EXAMPLES "/ops", "this process loads it at 0x");
+    r = run(rebuilt, 1, store);
+    cr_assert(exited(r, 1), "status %#x\n%s", r->status, r->err);
+    cr_assert_not_null(strstr(r->err, TMF_EXAMPLES "/ops (build id"), "%s", r->err);
+    cr_assert_not_null(strstr(r->err, "this process does not load it"), "%s", r->err);
+}
+
+Test(preload, tmf_info_shows_the_code_layout)
+{
+    const char *store = tu_path("info.tmf");
+    char *add[] = {TMF_EXAMPLES "/ops", "add", "add", "1", NULL};
+    char *info[] = {TMF_TOOL, "info", (char *)store, NULL};
+    char want[4200];
+    struct run *r;
+    cr_assert(exited(run(add, 1, store), 0));
+    r = run(info, 0, NULL);
+    cr_assert(exited(r, 0), "status %#x\n%s", r->status, r->err);
+    snprintf(want, sizeof want, "  %s\n    loaded at 0x555555554000", TMF_EXAMPLES "/ops");
+    cr_assert_not_null(strstr(r->out, want), "%s", r->out);
+    cr_assert_not_null(strstr(r->out, "code pointers:   2 in the live heap, into 1 module(s)"), "%s", r->out);
+}
+
+/* An embedded VM and a database engine: their state points into their
+ * libraries' code and static data. */
+static void three_restarts(const char *prog, const char *store, const char *const want[3], const char *lib)
+{
+    char *argv[] = {(char *)prog, NULL};
+    need_randomisation();
+    for (int i = 0; i < 3; i++) {
+        struct run *r = run(argv, 1, store);
+        cr_assert(exited(r, 0), "run %d: status %#x\n%s", i + 1, r->status, r->err);
+        cr_assert_str_eq(r->out, want[i]);
+    }
+    refused_naming(argv, store, lib, "this process loads it at 0x");
+}
+
+#ifdef TMF_HAVE_LUA
+Test(preload, a_lua_vm_survives_restarts)
+{
+    static const char *const want[3] = {"1 run 1 10 function\n", "2 run 1,run 2 20 function\n",
+                                        "3 run 1,run 2,run 3 30 function\n"};
+    three_restarts(TMF_PROGS "/lua_prog", tu_path("lua.tmf"), want, "liblua5.4.so");
+}
+#endif
+
+#ifdef TMF_HAVE_SQLITE
+Test(preload, an_sqlite_memory_database_survives_restarts)
+{
+    static const char *const want[3] = {"1 run 1\n", "2 run 1,run 2\n", "3 run 1,run 2,run 3\n"};
+    three_restarts(TMF_PROGS "/sqlite_prog", tu_path("sqlite.tmf"), want, "libsqlite3.so");
+}
+#endif
+
+/* ---- the re-execution ---- */
+
+Test(preload, a_tmfalloc_program_runs_without_randomisation)
+{
+    /* The preload executes a program that uses tmfalloc once more, with
+     * ADDR_NO_RANDOMIZE (0x0040000) set, the same arguments and
+     * environment; the programs it starts inherit it.  Others start as
+     * they are, unless TMF_ASLR=off; TMF_ASLR=keep leaves every program
+     * randomised. */
+    char *aware[] = {TMF_PROGS "/preload_prog", "aslr", "a b", "c", NULL};
+    char *plain[] = {"sh", "-c", "echo \"$0 $1 $TMF_PROBE\"; cat /proc/self/personality", "a b", "c", NULL};
+    struct run *r;
+    need_randomisation();
+    setenv("TMF_PROBE", "kept", 1);
+    r = run(aware, 1, tu_path("aslr.tmf"));
+    cr_assert(exited(r, 0), "status %#x\n%s", r->status, r->err);
+    cr_assert_str_eq(r->out, "a b|c|kept\n00040000\n");
+    r = run(plain, 1, NULL);
+    cr_assert_str_eq(r->out, "a b c kept\n00000000\n");
+    setenv("TMF_ASLR", "off", 1);
+    r = run(plain, 1, NULL);
+    cr_assert_str_eq(r->out, "a b c kept\n00040000\n");
+    setenv("TMF_ASLR", "keep", 1);
+    r = run(aware, 1, tu_path("aslr.tmf"));
+    unsetenv("TMF_ASLR");
+    unsetenv("TMF_PROBE");
+    cr_assert(exited(r, 0), "status %#x\n%s", r->status, r->err);
+    cr_assert_str_eq(r->out, "a b|c|kept\n00000000\n");
+}

@@ -184,6 +184,7 @@ int main(int argc, char **argv)
         printf("tmf (tmfalloc) %d.%d\n", TMFALLOC_VERSION_MAJOR, TMFALLOC_VERSION_MINOR);
         return EXIT_CLEAN;
     }
+    tm__layout_ignore = 1; /* the tool never follows the data's pointers into code */
     for (i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name))
             return run(&commands[i], argc - 2, argv + 2);

@@ -142,6 +142,49 @@ static void info_print(const tm_store *st, const struct snap *s)
            (unsigned long long)(s->log.last_seq > s->c.seq ? s->log.last_seq : s->c.seq));
 }
 
+/* The code layout record: the modules the data may point into. */
+struct layout_sum {
+    unsigned modules;
+    uint64_t pointers;
+};
+
+static void layout_line(void *ctx, const struct tm_layout_module *m)
+{
+    struct layout_sum *sum = ctx;
+    char id[2 * 32 + 1];
+    for (unsigned i = 0; i < m->id_len && i < 32; i++)
+        snprintf(id + 2 * i, 3, "%02x", m->build_id[i]);
+    printf("  %.*s\n    loaded at %#llx, [%#llx, %#llx), build id %s, %llu pointer(s) into it\n", (int)m->path_len,
+           m->path, (unsigned long long)m->base, (unsigned long long)m->lo, (unsigned long long)m->hi,
+           m->id_len ? id : "none", (unsigned long long)m->pointers);
+    sum->modules += m->pointers > 0;
+    sum->pointers += m->pointers;
+}
+
+static void info_layout(tm_store *st, const struct snap *s)
+{
+    struct layout_sum sum = {0, 0};
+    uint64_t gen = 0;
+    int r;
+    if (s->pending) {
+        printf("code layout:     not read (recovery pending)\n");
+        return;
+    }
+    if ((r = inspect_layout(st, &gen, NULL, NULL)) == 0) {
+        printf("code layout:     none recorded (the data hold no pointer into code or static data)\n");
+        return;
+    }
+    if (r < 0) {
+        printf("code layout:     unreadable: %s\n", tm_strerror(-r));
+        return;
+    }
+    printf("code layout:     generation %llu, the modules of the last program to change it:\n",
+           (unsigned long long)gen);
+    inspect_layout(st, &gen, layout_line, &sum);
+    printf("code pointers:   %llu in the live heap, into %u module(s)\n", (unsigned long long)sum.pointers,
+           sum.modules);
+}
+
 int tmf_info(const struct tmf_args *a)
 {
     char msg[512];
@@ -158,6 +201,7 @@ int tmf_info(const struct tmf_args *a)
         return ex;
     }
     info_print(st, &s);
+    info_layout(st, &s);
     close_snap(st, &s);
     return EXIT_CLEAN;
 }

@@ -10,11 +10,32 @@
  *             glibc block between two stores' reservations
  *   threads   one thread in a transaction while others use glibc
  *   freeout   frees an arena block outside a transaction (must be reported)
+ *   libc      libc's own allocations inside a transaction (stdout's buffer,
+ *             a thread's TLS and stack cache, locale, dlopen and dlerror,
+ *             getaddrinfo, NSS, atexit, time zone, an open FILE) leave the
+ *             arena as it was, and work after the commit
+ *   hand      what libc hands to its caller inside a transaction (strdup,
+ *             asprintf, getline, open_memstream, realpath, scandir, ...)
+ *             is in the arena; the first run keeps it in the root, the
+ *             second finds it intact and frees it
+ *   unrouted  stores glibc blocks in the root in two commits (run without
+ *             the preload: the core must warn, once)
+ *   tmonly    the same with tm_malloc (no warning)
+ *   aslr A B  prints A|B|$TMF_PROBE, then its child's personality (a
+ *             shell's cat of /proc/self/personality)
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <locale.h>
 #include <malloc.h>
+#include <netdb.h>
+#include <pwd.h>
+#include <search.h>
+#include <stdarg.h>
+#include <time.h>
+#include <wchar.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -209,11 +230,223 @@ static void freeout(void)
     free(p); /* must stop the process with a report */
 }
 
+/* ---- libc's own memory and what it hands over ---- */
+
+static uint64_t live(void)
+{
+    tm_stats_t s;
+    CHECK(tm_stats(&s) == 0);
+    return s.live_bytes;
+}
+
+static void *nothing(void *arg)
+{
+    return arg;
+}
+
+static void at_exit(void)
+{
+}
+
+static void libc_own(void)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+    time_t now = time(NULL);
+    pthread_t t;
+    uint64_t before;
+    int gai;
+    CHECK(tm_root(64) != NULL);
+    CHECK(tm_begin() == 0);
+    before = live();
+    printf("stdout's first use: its buffer\n");
+    CHECK(pthread_create(&t, NULL, nothing, NULL) == 0 && pthread_join(t, NULL) == 0);
+    CHECK(setlocale(LC_ALL, "C.UTF-8") != NULL);
+    locale_t loc = newlocale(LC_ALL_MASK, "C.UTF-8", (locale_t)0);
+    CHECK(loc != (locale_t)0);
+    void *m = dlopen("libm.so.6", RTLD_NOW);
+    CHECK(m && dlsym(m, "cos") && !dlsym(m, "no_such_function") && dlerror());
+    CHECK(!dlopen("libno-such-library.so", RTLD_NOW) && dlerror());
+    gai = getaddrinfo("localhost", "80", &hints, &ai);
+    CHECK(getpwuid(getuid()) != NULL);
+    CHECK(localtime(&now) != NULL);
+    for (int i = 0; i < 40; i++) /* past the static first block of handlers */
+        CHECK(atexit(at_exit) == 0);
+    CHECK(setenv("TMF_PROG_SET_INSIDE", "a value set inside a transaction", 1) == 0);
+    pthread_key_t keys[40];
+    for (int i = 0; i < 40; i++) /* past the keys a thread holds inline */
+        CHECK(pthread_key_create(&keys[i], NULL) == 0);
+    CHECK(pthread_setspecific(keys[39], &before) == 0);
+    FILE *f = fopen("/proc/self/status", "r");
+    CHECK(f && fgetc(f) != EOF);
+    CHECK(live() == before);
+    CHECK(tm_commit() == 0);
+    /* all of it again, outside any transaction */
+    printf("after the commit\n");
+    for (int i = 0; i < 4; i++)
+        CHECK(pthread_create(&t, NULL, nothing, NULL) == 0 && pthread_join(t, NULL) == 0);
+    CHECK(setlocale(LC_ALL, "C") != NULL);
+    freelocale(loc);
+    CHECK(dlclose(m) == 0);
+    CHECK(!dlopen("libno-such-library.so", RTLD_NOW) && dlerror());
+    if (gai == 0)
+        freeaddrinfo(ai);
+    CHECK(getpwuid(getuid()) != NULL);
+    CHECK(localtime(&now) != NULL);
+    for (int i = 0; i < 40; i++)
+        CHECK(atexit(at_exit) == 0);
+    CHECK(setenv("TMF_PROG_SET_AFTER", "and one after it", 1) == 0);
+    CHECK(strcmp(getenv("TMF_PROG_SET_INSIDE"), "a value set inside a transaction") == 0);
+    CHECK(pthread_setspecific(keys[39], &now) == 0 && pthread_getspecific(keys[39]) == &now);
+    CHECK(fgetc(f) != EOF);
+    fclose(f);
+    fflush(stdout);
+}
+
+struct handed {
+    char *dup, *ndup, *fmt, *vfmt, *line, *delim, *mem, *real, *canon, *cwd, *cwd_name;
+    wchar_t *wdup;
+    struct dirent **names;
+    int nnames;
+    size_t memlen;
+    void *tree;
+    struct hsearch_data table;
+};
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+static char *vformat(const char *fmt, ...)
+{
+    char *s = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    CHECK(vasprintf(&s, fmt, ap) > 0);
+    va_end(ap);
+    return s;
+}
+
+/* The directory of the store, where the run keeps its files. */
+static const char *dir_of_store(char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", getenv("TMF_PATH"));
+    *strrchr(buf, '/') = 0;
+    return buf;
+}
+
+static int only_hand(const struct dirent *e)
+{
+    return strncmp(e->d_name, "hand.", 5) == 0;
+}
+
+static void hand_fill(struct handed *h, const char *dir)
+{
+    char path[4300];
+    FILE *f;
+    size_t n = 0;
+    snprintf(path, sizeof path, "%s/hand.lines", dir);
+    f = fopen(path, "w");
+    CHECK(f && fputs("first line\nsecond;third\n", f) >= 0 && fclose(f) == 0);
+    f = fopen(path, "r"); /* its buffer is libc's: read again after the commit */
+    CHECK(f != NULL);
+    CHECK(tm_begin() == 0);
+    h->dup = strdup("duplicated");
+    h->ndup = strndup("truncated here", 9);
+    h->wdup = wcsdup(L"wide");
+    CHECK(asprintf(&h->fmt, "%d-%s", 42, "formatted") > 0);
+    h->vfmt = vformat("%s and %d", "variadic", 7);
+    CHECK(getline(&h->line, &n, f) > 0);
+    n = 0;
+    CHECK(getdelim(&h->delim, &n, ';', f) > 0);
+    FILE *mf = open_memstream(&h->mem, &h->memlen);
+    CHECK(mf != NULL);
+    for (int i = 0; i < 2000; i++)
+        fprintf(mf, "%d,", i);
+    CHECK(fclose(mf) == 0);
+    h->real = realpath(dir, NULL);
+    h->canon = canonicalize_file_name(dir);
+    h->cwd = getcwd(NULL, 0);
+    h->cwd_name = get_current_dir_name();
+    h->nnames = scandir(dir, &h->names, only_hand, alphasort);
+    CHECK(h->nnames >= 1);
+    CHECK(tsearch(h->dup, &h->tree, cmp_str) && tsearch(h->fmt, &h->tree, cmp_str));
+    CHECK(hcreate_r(16, &h->table) != 0);
+    void *got[] = {h->dup, h->ndup, h->wdup, h->fmt, h->vfmt, h->line, h->delim, h->mem, h->real, h->canon,
+                   h->cwd, h->cwd_name, h->names, h->nnames > 0 ? h->names[0] : NULL,
+                   h->tree, h->table.table};
+    for (size_t i = 0; i < sizeof got / sizeof *got; i++)
+        if (!in_store(got[i])) {
+            fprintf(stderr, "handed value %zu at %p is not in the arena\n", i, got[i]);
+            failures++;
+        }
+    CHECK(tm_commit() == 0);
+    CHECK(fgetc(f) != EOF); /* the stream's own buffer, outside a transaction */
+    fclose(f);
+}
+
+static void hand_check(struct handed *h, const char *dir)
+{
+    char real[4200], cwd[4200], want[20000];
+    size_t len = 0;
+    for (int i = 0; i < 2000; i++)
+        len += (size_t)snprintf(want + len, sizeof want - len, "%d,", i);
+    CHECK(realpath(dir, real) && getcwd(cwd, sizeof cwd));
+    CHECK(strcmp(h->dup, "duplicated") == 0 && strcmp(h->ndup, "truncated") == 0);
+    CHECK(wcscmp(h->wdup, L"wide") == 0);
+    CHECK(strcmp(h->fmt, "42-formatted") == 0 && strcmp(h->vfmt, "variadic and 7") == 0);
+    CHECK(strcmp(h->line, "first line\n") == 0 && strcmp(h->delim, "second;") == 0);
+    CHECK(h->memlen == len && strcmp(h->mem, want) == 0);
+    CHECK(strcmp(h->real, real) == 0 && strcmp(h->canon, real) == 0);
+    CHECK(strcmp(h->cwd, cwd) == 0 && h->cwd_name && h->cwd_name[0] == '/');
+    CHECK(h->nnames >= 1 && strcmp(h->names[0]->d_name, "hand.lines") == 0);
+    CHECK(tfind("42-formatted", &h->tree, cmp_str) && tfind("duplicated", &h->tree, cmp_str));
+    CHECK(tm_begin() == 0);
+    CHECK(tdelete(h->dup, &h->tree, cmp_str) && tdelete(h->fmt, &h->tree, cmp_str) && !h->tree);
+    hdestroy_r(&h->table);
+    free(h->dup), free(h->ndup), free(h->wdup), free(h->fmt), free(h->vfmt), free(h->line), free(h->delim);
+    free(h->mem), free(h->real), free(h->canon), free(h->cwd), free(h->cwd_name);
+    for (int i = 0; i < h->nnames; i++)
+        free(h->names[i]);
+    free(h->names);
+    memset(h, 0, sizeof *h);
+    CHECK(tm_commit() == 0);
+    CHECK(tm_check(NULL, 0) == 0);
+}
+
+static void hand(void)
+{
+    struct handed *h = tm_root(sizeof *h);
+    char dir[4200];
+    dir_of_store(dir, sizeof dir);
+    if (!h->dup)
+        hand_fill(h, dir);
+    else
+        hand_check(h, dir);
+}
+
+/* Without the preload: glibc blocks (unrouted) or arena blocks (tmonly)
+ * stored in the root by two commits. */
+static void store_blocks(int tm)
+{
+    void **root = tm_root(2 * sizeof(void *));
+    for (int i = 0; i < 2; i++) {
+        CHECK(tm_begin() == 0);
+        root[i] = tm ? tm_malloc(32) : vmalloc(32);
+        CHECK(tm_commit() == 0);
+    }
+}
+
 int main(int argc, char **argv)
 {
     tm_stats_t s;
+    if (argc == 4 && strcmp(argv[1], "aslr") == 0) {
+        printf("%s|%s|%s\n", argv[2], argv[3], getenv("TMF_PROBE"));
+        fflush(stdout);
+        return system("cat /proc/self/personality") == 0 ? 0 : 1;
+    }
     if (argc != 2 || tm_stats(&s) != 0) {
-        fprintf(stderr, "usage: preload_prog family|threads|freeout (with TMF_PATH set)\n");
+        fprintf(stderr, "usage: preload_prog family|threads|freeout|libc|hand|unrouted|tmonly (with TMF_PATH set)\n");
         return 2;
     }
     lo = (uintptr_t)tm_store_base(tm_default());
@@ -224,6 +457,12 @@ int main(int argc, char **argv)
         threads();
     else if (strcmp(argv[1], "freeout") == 0)
         freeout();
+    else if (strcmp(argv[1], "libc") == 0)
+        libc_own();
+    else if (strcmp(argv[1], "hand") == 0)
+        hand();
+    else if (strcmp(argv[1], "unrouted") == 0 || strcmp(argv[1], "tmonly") == 0)
+        store_blocks(argv[1][0] == 't');
     else
         return 2;
     return failures ? 1 : 0;

@@ -1,0 +1,53 @@
+/*
+ * preload.h — what the files of libtmfpreload.so share.  They see the core
+ * only through route.h and the public header.
+ *
+ *   preload.c   the malloc family: routes each call to the arena or glibc
+ *   callers.c   inside a transaction: whether libc itself is allocating
+ *               (then glibc), or handing memory to the program (the arena)
+ *   handing.c   the libc calls that hand memory to their caller (strdup,
+ *               asprintf, getline, ...): what they hand over persists
+ *   aslr.c      the one re-execution without address randomisation
+ */
+#ifndef TMF_PRELOAD_H
+#define TMF_PRELOAD_H
+
+#include "route.h"
+
+#define EXPORT __attribute__((visibility("default")))
+#define NOINLINE __attribute__((noinline))
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* ---- callers.c ---- */
+
+/* The kinds of allocation a caller may make (callers_libc). */
+enum { ALLOC_PLAIN, ALLOC_ZEROED };
+
+/* Set by handing.c while the program is inside a libc call that hands
+ * memory to its caller: HAND_ALL, or HAND_ZEROED when only its calloc'd
+ * block is handed over (open_memstream's buffer, not its stream). */
+enum { HAND_NONE, HAND_ALL, HAND_ZEROED };
+extern TLS int preload_handing;
+
+/* Whether an allocation made inside a write transaction, whose call
+ * returns to ra, is libc's own and goes to glibc.  Cheap when ra lies in a
+ * module already seen; a module loaded since is looked up once. */
+int callers_libc(const void *ra, int kind);
+/* Whether ra lies in a system module (libc, the loader, libstdc++, ...). */
+int callers_system(const void *ra);
+/* At load time: what fork() needs (the modules are listed at the first
+ * allocation inside a transaction). */
+void callers_init(void);
+
+/* ---- aslr.c ---- */
+
+/* Whether this process should run again without address randomisation:
+ * it uses tmfalloc (or TMF_ASLR=off), and nothing forbids it; env is its
+ * environment. */
+int aslr_reexec_wanted(char **env);
+/* Sets ADDR_NO_RANDOMIZE and executes the program again with argv and the
+ * environment.  Returns only when that cannot be done. */
+void aslr_reexec(char **argv);
+
+#endif
