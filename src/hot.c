@@ -13,10 +13,13 @@
  * written once stay cold, so scattered writes never grow the hot set.
  *
  * The set is capped by ranges (each a mapping the scan pays for, and a
- * mapping of vm.max_map_count), HOT_RANGES, and by pages (each a private
- * copy), HOT_PAGES.  A transaction that meets the cap with a page worth
- * promoting marks the set for a reset: its commit demotes every hot page
- * (unregistered, read-only, copy dropped), and the next working set forms.
+ * mapping of vm.max_map_count), HOT_RANGES, and by pages (each a possible
+ * private copy), HOT_PAGES.  A page near a range, or any page once the
+ * ranges are used up, joins the nearest range with the gap between (a
+ * working set scattered over a few hundred pages becomes one range).  A
+ * transaction that meets the page cap with a page worth promoting marks
+ * the set for a reset: its commit demotes every hot page (unregistered,
+ * read-only, copy dropped), and the next working set forms.
  *
  * A hot page stays writable outside transactions.  A stray write to it
  * lands in the private copy, never in the file, and the scan at the next
@@ -109,62 +112,92 @@ int hot_has(const tm_store *st, uint64_t page)
     return 0;
 }
 
-/* Adds page to the ranges (there is room): joins a neighbour, or is a
- * range of its own. */
-static void add(struct hot *h, uint64_t page)
+/* Pages of a gap that a promotion bridges rather than start a range: the
+ * scan walks a registered page for a few nanoseconds, a mapping for
+ * 0.1-0.2 us. */
+#define HOT_BRIDGE 16
+
+/* The range page should join: its neighbour within HOT_BRIDGE pages, or,
+ * when no range is free, the nearest one; nranges when it starts its own.
+ * *from, *to: the pages to register, page and the gap up to that range. */
+static size_t where(const struct hot *h, uint64_t page, uint64_t *from, uint64_t *to)
 {
-    size_t i = 0;
-    while (i < h->nranges && h->end[i] < page)
-        i++;
-    if (i < h->nranges && h->end[i] == page) {
-        h->end[i]++;
-        if (i + 1 < h->nranges && h->start[i + 1] == h->end[i]) { /* it closed a gap */
-            h->end[i] = h->end[i + 1];
-            memmove(&h->start[i + 1], &h->start[i + 2], (h->nranges - i - 2) * sizeof *h->start);
-            memmove(&h->end[i + 1], &h->end[i + 2], (h->nranges - i - 2) * sizeof *h->end);
-            h->nranges--;
-        }
-    } else if (i < h->nranges && h->start[i] == page + 1) {
-        h->start[i]--;
+    size_t i, best = h->nranges;
+    uint64_t gap = UINT64_MAX, g;
+    for (i = 0; i < h->nranges; i++) {
+        g = page < h->start[i] ? h->start[i] - page : page - h->end[i] + 1;
+        if (g < gap)
+            gap = g, best = i;
+    }
+    *from = page, *to = page + 1;
+    if (best == h->nranges || (gap > HOT_BRIDGE && h->nranges < HOT_RANGES))
+        return h->nranges;
+    if (page < h->start[best])
+        *to = h->start[best];
+    else
+        *from = h->end[best];
+    return best;
+}
+
+/* Adds [from, to) to range i (adjacent to it), or as a range of its own
+ * when i == nranges (there is room), then joins ranges that now touch. */
+static void add(struct hot *h, size_t i, uint64_t from, uint64_t to)
+{
+    size_t j;
+    if (i < h->nranges) {
+        h->start[i] = from < h->start[i] ? from : h->start[i];
+        h->end[i] = to > h->end[i] ? to : h->end[i];
     } else {
+        for (i = 0; i < h->nranges && h->start[i] < from; i++)
+            ;
         memmove(&h->start[i + 1], &h->start[i], (h->nranges - i) * sizeof *h->start);
         memmove(&h->end[i + 1], &h->end[i], (h->nranges - i) * sizeof *h->end);
-        h->start[i] = page, h->end[i] = page + 1;
+        h->start[i] = from, h->end[i] = to;
         h->nranges++;
     }
-    h->npages++;
+    for (j = 0; j + 1 < h->nranges;) {
+        if (h->end[j] >= h->start[j + 1]) {
+            h->end[j] = h->end[j + 1] > h->end[j] ? h->end[j + 1] : h->end[j];
+            memmove(&h->start[j + 1], &h->start[j + 2], (h->nranges - j - 2) * sizeof *h->start);
+            memmove(&h->end[j + 1], &h->end[j + 2], (h->nranges - j - 2) * sizeof *h->end);
+            h->nranges--;
+        } else {
+            j++;
+        }
+    }
+    h->npages += to - from;
 }
 
-/* Would page join a range rather than start one? */
-static int joins(const struct hot *h, uint64_t page)
-{
-    for (size_t i = 0; i < h->nranges; i++)
-        if (h->end[i] == page || h->start[i] == page + 1)
-            return 1;
-    return 0;
-}
-
-/* In the fault handler: makes page hot, writable and registered.  1 when
- * done, 0 when the set is full (the caller tracks the page by its fault;
- * the set resets at commit), or a negative errno. */
+/* In the fault handler: makes page hot, writable and registered, with the
+ * gap to its nearest range when it is small or no range is left (the
+ * gap's pages are hot too: their writes are tracked, and the commit's
+ * scan write-protects them).  1 when done, 0 when the set is full (the
+ * caller tracks the page by its fault; the set resets at commit), or a
+ * negative errno. */
 int hot_promote(tm_store *st, uint64_t page)
 {
     struct hot *h = &st->trk.hot;
     struct uffd_register_ reg;
+    uint64_t from, to;
+    size_t i = where(h, page, &from, &to);
     int r;
-    if (h->npages >= HOT_PAGES || (h->nranges >= HOT_RANGES && !joins(h, page))) {
+    if (h->npages + (to - from) > HOT_PAGES) {
         h->reset = 1;
         return 0;
     }
-    if ((r = os_mprotect(st->base + page * PAGE, PAGE, PROT_READ | PROT_WRITE)) < 0)
-        return r;
     memset(&reg, 0, sizeof reg);
-    reg.range.start = (uintptr_t)st->base + page * PAGE;
-    reg.range.len = PAGE;
+    reg.range.start = (uintptr_t)st->base + from * PAGE;
+    reg.range.len = (to - from) * PAGE;
     reg.mode = UFFDIO_REGISTER_MODE_WP_;
     if ((r = os_ioctl(h->uffd, UFFDIO_REGISTER_, &reg)) < 0)
-        return r; /* writable now: the caller lists it as a cold page */
-    add(h, page);
+        return r;
+    if ((r = os_mprotect(st->base + from * PAGE, (to - from) * PAGE, PROT_READ | PROT_WRITE)) < 0) {
+        /* Still read-only: unregistered again, the page stays cold (an
+         * unregistered read-only page faults as any cold page). */
+        (void)os_ioctl(h->uffd, UFFDIO_UNREGISTER_, &reg.range);
+        return r;
+    }
+    add(h, i, from, to);
     return 1;
 }
 
@@ -176,6 +209,24 @@ int hot_scan(tm_store *st, uint64_t *out, size_t *n)
     if (h->nranges == 0)
         return 0;
     return pagemap_written(st, h->start[0], h->end[h->nranges - 1], out, n);
+}
+
+/* At the end of a bulk transaction, which made the whole arena read-only
+ * again: the hot pages write-protected for the kernel (those written in
+ * bulk mode are listed with every copy; scratch holds HOT_PAGES entries)
+ * and writable again. */
+int hot_resume(tm_store *st, uint64_t *scratch)
+{
+    struct hot *h = &st->trk.hot;
+    size_t n = 0;
+    int r;
+    if ((r = hot_scan(st, scratch, &n)) < 0)
+        return r;
+    for (size_t i = 0; i < h->nranges; i++)
+        if ((r = os_mprotect(st->base + h->start[i] * PAGE, (h->end[i] - h->start[i]) * PAGE,
+                             PROT_READ | PROT_WRITE)) < 0)
+            return r;
+    return 0;
 }
 
 /* Another process committed: the hot copies are stale.  Dropped, the pages

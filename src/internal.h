@@ -163,8 +163,9 @@ struct tm_tracker {
     int want_uffd;       /* TMF_TRACK: TM_TRACK_PROTECT, _UFFD or _AUTO */
     struct hot hot;
     int pm_fd;           /* /proc/self/pagemap, for bulk mode; -1 until needed */
-    uint64_t *dirty;     /* page numbers, capacity max/PAGE */
+    uint64_t *dirty;     /* page numbers, capacity dirty_cap() (track.c) */
     volatile size_t ndirty; /* the fault handler appends: always reload */
+    size_t ncold;        /* first-write faults of cold pages in this transaction */
     uint64_t *kept;      /* sorted pages whose copies outlived their commit */
     size_t nkept;        /* capacity 2 * KEEP_MAX (the second half: scratch) */
 };
@@ -303,6 +304,7 @@ void hot_close(tm_store *st);
 int hot_has(const tm_store *st, uint64_t page);
 int hot_promote(tm_store *st, uint64_t page);
 int hot_scan(tm_store *st, uint64_t *out, size_t *n);
+int hot_resume(tm_store *st, uint64_t *scratch);
 void hot_drop(tm_store *st);
 int hot_demote(tm_store *st);
 

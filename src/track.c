@@ -24,7 +24,8 @@
  * a transaction and was written by an earlier one too is made hot
  * instead: the kernel tracks its later writes without a fault, and the
  * end of each transaction adds the hot pages it wrote to the list.  Hot
- * pages stay writable; a bulk transaction ends the hot set.
+ * pages stay writable; a bulk transaction lists them with every other
+ * copy, and gives them back their writable, tracked state at its end.
  *
  * Kept copies.  After a commit, the private copies of the pages it wrote
  * hold exactly what the store file holds.  Up to KEEP_MAX of them are kept,
@@ -58,13 +59,22 @@ int track_choice(void)
     return -EINVAL;
 }
 
+/* Entries of the dirty list: every page once, and the repeats a
+ * transaction can add before it sorts them (its cold pages, fewer than
+ * BULK_MIN unless the arena's own count is larger, then hot pages listed
+ * when promoted and again by the scan). */
+static size_t dirty_cap(const tm_store *st)
+{
+    return st->max / PAGE + BULK_MIN + 2 * HOT_PAGES;
+}
+
 int track_alloc(tm_store *st, int track)
 {
     struct tm_tracker *t = &st->trk;
     t->pm_fd = -1;
     t->hot.uffd = -1;
     t->want_uffd = track;
-    t->dirty = os_alloc((st->max / PAGE) * sizeof *t->dirty);
+    t->dirty = os_alloc(dirty_cap(st) * sizeof *t->dirty);
     t->kept = os_alloc(2 * KEEP_MAX * sizeof *t->kept);
     return t->dirty && t->kept ? 0 : -ENOMEM;
 }
@@ -89,7 +99,7 @@ void track_free(tm_store *st)
 {
     struct tm_tracker *t = &st->trk;
     hot_close(st);
-    os_free(t->dirty, (st->max / PAGE) * sizeof *t->dirty);
+    os_free(t->dirty, dirty_cap(st) * sizeof *t->dirty);
     os_free(t->kept, 2 * KEEP_MAX * sizeof *t->kept);
     if (t->pm_fd >= 0)
         os_close(t->pm_fd);
@@ -278,13 +288,15 @@ void track_keep(tm_store *st)
     size_t n, i = 0, j = 0, k = 0;
     const uint64_t *d = track_copies(st, &n);
     uint64_t *out = t->kept + KEEP_MAX;
-    if (t->mode != TRACK_PAGES || t->hot.reset) {
+    if (t->mode == TRACK_BULK || t->hot.reset) {
         track_drop(st);
         return;
     }
     while ((i < t->nkept || j < n) && k < KEEP_MAX) { /* merge the sorted lists, hot pages left out */
         if (j < n && hot_has(st, d[j]))
             j++;
+        else if (i < t->nkept && hot_has(st, t->kept[i])) /* made hot with a gap it bridged */
+            i++;
         else if (j == n || (i < t->nkept && t->kept[i] < d[j]))
             out[k++] = t->kept[i++];
         else if (i == t->nkept || d[j] < t->kept[i])
@@ -314,7 +326,7 @@ void track_drop(tm_store *st)
     (void)track_protect(st);
     discard(st, d, n);
     drop_kept(st);
-    if (st->trk.hot.reset || st->trk.mode != TRACK_PAGES)
+    if (st->trk.hot.reset || st->trk.mode == TRACK_BULK)
         (void)hot_demote(st); /* on failure hot pages stay writable with the file's bytes */
 }
 
@@ -329,7 +341,7 @@ int track_begin(tm_store *st)
     struct tm_tracker *t = &st->trk;
     size_t n = 0;
     int r;
-    t->ndirty = 0;
+    t->ndirty = t->ncold = 0;
     t->mode = TRACK_PAGES;
     if (!t->hot.nranges)
         return 0;
@@ -356,11 +368,12 @@ static size_t bulk_threshold(const tm_store *st)
 static void enter_bulk(tm_store *st)
 {
     struct tm_tracker *t = &st->trk;
-    if (t->hot.nranges) { /* its written pages join the list; the set ends with the transaction */
+    if (t->hot.nranges) { /* its written pages join the list (the scan at the end lists them again) */
         size_t n = t->ndirty;
         if (hot_scan(st, t->dirty, &n) == 0)
             t->ndirty = n;
-        t->hot.reset = 1;
+        else
+            t->hot.reset = 1;
     }
     drop_kept_clean(st); /* or the scan would log them all */
     (void)os_mprotect(st->base + PAGE, st->mapped - PAGE, PROT_READ | PROT_WRITE);
@@ -381,7 +394,7 @@ int track_fault(tm_store *st, uint64_t page)
     if ((r = os_mprotect(st->base + page * PAGE, PAGE, PROT_READ | PROT_WRITE)) < 0)
         return r;
     t->dirty[t->ndirty++] = page;
-    if (t->ndirty >= bulk_threshold(st) && t->mode == TRACK_PAGES)
+    if (++t->ncold >= bulk_threshold(st) && t->mode == TRACK_PAGES) /* hot pages cost no fault */
         enter_bulk(st);
     return 0;
 }
@@ -425,6 +438,8 @@ int track_settle(tm_store *st)
             return r;
         t->ndirty = n;
         t->mode = TRACK_SETTLED;
+        if (t->hot.nranges && !t->hot.reset && (r = hot_resume(st, t->kept + KEEP_MAX)) < 0)
+            t->hot.reset = 1; /* read-only, written or not: demoted at the end */
     }
     return 0;
 }

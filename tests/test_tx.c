@@ -198,13 +198,17 @@ static void bulk_scattered(void)
         TU_OK(tm_store_begin(st));
         for (size_t i = 0; i < pages - 1; i += 2)
             root[i * PAGE + 9] = (char)(round * 7 + i);
-        cr_assert(st->trk.mode == TRACK_BULK, "%zu first writes left per-page mode", (size_t)st->trk.ndirty);
+        /* With the hot set, pages whose copies were kept (the root's, the
+         * first round's) go hot instead, and the scan of the hot pages
+         * returns the runs. */
+        cr_assert(st->trk.mode == TRACK_BULK || st->trk.hot.npages >= pages / 2,
+                  "%zu first writes left per-page mode", (size_t)st->trk.ndirty);
         TU_OK(tm_store_commit(st));
     }
     TU_OK(tm_store_begin(st)); /* an aborted bulk transaction leaves nothing */
     for (size_t i = 0; i < pages - 1; i++)
         root[i * PAGE + 9] = 'x';
-    cr_assert(st->trk.mode == TRACK_BULK);
+    cr_assert(st->trk.mode == TRACK_BULK || st->trk.hot.npages >= pages - 1);
     tm_store_abort(st);
     for (size_t i = 0; i < pages - 1; i++)
         cr_assert_eq(root[i * PAGE + 9], i % 2 ? 0 : (char)(14 + i), "page %zu after abort", i);
@@ -219,6 +223,58 @@ static void bulk_scattered(void)
 Test(tx, bulk_mode_in_a_small_arena_finds_scattered_pages)
 {
     bulk_scattered();
+}
+
+/* A bulk transaction keeps the hot set: its hot pages are logged with the
+ * other copies, written or not only if changed, and stay hot (writable,
+ * tracked without a fault) after it, committed or aborted. */
+Test(tx, bulk_transaction_keeps_the_hot_set)
+{
+    const char *path = tu_path("bh.tmf");
+    tm_store *st = tu_open(path);
+    uint64_t *root = (uint64_t *)page_root(st, 400 * PAGE);
+    const size_t w = PAGE / 8; /* words per page */
+    size_t hot;
+    TU_OK(tm_close(st)); /* no copy kept from the root's making */
+    st = tu_open(path);
+    root = (uint64_t *)page_root(st, 400 * PAGE);
+    for (int round = 0; round < 3; round++) { /* pages 0..7 written three times: hot */
+        TU_OK(tm_store_begin(st));
+        for (size_t p = 0; p < 8; p++)
+            root[p * w] = (uint64_t)round;
+        TU_OK(tm_store_commit(st));
+    }
+    hot = st->trk.hot.npages;
+    cr_assert(!track_uses_uffd(st) || hot >= 8, "%zu hot pages", hot);
+    for (int round = 1; round <= 2; round++) {
+        TU_OK(tm_store_begin(st));
+        root[0] = 100 + (uint64_t)round;                       /* a hot page */
+        for (size_t p = 100 + (size_t)round * 100; p < 180 + (size_t)round * 100; p++)
+            root[p * w + 1] = p; /* 80 cold pages: bulk */
+        cr_assert(st->trk.mode == TRACK_BULK);
+        root[3 * w] = 200 + (uint64_t)round;                   /* a hot page, in bulk mode */
+        if (round == 1)
+            TU_OK(tm_store_commit(st));
+        else
+            tm_store_abort(st);
+        cr_assert_eq(st->trk.hot.npages, hot, "the hot set changed");
+    }
+    TU_OK(tm_store_begin(st)); /* hot pages take no fault: nothing listed before the scan */
+    root[5 * w] = 7;
+    cr_assert(!track_uses_uffd(st) || st->trk.ndirty == 0, "%zu pages faulted", (size_t)st->trk.ndirty);
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_close(st));
+    st = tu_open(path);
+    root = (uint64_t *)page_root(st, 400 * PAGE);
+    cr_assert_eq(root[0], 101);
+    cr_assert_eq(root[3 * w], 201);
+    cr_assert_eq(root[5 * w], 7);
+    cr_assert_eq(root[1 * w], 2);
+    for (size_t p = 200; p < 280; p++)
+        cr_assert_eq(root[p * w + 1], p, "page %zu", p);
+    for (size_t p = 300; p < 380; p++)
+        cr_assert_eq(root[p * w + 1], 0, "page %zu (aborted)", p);
+    TU_OK(tm_close(st));
 }
 
 /* A kernel before 6.7: TMF_TRACK=auto tracks by faults alone (and bulk
@@ -677,7 +733,10 @@ Test(tx, bulk_transaction_does_not_log_kept_copies)
     TU_OK(tm_store_begin(st));
     for (int i = 0; i < 20; i++)
         root[i * PAGE] = 2;
-    cr_assert(st->trk.mode == TRACK_BULK);
+    /* With the hot set the kept pages among them go hot instead: the record
+     * must stay as small either way. */
+    cr_assert(st->trk.mode == TRACK_BULK || st->trk.hot.npages >= 20, "%zu cold, %zu hot pages", st->trk.ncold,
+              st->trk.hot.npages);
     TU_OK(tm_store_commit(st));
     TU_OK(tm_store_stats(st, &b));
     cr_assert_eq(b.checkpoints, a.checkpoints);
