@@ -25,6 +25,15 @@
  * lands in the private copy, never in the file, and the scan at the next
  * write transaction's begin finds it and reports it (track_begin).
  *
+ * Open pages.  Write-protecting a written page again costs a TLB flush,
+ * and its next write a fault: on a virtual machine, 10-20 us each, more
+ * than a small transaction's own work.  So a commit leaves the hot pages
+ * it wrote writable (open) while there are fewer than HOT_OPEN of them:
+ * every scan lists them, the commit's diff finds what changed in them,
+ * and the next begin compares them with the committed bytes (a stray
+ * write shows as a difference).  The commit that finds HOT_OPEN open
+ * pages write-protects them all, with one flush.
+ *
  * Every function runs on the writer's thread, or in the fault handler on
  * it, and makes no allocation.
  */
@@ -77,7 +86,7 @@ int hot_open(tm_store *st)
     h->uffd = os_userfaultfd(O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY_);
     if (h->uffd < 0)
         return h->uffd;
-    if ((r = probe(h->uffd)) < 0 || (r = pagemap_open(st)) < 0 || (r = pagemap_written(st, 1, 2, none, &n)) < 0) {
+    if ((r = probe(h->uffd)) < 0 || (r = pagemap_open(st)) < 0 || (r = pagemap_written(st, 1, 2, none, &n, 1)) < 0) {
         hot_close(st);
         return r == -ENOTTY || r == -EINVAL ? -ENOSYS : r;
     }
@@ -205,10 +214,31 @@ int hot_promote(tm_store *st, uint64_t page)
  * ascending order, and write-protects them again. */
 int hot_scan(tm_store *st, uint64_t *out, size_t *n)
 {
+    struct hot *h = &st->trk.hot;
+    if (h->nranges == 0)
+        return 0;
+    h->open = 0;
+    return pagemap_written(st, h->start[0], h->end[h->nranges - 1], out, n, 1);
+}
+
+/* The same, but the pages stay writable: they are open. */
+int hot_peek(tm_store *st, uint64_t *out, size_t *n)
+{
     const struct hot *h = &st->trk.hot;
     if (h->nranges == 0)
         return 0;
-    return pagemap_written(st, h->start[0], h->end[h->nranges - 1], out, n);
+    return pagemap_written(st, h->start[0], h->end[h->nranges - 1], out, n, 0);
+}
+
+/* Keeps those of pages[0..n) whose bytes differ from the committed ones
+ * (the store file's, through the view); returns how many. */
+size_t hot_changed(const tm_store *st, uint64_t *pages, size_t n)
+{
+    size_t i, k = 0;
+    for (i = 0; i < n; i++)
+        if (memcmp(st->base + pages[i] * PAGE, st->view + pages[i] * PAGE, PAGE) != 0)
+            pages[k++] = pages[i];
+    return k;
 }
 
 /* At the end of a bulk transaction, which made the whole arena read-only

@@ -151,9 +151,11 @@ enum track_mode {
 /* The hot set (hot.c): pages tracked by the kernel through userfaultfd. */
 #define HOT_RANGES 16   /* registered ranges, each a mapping the scan pays for */
 #define HOT_PAGES 1024  /* hot pages, each a private copy */
+#define HOT_OPEN 32     /* open pages, each compared twice a transaction */
 struct hot {
     int uffd;            /* -1: pages are tracked by their faults alone */
     int reset;           /* the set is full with pages worth adding: demote at commit */
+    size_t open;         /* pages left writable by the last commit (hot.c: open pages) */
     size_t nranges, npages;
     uint64_t start[HOT_RANGES], end[HOT_RANGES]; /* sorted page ranges [start, end) */
 };
@@ -296,7 +298,7 @@ int rec_apply(int log_fd, int store_fd, uint64_t off, const struct log_rec *rec,
 /* ---- 3: pagemap.c ---- */
 int pagemap_open(tm_store *st);
 int pagemap_copies(tm_store *st, uint64_t *out, size_t *n);
-int pagemap_written(tm_store *st, uint64_t from, uint64_t to, uint64_t *out, size_t *n);
+int pagemap_written(tm_store *st, uint64_t from, uint64_t to, uint64_t *out, size_t *n, int wp);
 
 /* ---- 3: hot.c ---- */
 int hot_open(tm_store *st);
@@ -304,6 +306,8 @@ void hot_close(tm_store *st);
 int hot_has(const tm_store *st, uint64_t page);
 int hot_promote(tm_store *st, uint64_t page);
 int hot_scan(tm_store *st, uint64_t *out, size_t *n);
+int hot_peek(tm_store *st, uint64_t *out, size_t *n);
+size_t hot_changed(const tm_store *st, uint64_t *pages, size_t n);
 int hot_resume(tm_store *st, uint64_t *scratch);
 void hot_drop(tm_store *st);
 int hot_demote(tm_store *st);

@@ -111,14 +111,15 @@ int pagemap_copies(tm_store *st, uint64_t *out, size_t *n)
 }
 
 /* Appends to out[*n] the pages of [from, to) (page numbers) that are
- * registered for write-protection and were written since the last time,
- * in ascending order, and write-protects them again.  Unregistered
- * mappings inside cost one step each. */
-int pagemap_written(tm_store *st, uint64_t from, uint64_t to, uint64_t *out, size_t *n)
+ * registered for write-protection and were written since they were last
+ * write-protected, in ascending order; with wp, write-protects them again
+ * (which costs a TLB flush).  Unregistered mappings inside cost one step
+ * each. */
+int pagemap_written(tm_store *st, uint64_t from, uint64_t to, uint64_t *out, size_t *n, int wp)
 {
     struct pm_scan a;
     memset(&a, 0, sizeof a);
-    a.flags = PM_SCAN_WP_MATCHING;
+    a.flags = wp ? PM_SCAN_WP_MATCHING : 0;
     a.category_mask = PM_IS_WRITTEN | PM_IS_WPALLOWED;
     a.return_mask = PM_IS_WRITTEN;
     return walk(st, &a, (uintptr_t)st->base + from * PAGE, (uintptr_t)st->base + to * PAGE, out, n);

@@ -62,10 +62,10 @@ int track_choice(void)
 /* Entries of the dirty list: every page once, and the repeats a
  * transaction can add before it sorts them (its cold pages, fewer than
  * BULK_MIN unless the arena's own count is larger, then hot pages listed
- * when promoted and again by the scan). */
+ * when promoted and again by the scans, with and without write-protection). */
 static size_t dirty_cap(const tm_store *st)
 {
-    return st->max / PAGE + BULK_MIN + 2 * HOT_PAGES;
+    return st->max / PAGE + BULK_MIN + 3 * HOT_PAGES;
 }
 
 int track_alloc(tm_store *st, int track)
@@ -333,7 +333,8 @@ void track_drop(tm_store *st)
 /* ---- the transaction's course ---- */
 
 /* A write transaction starts: no hot page may have been written since the
- * last one ended.  One that was is a write outside a transaction (§2.6):
+ * last one ended (open pages may have been, but must hold the committed
+ * bytes still).  One that was is a write outside a transaction (§2.6):
  * reported, naming its page, and the process stops, as it would at the
  * write itself on a cold page.  -errno when the scan fails. */
 int track_begin(tm_store *st)
@@ -345,8 +346,11 @@ int track_begin(tm_store *st)
     t->mode = TRACK_PAGES;
     if (!t->hot.nranges)
         return 0;
-    if ((r = hot_scan(st, t->dirty, &n)) < 0)
+    if ((r = (st->view ? hot_peek : hot_scan)(st, t->dirty, &n)) < 0)
         return r;
+    t->hot.open = n;
+    if (st->view)
+        n = hot_changed(st, t->dirty, n);
     if (n) {
         os_say("write to persistent page", "outside a write transaction (found by the next one)",
                (uintptr_t)st->base + t->dirty[0] * PAGE);
@@ -416,6 +420,27 @@ static size_t unique(uint64_t *v, size_t n)
     return k;
 }
 
+/* At the end of a transaction in per-page mode: the hot pages written
+ * since they were last write-protected join the list at t->dirty[*n].
+ * They stay open (writable: see hot.c), unless there are HOT_OPEN of them
+ * or more, or the set is to be reset: then a second scan write-protects
+ * them, listing any page written in between too. */
+static int hot_list(tm_store *st, size_t *n)
+{
+    struct tm_tracker *t = &st->trk;
+    size_t before = *n;
+    int r;
+    if (!t->hot.nranges)
+        return 0;
+    if (st->view && (r = hot_peek(st, t->dirty, n)) < 0)
+        return r;
+    if (st->view && *n - before < HOT_OPEN && !t->hot.reset) {
+        t->hot.open = *n - before;
+        return 0;
+    }
+    return hot_scan(st, t->dirty, n);
+}
+
 /* The end of the transaction: the sorted list of dirty pages, which are
  * read-only again.  In bulk mode the whole arena is write-protected first,
  * then the copies are listed. */
@@ -427,7 +452,7 @@ int track_settle(tm_store *st)
     atomic_signal_fence(memory_order_seq_cst);
     if (t->mode == TRACK_PAGES) {
         size_t n = t->ndirty;
-        if ((r = hot_scan(st, t->dirty, &n)) < 0)
+        if ((r = hot_list(st, &n)) < 0)
             return r;
         t->ndirty = unique(t->dirty, n);
         return track_protect(st);
@@ -456,10 +481,11 @@ long track_count(tm_store *st)
         if ((r = pagemap_copies(st, t->dirty, &n)) < 0)
             return r;
         t->ndirty = n;
-    } else if (t->mode == TRACK_PAGES && t->hot.nranges) { /* the hot pages written so far join the list */
+    } else if (t->mode == TRACK_PAGES && t->hot.nranges) { /* the hot pages changed so far join the list */
         n = t->ndirty;
-        if ((r = hot_scan(st, t->dirty, &n)) < 0)
+        if ((r = hot_peek(st, t->dirty, &n)) < 0)
             return r;
+        n = t->ndirty + hot_changed(st, t->dirty + t->ndirty, n - t->ndirty);
         t->ndirty = unique(t->dirty, n);
     }
     return (long)t->ndirty;
