@@ -17,9 +17,10 @@
  * private copy), HOT_PAGES.  A page near a range, or any page once the
  * ranges are used up, joins the nearest range with the gap between (a
  * working set scattered over a few hundred pages becomes one range).  A
- * transaction that meets the page cap with a page worth promoting marks
- * the set for a reset: its commit demotes every hot page (unregistered,
- * read-only, copy dropped), and the next working set forms.
+ * transaction that meets the page cap with a page worth promoting, or
+ * the last of HOT_REFUSED pages too far from every range, marks the set
+ * for a reset: its commit demotes every hot page (unregistered, read-only,
+ * copy dropped), and the next working set forms.
  *
  * A hot page stays writable outside transactions.  A stray write to it
  * lands in the private copy, never in the file, and the scan at the next
@@ -90,7 +91,7 @@ int hot_open(tm_store *st)
         hot_close(st);
         return r == -ENOTTY || r == -EINVAL ? -ENOSYS : r;
     }
-    h->nranges = h->npages = 0;
+    h->nranges = h->npages = h->refused = 0;
     h->reset = 0;
     return 0;
 }
@@ -101,7 +102,7 @@ void hot_close(tm_store *st)
     if (h->uffd >= 0)
         os_close(h->uffd);
     h->uffd = -1;
-    h->nranges = h->npages = 0;
+    h->nranges = h->npages = h->refused = 0;
 }
 
 /* Whether page is hot: a binary search of the ranges. */
@@ -123,12 +124,18 @@ int hot_has(const tm_store *st, uint64_t page)
 
 /* Pages of a gap that a promotion bridges rather than start a range: the
  * scan walks a registered page for a few nanoseconds, a mapping for
- * 0.1-0.2 us. */
+ * 0.1-0.2 us.  Once the ranges are used up, a page joins the nearest one
+ * across at most HOT_BRIDGE_FULL pages; farther pages stay cold, and
+ * after HOT_REFUSED of them the set resets at commit (scattered writes do
+ * not make a working set, but a new working set must get in). */
 #define HOT_BRIDGE 16
+#define HOT_BRIDGE_FULL 64
+#define HOT_REFUSED 64
 
 /* The range page should join: its neighbour within HOT_BRIDGE pages, or,
- * when no range is free, the nearest one; nranges when it starts its own.
- * *from, *to: the pages to register, page and the gap up to that range. */
+ * when no range is free, the nearest one within HOT_BRIDGE_FULL; nranges
+ * when it starts its own, HOT_RANGES when it may not join.  *from, *to:
+ * the pages to register, page and the gap up to that range. */
 static size_t where(const struct hot *h, uint64_t page, uint64_t *from, uint64_t *to)
 {
     size_t i, best = h->nranges;
@@ -141,6 +148,8 @@ static size_t where(const struct hot *h, uint64_t page, uint64_t *from, uint64_t
     *from = page, *to = page + 1;
     if (best == h->nranges || (gap > HOT_BRIDGE && h->nranges < HOT_RANGES))
         return h->nranges;
+    if (gap > HOT_BRIDGE_FULL)
+        return HOT_RANGES;
     if (page < h->start[best])
         *to = h->start[best];
     else
@@ -190,6 +199,10 @@ int hot_promote(tm_store *st, uint64_t page)
     uint64_t from, to;
     size_t i = where(h, page, &from, &to);
     int r;
+    if (i == HOT_RANGES) {
+        h->reset |= ++h->refused >= HOT_REFUSED;
+        return 0;
+    }
     if (h->npages + (to - from) > HOT_PAGES) {
         h->reset = 1;
         return 0;
@@ -284,7 +297,7 @@ int hot_demote(tm_store *st)
             r = e;
         (void)os_madvise((void *)(uintptr_t)g.start, g.len, MADV_DONTNEED);
     }
-    h->nranges = h->npages = 0;
+    h->nranges = h->npages = h->refused = 0;
     h->reset = 0;
     return r;
 }

@@ -156,6 +156,7 @@ struct hot {
     int uffd;            /* -1: pages are tracked by their faults alone */
     int reset;           /* the set is full with pages worth adding: demote at commit */
     size_t open;         /* pages left writable by the last commit (hot.c: open pages) */
+    size_t refused;      /* promotions refused since the last reset: too far from every range */
     size_t nranges, npages;
     uint64_t start[HOT_RANGES], end[HOT_RANGES]; /* sorted page ranges [start, end) */
 };
@@ -170,6 +171,7 @@ struct tm_tracker {
     size_t ncold;        /* first-write faults of cold pages in this transaction */
     uint64_t *kept;      /* sorted pages whose copies outlived their commit */
     size_t nkept;        /* capacity 2 * KEEP_MAX (the second half: scratch) */
+    size_t evict_at;     /* where the next eviction from the kept list starts */
 };
 
 /*

@@ -250,20 +250,25 @@ void track_drop_copies(tm_store *st)
     hot_drop(st);
 }
 
-static int is_kept(const tm_store *st, uint64_t page)
+/* Whether page is among the sorted pages[0..n). */
+static int listed(const uint64_t *pages, size_t n, uint64_t page)
 {
-    const struct tm_tracker *t = &st->trk;
-    size_t lo = 0, hi = t->nkept;
+    size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (t->kept[mid] == page)
+        if (pages[mid] == page)
             return 1;
-        if (t->kept[mid] < page)
+        if (pages[mid] < page)
             lo = mid + 1;
         else
             hi = mid;
     }
     return 0;
+}
+
+static int is_kept(const tm_store *st, uint64_t page)
+{
+    return listed(st->trk.kept, st->trk.nkept, page);
 }
 
 /* The page leaves the kept list: it is hot now. */
@@ -279,20 +284,57 @@ static void unkeep(tm_store *st, uint64_t page)
     }
 }
 
-/* Commit's last step in per-page mode (the pages are read-only already):
- * keep the copies, all of them dropped instead when the kept set would pass
- * KEEP_MAX. */
+/* Drops m kept copies that the sorted d[0..n) does not list, taken in
+ * turn around the list (a rotating cursor: no age is kept), so a full
+ * kept set costs each commit the few it makes room for, not all at once. */
+static void evict(tm_store *st, const uint64_t *d, size_t n, size_t m)
+{
+    struct tm_tracker *t = &st->trk;
+    uint64_t *out = t->kept + KEEP_MAX;
+    size_t i = t->evict_at % t->nkept, seen, k = 0, j = 0, w = 0;
+    for (seen = 0; seen < t->nkept && k < m; seen++, i = (i + 1) % t->nkept)
+        if (!listed(d, n, t->kept[i]))
+            out[k++] = t->kept[i];
+    t->evict_at = i;
+    sort_pages(out, k);
+    discard(st, out, k);
+    for (i = 0; i < t->nkept; i++) { /* both sorted: keep what out does not list */
+        while (j < k && out[j] < t->kept[i])
+            j++;
+        if (j == k || out[j] != t->kept[i])
+            t->kept[w++] = t->kept[i];
+    }
+    t->nkept = w;
+}
+
+/* Commit's last step (the pages are read-only already, but hot ones):
+ * keep the copies.  Room is made by evicting older kept copies; a
+ * transaction with more new pages than half of KEEP_MAX drops its own
+ * copies instead. */
 void track_keep(tm_store *st)
 {
     struct tm_tracker *t = &st->trk;
-    size_t n, i = 0, j = 0, k = 0;
+    size_t n, i = 0, j = 0, k = 0, fresh = 0;
     const uint64_t *d = track_copies(st, &n);
     uint64_t *out = t->kept + KEEP_MAX;
     if (t->mode == TRACK_BULK || t->hot.reset) {
         track_drop(st);
         return;
     }
-    while ((i < t->nkept || j < n) && k < KEEP_MAX) { /* merge the sorted lists, hot pages left out */
+    for (j = 0; j < n; j++)
+        fresh += !hot_has(st, d[j]) && !is_kept(st, d[j]);
+    if (fresh > KEEP_MAX / 2) {
+        discard(st, d, n);
+        return;
+    }
+    if (t->nkept + fresh > KEEP_MAX)
+        evict(st, d, n, t->nkept + fresh - KEEP_MAX);
+    if (t->nkept + fresh > KEEP_MAX) { /* most of the kept ones were written again */
+        discard(st, d, n);
+        return;
+    }
+    j = 0;
+    while (i < t->nkept || j < n) { /* merge the sorted lists, hot pages left out */
         if (j < n && hot_has(st, d[j]))
             j++;
         else if (i < t->nkept && hot_has(st, t->kept[i])) /* made hot with a gap it bridged */
@@ -303,11 +345,6 @@ void track_keep(tm_store *st)
             out[k++] = d[j++];
         else
             out[k++] = d[j++], i++;
-    }
-    if (i < t->nkept || j < n) { /* more than KEEP_MAX */
-        discard(st, d, n);
-        drop_kept(st);
-        return;
     }
     memcpy(t->kept, out, k * sizeof *out);
     t->nkept = k;
