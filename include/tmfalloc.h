@@ -19,7 +19,9 @@
  *
  * Caveats (read these)
  *   - Fixed address: a store can only be opened where no other mapping of the
- *     process is; opening fails with TM_EADDR rather than moving it.
+ *     process is; opening fails with TM_EADDR rather than moving it.  Under
+ *     the preload every store lies in [0x200000000000, 0x400000000000), the
+ *     window its free tests; opening any other fails with EINVAL.
  *   - Outside a write transaction the arena is read-only, but for hot pages
  *     (pages transactions keep writing, TMF_TRACK): a stray write never
  *     reaches the file, and stops the process with a message naming the
@@ -148,7 +150,10 @@ int tm_options_from_env(tm_options *opts);
  * Returns 0 and *out, or:
  *   EINVAL         empty path; for a new store, a base that is not page
  *                  aligned, below 4 GiB or whose reservation passes the end
- *                  of user space, or an initial size above max_size
+ *                  of user space, or an initial size above max_size; under
+ *                  the preload, a store whose reservation [base, base +
+ *                  max_size) is not inside [0x200000000000, 0x400000000000)
+ *                  (said on stderr)
  *   ENOENT         no store at path, with no_create or read_only
  *   EEXIST         the store file is missing but its log is there (never
  *                  overwritten: it may hold a lost store's commits)

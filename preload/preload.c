@@ -7,7 +7,9 @@
  * reallocates or measures a block whose address lies in a store's
  * reservation.  Everything else goes straight to glibc through its
  * exported __libc_* entry points.  The fallback path adds one thread-local
- * load and one address-range test.
+ * load (the allocating calls) or one test of the address against the fixed
+ * window every store lies in (route.h; free and the others that take a
+ * block): a shift and a compare, no load.
  *
  * Rules this file keeps (each a known pitfall of interposers):
  *   - No allocation, stdio or getenv before the first tm_* call: the store
@@ -18,6 +20,8 @@
  *     call to calloc inside the interposer.
  *   - Ownership by address: free, realloc, malloc_usable_size and the sized
  *     frees of a glibc pointer go to glibc whatever the thread is doing.
+ *     A pointer inside the window is looked up (tm_store_of); one in no
+ *     store is glibc's.
  *   - realloc policy: a block stays with the allocator that made it.  A
  *     glibc block reallocated inside a transaction stays a glibc block; an
  *     arena block is reallocated in the arena (inside a transaction only).
@@ -50,10 +54,10 @@ static void *(*glibc_aligned_alloc)(size_t, size_t);
 #define PAGE 4096u
 #define RA __builtin_return_address(0)
 
-/* The address-range test: one subtraction and one compare. */
+/* Whether p may be the arena's: inside the window (a shift and a compare). */
 static inline int in_arena(const void *p)
 {
-    return route_in_arena(p);
+    return route_in_window(p);
 }
 
 static inline int valid_alignment(size_t align)
@@ -92,7 +96,7 @@ static NOINLINE void arena_free(void *p)
     if (st)
         tm_store_free(st, p);
     else
-        __libc_free(p); /* between two reservations: not ours */
+        __libc_free(p); /* in the window, in no store: not ours */
     errno = saved;
 }
 
@@ -248,7 +252,7 @@ EXPORT size_t malloc_usable_size(void *p)
         tm_store *st = tm_store_of(p);
         if (st)
             return tm_store_usable_size(st, p);
-        /* between two reservations: glibc's */
+        /* in the window, in no store: glibc's */
     }
     if (unlikely(!glibc_usable_size))
         resolve_glibc();

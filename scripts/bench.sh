@@ -28,7 +28,7 @@ log() { echo "bench.sh: $*" >&2; }
 # ---- build ----
 log "building into $build"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTMF_TESTS=OFF -DTMF_BENCH=ON >/dev/null
-targets=(tmfpreload alloc_bench heap_bench malloc_bench tx_bench commit_bench bigtx_bench replay_bench fault_bench)
+targets=(tmfpreload alloc_bench heap_bench malloc_bench fallback_bench tx_bench commit_bench bigtx_bench replay_bench fault_bench)
 cmake --build "$build" -j"$(nproc)" --target "${targets[@]}" >/dev/null
 build=$(cd "$build" && pwd)
 bin=$build/bench
@@ -62,11 +62,11 @@ avail=$(df -B1 --output=avail "$data" | tail -1 | tr -d ' ')
 # ---- sizes ----
 if [ "$quick" = 1 ]; then
     alloc_args=(5 2); heap_args=(200000)
-    malloc_args=(5 1); tx_args=(200 5); commit_args=(200 5)
+    malloc_args=(5 1); fallback_args=(5 5); tx_args=(200 5); commit_args=(200 5)
     big_mib=128; big_rounds=5; replay_args=(16 5); fault_args=(2048 5)
 else
     alloc_args=(7 10); heap_args=(2000000)
-    malloc_args=(7 5); tx_args=(1000 5); commit_args=(1000 5)
+    malloc_args=(7 5); fallback_args=(11 30); tx_args=(1000 5); commit_args=(1000 5)
     big_mib=1024; big_rounds=5; replay_args=(60 5); fault_args=(8192 9)
 fi
 big_note=""
@@ -111,6 +111,7 @@ rel() { echo "${1//$root\//}"; } # paths relative to the repository in the repor
 run alloc_bench "$bin/alloc_bench" "$data" "$preload" "$jemalloc" "$mimalloc" "${alloc_args[@]}"
 run heap_bench "$bin/heap_bench" "${heap_args[@]}" "$data/heap_bench.tmf"
 run malloc_bench "$bin/malloc_bench" "$data" "$preload" "$jemalloc" "${malloc_args[@]}"
+run fallback_bench "$bin/fallback_bench" "$preload" "${fallback_args[@]}"
 run tx_bench "$bin/tx_bench" "$data" "${tx_args[@]}"
 run commit_bench "$bin/commit_bench" "$data" "${commit_args[@]}"
 run bigtx_bench "$bin/bigtx_bench" "$data" "$big_mib" "$big_rounds"
@@ -139,6 +140,7 @@ keys=()
 key() { keys+=("$1|$2|$3|$4|$5|$6"); }
 key fb1 "fallback/glibc 1T" "(1) preload fallback time / glibc time, 1 thread" "${R[malloc_1t_fallback_ratio]}" "<=" 1.02
 key fb2 "fallback/glibc 2T" "(1) preload fallback time / glibc time, 2 threads" "${R[malloc_2t_fallback_ratio]}" "<=" 1.02
+key fbt "fallback/glibc tight" "(1) preload fallback / glibc, tight malloc/free loop" "${R[fallback_tight_ratio]}" "<=" 1.02
 key as "tm_malloc/jemalloc 8-512B" "(0) tight loop 8-512 B: tm_malloc ops/s / jemalloc ops/s" "${R[alloc_small_tm_vs_jemalloc]}" ">=" 1.0
 key am "tm_malloc/jemalloc 16-4096B" "(0) tight loop 16-4096 B: tm_malloc ops/s / jemalloc ops/s" "${R[alloc_medium_tm_vs_jemalloc]}" ">=" 1.0
 key al "tm_malloc/jemalloc 1-64KiB" "(0) tight loop 1-64 KiB: tm_malloc ops/s / jemalloc ops/s" "${R[alloc_large_tm_vs_jemalloc]}" ">=" 1.0
@@ -246,7 +248,7 @@ png=$out_dir/results$suffix.png
     echo "arena over peak live bytes $(f3 "${R[frag_tmf]}"), jemalloc's peak resident bytes over peak live bytes"
     echo "$(f3 "${R[frag_jemalloc]}") (\`mallctl stats.resident\`); ratio jemalloc / tmfalloc $(f3 "${R[frag_ratio]}")."
     echo
-    echo "## (1) malloc/free/realloc mix — \`malloc_bench\`"
+    echo "## (1) malloc/free/realloc mix — \`malloc_bench\`, \`fallback_bench\`"
     echo
     echo "Per thread 8192 slots; each operation frees or reallocs a random slot and allocates"
     echo "(8 B – 4 KiB, mostly < 264 B); ${R[malloc_mops_per_thread]} M operations per thread, a warm-up pass"
@@ -267,6 +269,18 @@ png=$out_dir/results$suffix.png
     echo "| fallback time / glibc time | $(f3 "${R[malloc_1t_fallback_ratio]}") | $(f3 "${R[malloc_2t_fallback_ratio]}") | <= 1.02 |"
     echo "| persistent heap (warm) ops/s / jemalloc ops/s | $(f2 "${R[malloc_1t_heap_ratio]}") | $(f2 "${R[malloc_2t_heap_ratio]}") | >= 1.0 |"
     echo "| persistent heap (first pass) ops/s / jemalloc ops/s | $(f2 "${R[malloc_1t_heap_cold_ratio]}") | $(f2 "${R[malloc_2t_heap_cold_ratio]}") | (none) |"
+    echo
+    echo "The fallback alone (\`fallback_bench\`): workloads that never call \`tm_*\`, each in fresh processes"
+    echo "alternately without and with the preload; ${R[fallback_mops]} M operations timed (process CPU time)"
+    echo "after a tenth as many, median of ${R[fallback_rounds]} rounds. \"tight\" is \`p = malloc(16-256 B); free(p)\` and"
+    echo "nothing else; \"live\" allocates 25 blocks of 16-256 B, then frees them (as glibc's bench-malloc-simple)."
+    echo
+    echo "| workload | glibc s | under the preload s | preload / glibc | target |"
+    echo "|---|---|---|---|---|"
+    for s in mix:"malloc/free/realloc mix, 8 B - 4 KiB" tight:"tight loop: malloc, free" live:"25 live blocks"; do
+        k=${s%%:*}
+        echo "| ${s#*:} | $(f3 "${R[fallback_${k}_glibc_s]}") | $(f3 "${R[fallback_${k}_preload_s]}") | $(f3 "${R[fallback_${k}_ratio]}") | <= 1.02 |"
+    done
     echo
     echo "## (2), (3) small transactions — \`tx_bench\`"
     echo
@@ -366,7 +380,7 @@ png=$out_dir/results$suffix.png
     echo '```'
     echo
     echo "## Raw output"
-    for f in alloc_bench heap_bench malloc_bench tx_bench commit_bench bigtx_bench replay_bench fault_bench; do
+    for f in alloc_bench heap_bench malloc_bench fallback_bench tx_bench commit_bench bigtx_bench replay_bench fault_bench; do
         echo
         echo "### $f"
         echo

@@ -15,6 +15,12 @@
  * [tm_arena_lo, tm_arena_hi) holds the reservations of every open store:
  * a pointer outside it is never the arena's (one subtraction and one
  * compare; the exact owner is tm_store_of()).
+ *
+ * Under the preload every store lies in the window [ROUTE_WINDOW_LO,
+ * ROUTE_WINDOW_HI), 32 to 64 TiB (tm_open refuses a store outside it), so
+ * the preload's free tells a pointer that is never the arena's with a
+ * shift and a compare, and no load.  A pointer inside the window may
+ * still be in no store: tm_store_of() has the last word.
  */
 #ifndef TMF_ROUTE_H
 #define TMF_ROUTE_H
@@ -35,6 +41,24 @@ static inline int route_in_arena(const void *p)
 {
     uintptr_t lo = tm_arena_lo;
     return (uintptr_t)p - lo < tm_arena_hi - lo;
+}
+
+/* The window: the addresses that, shifted right by ROUTE_WINDOW_SHIFT, are 1. */
+#define ROUTE_WINDOW_SHIFT 45
+#define ROUTE_WINDOW_LO ((uintptr_t)1 << ROUTE_WINDOW_SHIFT)
+#define ROUTE_WINDOW_HI ((uintptr_t)2 << ROUTE_WINDOW_SHIFT)
+#define ROUTE_WINDOW_TEXT "[0x200000000000, 0x400000000000)"
+
+/* Whether p lies inside the window. */
+static inline int route_in_window(const void *p)
+{
+    return (uintptr_t)p >> ROUTE_WINDOW_SHIFT == 1;
+}
+
+/* Whether the reservation [base, base + max) lies wholly inside the window. */
+static inline int route_window_holds(uint64_t base, uint64_t max)
+{
+    return base >= ROUTE_WINDOW_LO && base < ROUTE_WINDOW_HI && max <= ROUTE_WINDOW_HI - base;
 }
 
 #endif

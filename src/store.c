@@ -68,16 +68,30 @@ static int fill_store(int fd, void *ctx)
     return r == 0 ? os_pwrite_all(fd, page, PAGE, PAGE) : r;
 }
 
+/* Under the preload the reservation must lie in the window that free
+ * tests (route.h): a block of a store outside it would go to glibc. */
+static int window_check(uint64_t base, uint64_t max)
+{
+    if (!tm_route_preloaded || route_window_holds(base, max))
+        return 0;
+    os_say("a store reserved at", "lies outside " ROUTE_WINDOW_TEXT
+           ", where the preload needs every store: set TMF_ADDR (and TMF_MAX_SIZE) within it", base);
+    return -EINVAL;
+}
+
 static int create_file(const char *path, const tm_options *o)
 {
     struct hdr_slot h;
     size_t size = o->initial_size ? o->initial_size : DEFAULT_INITIAL;
+    int r;
     size = (size + PAGE - 1) & ~(size_t)(PAGE - 1);
     if (size < 2 * PAGE)
         size = 2 * PAGE;
     if (size > o->max_size || o->base % PAGE || o->base + o->max_size > ADDR_LIMIT ||
         o->base < ((uint64_t)1 << 32))
         return -EINVAL;
+    if ((r = window_check(o->base, o->max_size)) < 0)
+        return r;
     hdr_init(&h, o->base, o->max_size, size, os_random64() | 1);
     return create_whole(path, o->mode ? o->mode : 0600, fill_store, &h);
 }
@@ -278,6 +292,8 @@ static int validate(tm_store *st, int first, uint64_t *file_size)
         return r;
     if (*file_size < 2 * PAGE)
         return -TM_ETRUNCATED;
+    if ((r = window_check(h.base, h.max_size)) < 0)
+        return r;
     store_set_hdr(st, &h);
     st->log.store_id = h.store_id;
     st->log.max = h.max_size;

@@ -152,6 +152,16 @@ Test(preload, malloc_family_routes_by_transaction_and_address)
     cr_assert(exited(r, 0), "status %#x\n%s", r->status, r->err);
 }
 
+Test(preload, a_store_outside_the_window_is_refused)
+{
+    char *argv[] = {TMF_PROGS "/preload_prog", "outside", NULL};
+    struct run *r = run(argv, 1, tu_path("outside.tmf"));
+    cr_assert(exited(r, 0), "status %#x\n%s", r->status, r->err);
+    cr_assert_not_null(strstr(r->err, "tmfalloc: a store reserved at 0x0000600000000000 lies outside "
+                                      "[0x200000000000, 0x400000000000)"), "%s", r->err);
+    cr_assert_not_null(strstr(r->err, "TMF_ADDR"), "%s", r->err);
+}
+
 Test(preload, other_threads_keep_glibc_during_a_transaction, .timeout = 120)
 {
     char *argv[] = {TMF_PROGS "/preload_prog", "threads", NULL};

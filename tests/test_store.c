@@ -794,6 +794,47 @@ Test(store, two_stores_at_two_bases)
     TU_OK(tm_close(b));
 }
 
+/* Under the preload, tm_open refuses a store outside the window (route.h),
+ * with a line on stderr: exits with the number of the failed check. */
+static void open_as_preloaded(void *arg)
+{
+    tm_options o = tu_opts(TM_SYNC_NONE);
+    tm_store *st = NULL;
+    (void)arg;
+    tm_route_preloaded = 1;
+    o.base = 0x600000000000ull;
+    if (tm_open(tu_path("high.tmf"), &o, &st) != EINVAL || st)
+        _exit(1); /* the store made without the preload */
+    if (tm_open(tu_path("new.tmf"), &o, &st) != EINVAL || st || access(tu_path("new.tmf"), F_OK) == 0)
+        _exit(2); /* a new one: not even made */
+    o.base = ROUTE_WINDOW_HI - o.max_size;
+    if (tm_open(tu_path("top.tmf"), &o, &st) != 0)
+        _exit(3); /* ending where the window ends */
+    tm_close(st);
+    o.base = ROUTE_WINDOW_HI - o.max_size / 2;
+    if (tm_open(tu_path("across.tmf"), &o, &st) != EINVAL)
+        _exit(4); /* across its end */
+    _exit(0);
+}
+
+Test(store, a_store_outside_the_preload_window_opens_only_without_the_preload)
+{
+    tm_options o = tu_opts(TM_SYNC_NONE);
+    tm_store *st = NULL;
+    char err[2048];
+    o.base = 0x600000000000ull;
+    TU_OK(tm_open(tu_path("high.tmf"), &o, &st));
+    cr_assert_eq(tm_store_base(st), (void *)o.base);
+    TU_OK(tm_close(st));
+    int status = tu_run_child(open_as_preloaded, NULL, err, sizeof err);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x\n%s", status, err);
+    cr_assert_not_null(strstr(err, "tmfalloc: a store reserved at 0x0000600000000000 lies outside "
+                                   "[0x200000000000, 0x400000000000)"), "%s", err);
+    cr_assert_not_null(strstr(err, "TMF_ADDR"), "%s", err);
+    TU_OK(tm_open(tu_path("high.tmf"), &o, &st)); /* and still without it */
+    TU_OK(tm_close(st));
+}
+
 /* ---- files ---- */
 
 /* The malloc family (the preload) goes to the store whose transaction the

@@ -7,8 +7,10 @@
  *             ownership by address, alignment, usable size, errno, realloc
  *             policy, transient escape hatch; then odd arguments (glibc's
  *             answers outside a transaction, its conventions inside) and a
- *             glibc block between two stores' reservations
+ *             glibc block in the window, between two stores' reservations
  *   threads   one thread in a transaction while others use glibc
+ *   outside   a store outside the window is refused (EINVAL, said on
+ *             stderr) and not made
  *   freeout   frees an arena block outside a transaction (must be reported)
  *   libc      libc's own allocations inside a transaction (stdout's buffer,
  *             a thread's TLS and stack cache, locale, dlopen and dlerror,
@@ -41,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "tmfalloc.h"
@@ -132,6 +135,36 @@ static void *libc_symbol(const char *name)
     return libc ? dlsym(libc, name) : NULL;
 }
 
+#define WINDOW_HI 0x400000000000ull /* the top of the window every store lies in */
+#define BIG ((size_t)64 << 20)      /* above glibc's largest threshold: always mapped */
+
+struct span {
+    void *p;
+    size_t len;
+};
+
+/* Reserves every gap above the window (PROT_NONE, no memory) that the
+ * kernel, searching from the top, would find for a new mapping first: the
+ * next mapping lands inside the window.  Returns how many spans it holds. */
+static size_t hold_above_window(struct span *held, size_t cap)
+{
+    size_t n = 0;
+    for (size_t len = (size_t)1 << 44; len >= 4096; len >>= 1) {
+        while (n < cap) {
+            void *p = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+            if (p == MAP_FAILED)
+                break;
+            if ((uintptr_t)p < WINDOW_HI) {
+                munmap(p, len);
+                break;
+            }
+            held[n].p = p, held[n++].len = len;
+        }
+    }
+    CHECK(n < cap);
+    return n;
+}
+
 /* Outside a transaction every call behaves as glibc's, however odd its
  * arguments; inside one, glibc's conventions hold for the arena. */
 static void edges(void)
@@ -159,21 +192,42 @@ static void edges(void)
     CHECK(memalign(size_max / 2 + 2, 100) == NULL && errno == EINVAL);
     CHECK(tm_commit() == 0);
 
-    /* a glibc block between two stores' reservations is still glibc's */
+    /* a glibc block between two stores' reservations, inside the window
+     * that free tests, is still glibc's */
     tm_options o;
     tm_store *st = NULL;
     char path[4200];
+    struct span held[4096];
     snprintf(path, sizeof path, "%s.upper", getenv("TMF_PATH"));
     tm_options_init(&o);
-    o.base = 0x600000000000ull; /* above the program and its heap, below the mmap area */
     o.max_size = (size_t)1 << 30;
+    o.base = WINDOW_HI - o.max_size; /* the window's top gigabyte */
     o.sync = TM_SYNC_NONE;
     CHECK(tm_open(path, &o, &st) == 0);
-    char *g = vmalloc(100);
-    CHECK(g && (uintptr_t)g > lo && (uintptr_t)g < 0x600000000000ull);
-    CHECK(malloc_usable_size(g) >= 100);
+    size_t nheld = hold_above_window(held, sizeof held / sizeof *held);
+    char *g = vmalloc(BIG); /* mapped by glibc, where the kernel finds room first */
+    CHECK(g && (uintptr_t)g >= hi && (uintptr_t)g + BIG <= o.base);
+    CHECK(malloc_usable_size(g) >= BIG);
+    void *page = (void *)((uintptr_t)g & ~(uintptr_t)4095);
     free(g);
+    CHECK(msync(page, 4096, MS_ASYNC) < 0 && errno == ENOMEM); /* glibc unmapped it */
+    for (size_t i = 0; i < nheld; i++)
+        munmap(held[i].p, held[i].len);
     CHECK(tm_close(st) == 0);
+}
+
+/* Under the preload a store outside the window is refused, and not made. */
+static void outside(void)
+{
+    tm_options o;
+    tm_store *st = NULL;
+    char path[4200];
+    snprintf(path, sizeof path, "%s.outside", getenv("TMF_PATH"));
+    tm_options_init(&o);
+    o.base = 0x600000000000ull;
+    o.max_size = (size_t)1 << 30;
+    CHECK(tm_open(path, &o, &st) == EINVAL && st == NULL);
+    CHECK(access(path, F_OK) < 0 && errno == ENOENT);
 }
 
 static volatile int stop;
@@ -446,7 +500,7 @@ int main(int argc, char **argv)
         return system("cat /proc/self/personality") == 0 ? 0 : 1;
     }
     if (argc != 2 || tm_stats(&s) != 0) {
-        fprintf(stderr, "usage: preload_prog family|threads|freeout|libc|hand|unrouted|tmonly (with TMF_PATH set)\n");
+        fprintf(stderr, "usage: preload_prog family|threads|outside|freeout|libc|hand|unrouted|tmonly (with TMF_PATH set)\n");
         return 2;
     }
     lo = (uintptr_t)tm_store_base(tm_default());
@@ -455,6 +509,8 @@ int main(int argc, char **argv)
         family(), edges();
     else if (strcmp(argv[1], "threads") == 0)
         threads();
+    else if (strcmp(argv[1], "outside") == 0)
+        outside();
     else if (strcmp(argv[1], "freeout") == 0)
         freeout();
     else if (strcmp(argv[1], "libc") == 0)
