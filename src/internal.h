@@ -15,7 +15,7 @@
  *   dirty page  a page the current transaction wrote; found by the tracker
  *               (track.c).
  *   kept copy   a private copy that outlived its commit: it equals the
- *               file, so a later write to it costs no copy (track.c).
+ *               file, so a later write to it costs no copy (kept.c).
  *   log record  the byte ranges one commit changed, with a checksum,
  *               appended to the redo log; durable record = committed
  *               transaction (diff.c, format.h).
@@ -35,7 +35,7 @@
  * Layers (a file calls only into its own layer or those below it):
  *   1  os.c                          system calls (os.h)
  *   2  checksum.c format.c route.c   on-disk format (format.h), routing (route.h)
- *   3  log.c replay.c lock.c registry.c pagemap.c hot.c track.c diff.c
+ *   3  log.c replay.c lock.c registry.c pagemap.c hot.c kept.c track.c diff.c
  *      modules.c
  *   4  store.c checkpoint.c          files, mapping, growth, recovery
  *   5  heap.c heap_smap.c heap_large.c heap_check.c fault.c
@@ -314,6 +314,20 @@ int hot_resume(tm_store *st, uint64_t *scratch);
 void hot_drop(tm_store *st);
 int hot_demote(tm_store *st);
 
+/* ---- 3: kept.c ---- */
+/* Calls fn on each run of consecutive pages of the sorted pages[0..n);
+ * stops at the first error and returns it. */
+int pages_for_runs(tm_store *st, const uint64_t *pages, size_t n, int (*fn)(char *, size_t));
+/* In-place heapsort (the commit path must not allocate). */
+void sort_pages(uint64_t *v, size_t n);
+/* Drops the private copies of the sorted pages[0..n). */
+void kept_discard(tm_store *st, const uint64_t *pages, size_t n);
+void kept_drop_all(tm_store *st);
+void kept_drop_clean(tm_store *st);
+int kept_has(const tm_store *st, uint64_t page);
+void kept_remove(tm_store *st, uint64_t page);
+void kept_evict(tm_store *st, const uint64_t *d, size_t n, size_t m);
+
 /* ---- 3: diff.c ---- */
 int diff_open(tm_store *st);
 void diff_close(tm_store *st);
@@ -383,7 +397,6 @@ void track_drop_copies(tm_store *st);
 void track_rollback(tm_store *st);
 void track_fork_child(tm_store *st);
 void track_forget(tm_store *st);
-void sort_pages(uint64_t *v, size_t n);
 
 /* ---- 3: modules.c: this process's modules ---- */
 struct mod {

@@ -26,15 +26,6 @@
  * end of each transaction adds the hot pages it wrote to the list.  Hot
  * pages stay writable; a bulk transaction lists them with every other
  * copy, and gives them back their writable, tracked state at its end.
- *
- * Kept copies.  After a commit, the private copies of the pages it wrote
- * hold exactly what the store file holds.  Up to KEEP_MAX of them are kept,
- * read-only, so a later transaction that writes them again takes its fault
- * without copying the page, and its commit has nothing to drop.  They go
- * stale as soon as anyone else commits: every transaction compares the
- * committed sequence number with the one this process's copies reflect
- * (store_catch_up) and drops them all on a difference.  Aborts, failed
- * applies and bulk transactions drop them too.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -109,60 +100,9 @@ void track_free(tm_store *st)
 
 /* ---- runs of pages ---- */
 
-/* Calls fn on each run of consecutive page numbers in pages[0..n); stops at
- * the first error and returns it. */
-static int for_runs(tm_store *st, const uint64_t *pages, size_t n, int (*fn)(char *, size_t))
-{
-    size_t i = 0, j;
-    int r = 0;
-    while (i < n && r == 0) {
-        for (j = i + 1; j < n && pages[j] == pages[j - 1] + 1; j++)
-            ;
-        r = fn(st->base + pages[i] * PAGE, (j - i) * PAGE);
-        i = j;
-    }
-    return r;
-}
-
 static int protect(char *p, size_t len)
 {
     return os_mprotect(p, len, PROT_READ);
-}
-
-/* MADV_DONTNEED of a private copy, which only drops memory of ours: it
- * cannot fail for a valid range, and a copy left behind would be found
- * stale by the sequence test, so the result changes nothing. */
-static int drop(char *p, size_t len)
-{
-    (void)os_madvise(p, len, MADV_DONTNEED);
-    return 0;
-}
-
-/* MADV_DONTNEED on many runs in one process_madvise(2) call on PIDFD_SELF
- * (recent kernels accept any advice for the calling process), else, on
- * older kernels or any error, one madvise each. */
-#define IOV_BATCH 64
-
-static void discard(tm_store *st, const uint64_t *pages, size_t n)
-{
-    static atomic_int no_batch;
-    struct iovec iov[IOV_BATCH];
-    size_t i = 0, j, k;
-    while (i < n) {
-        size_t first = i;
-        ssize_t want = 0;
-        for (k = 0; k < IOV_BATCH && i < n; k++, i = j) {
-            for (j = i + 1; j < n && pages[j] == pages[j - 1] + 1; j++)
-                ;
-            iov[k].iov_base = st->base + pages[i] * PAGE;
-            iov[k].iov_len = (j - i) * PAGE;
-            want += (ssize_t)iov[k].iov_len;
-        }
-        if (no_batch || k == 1 || os_madvise_self(iov, k, MADV_DONTNEED) != want) {
-            no_batch |= k > 1;
-            for_runs(st, pages + first, i - first, drop);
-        }
-    }
 }
 
 /* Spans of at most this many pages are write-protected in one call (the
@@ -211,100 +151,16 @@ int track_protect(tm_store *st)
     }
     if (n && hi - lo < PROTECT_SPAN)
         return protect(st->base + lo * PAGE, (hi - lo + 1) * PAGE);
-    return for_runs(st, d, n, protect);
+    return pages_for_runs(st, d, n, protect);
 }
 
 /* ---- kept copies ---- */
 
-static void drop_kept(tm_store *st)
-{
-    discard(st, st->trk.kept, st->trk.nkept);
-    st->trk.nkept = 0;
-}
-
-/* Entering bulk mode: drops the kept copies this transaction has not
- * written (those it has are listed; the scan will list them again). */
-static void drop_kept_clean(tm_store *st)
-{
-    struct tm_tracker *t = &st->trk;
-    size_t i = 0, j = 0, k = 0, n = t->ndirty;
-    uint64_t *out = t->kept + KEEP_MAX;
-    if (!t->nkept)
-        return;
-    sort_pages(t->dirty, n); /* the order no longer matters: the scan replaces the list */
-    while (i < t->nkept) {
-        while (j < n && t->dirty[j] < t->kept[i])
-            j++;
-        if (j == n || t->dirty[j] != t->kept[i])
-            out[k++] = t->kept[i];
-        i++;
-    }
-    discard(st, out, k);
-    t->nkept = 0;
-}
-
 /* Another process committed: every private copy kept is stale. */
 void track_drop_copies(tm_store *st)
 {
-    drop_kept(st);
+    kept_drop_all(st);
     hot_drop(st);
-}
-
-/* Whether page is among the sorted pages[0..n). */
-static int listed(const uint64_t *pages, size_t n, uint64_t page)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (pages[mid] == page)
-            return 1;
-        if (pages[mid] < page)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return 0;
-}
-
-static int is_kept(const tm_store *st, uint64_t page)
-{
-    return listed(st->trk.kept, st->trk.nkept, page);
-}
-
-/* The page leaves the kept list: it is hot now. */
-static void unkeep(tm_store *st, uint64_t page)
-{
-    struct tm_tracker *t = &st->trk;
-    size_t i = 0;
-    while (i < t->nkept && t->kept[i] != page)
-        i++;
-    if (i < t->nkept) {
-        memmove(&t->kept[i], &t->kept[i + 1], (t->nkept - i - 1) * sizeof *t->kept);
-        t->nkept--;
-    }
-}
-
-/* Drops m kept copies that the sorted d[0..n) does not list, taken in
- * turn around the list (a rotating cursor: no age is kept), so a full
- * kept set costs each commit the few it makes room for, not all at once. */
-static void evict(tm_store *st, const uint64_t *d, size_t n, size_t m)
-{
-    struct tm_tracker *t = &st->trk;
-    uint64_t *out = t->kept + KEEP_MAX;
-    size_t i = t->evict_at % t->nkept, seen, k = 0, j = 0, w = 0;
-    for (seen = 0; seen < t->nkept && k < m; seen++, i = (i + 1) % t->nkept)
-        if (!listed(d, n, t->kept[i]))
-            out[k++] = t->kept[i];
-    t->evict_at = i;
-    sort_pages(out, k);
-    discard(st, out, k);
-    for (i = 0; i < t->nkept; i++) { /* both sorted: keep what out does not list */
-        while (j < k && out[j] < t->kept[i])
-            j++;
-        if (j == k || out[j] != t->kept[i])
-            t->kept[w++] = t->kept[i];
-    }
-    t->nkept = w;
 }
 
 /* Commit's last step (the pages are read-only already, but hot ones):
@@ -322,15 +178,15 @@ void track_keep(tm_store *st)
         return;
     }
     for (j = 0; j < n; j++)
-        fresh += !hot_has(st, d[j]) && !is_kept(st, d[j]);
+        fresh += !hot_has(st, d[j]) && !kept_has(st, d[j]);
     if (fresh > KEEP_MAX / 2) {
-        discard(st, d, n);
+        kept_discard(st, d, n);
         return;
     }
     if (t->nkept + fresh > KEEP_MAX)
-        evict(st, d, n, t->nkept + fresh - KEEP_MAX);
+        kept_evict(st, d, n, t->nkept + fresh - KEEP_MAX);
     if (t->nkept + fresh > KEEP_MAX) { /* most of the kept ones were written again */
-        discard(st, d, n);
+        kept_discard(st, d, n);
         return;
     }
     j = 0;
@@ -361,8 +217,8 @@ void track_drop(tm_store *st)
     size_t n;
     const uint64_t *d = track_copies(st, &n);
     (void)track_protect(st);
-    discard(st, d, n);
-    drop_kept(st);
+    kept_discard(st, d, n);
+    kept_drop_all(st);
     if (st->trk.hot.reset || st->trk.mode == TRACK_BULK)
         (void)hot_demote(st); /* on failure hot pages stay writable with the file's bytes */
 }
@@ -416,7 +272,7 @@ static void enter_bulk(tm_store *st)
         else
             t->hot.reset = 1;
     }
-    drop_kept_clean(st); /* or the scan would log them all */
+    kept_drop_clean(st); /* or the scan would log them all */
     (void)os_mprotect(st->base + PAGE, st->mapped - PAGE, PROT_READ | PROT_WRITE);
     t->mode = TRACK_BULK;
 }
@@ -427,8 +283,8 @@ int track_fault(tm_store *st, uint64_t page)
 {
     struct tm_tracker *t = &st->trk;
     int r;
-    if (t->hot.uffd >= 0 && t->mode == TRACK_PAGES && is_kept(st, page) && hot_promote(st, page) == 1) {
-        unkeep(st, page); /* its copy is the hot page's now */
+    if (t->hot.uffd >= 0 && t->mode == TRACK_PAGES && kept_has(st, page) && hot_promote(st, page) == 1) {
+        kept_remove(st, page); /* its copy is the hot page's now */
         t->dirty[t->ndirty++] = page;
         return 0;
     }
@@ -537,9 +393,9 @@ void track_rollback(tm_store *st)
         /* No list of the copies: drop them all.  Should the protection
          * fail as well, the arena stays writable but holds the file's
          * bytes; a stray write lands in a private copy, never the file. */
-        drop(st->base + PAGE, st->mapped - PAGE);
+        (void)os_madvise(st->base + PAGE, st->mapped - PAGE, MADV_DONTNEED); /* our own copies */
         (void)protect(st->base + PAGE, st->mapped - PAGE);
-        drop_kept(st);
+        kept_drop_all(st);
         st->trk.hot.reset = 1;
         (void)hot_demote(st);
         return;
@@ -573,34 +429,4 @@ void track_forget(tm_store *st)
     if (t->pm_fd >= 0) /* it shows the parent's pages */
         os_close(t->pm_fd);
     t->pm_fd = -1;
-}
-
-/* ---- sorting ---- */
-
-/* In-place heapsort: the commit path must not allocate (qsort may call
- * malloc, which the preload would route into the arena being committed). */
-static void sift(uint64_t *v, size_t i, size_t n)
-{
-    uint64_t x = v[i];
-    for (size_t c; (c = 2 * i + 1) < n; i = c) {
-        if (c + 1 < n && v[c + 1] > v[c])
-            c++;
-        if (v[c] <= x)
-            break;
-        v[i] = v[c];
-    }
-    v[i] = x;
-}
-
-void sort_pages(uint64_t *v, size_t n)
-{
-    size_t i;
-    for (i = n / 2; i-- > 0;)
-        sift(v, i, n);
-    while (n > 1) {
-        uint64_t t = v[0];
-        v[0] = v[--n];
-        v[n] = t;
-        sift(v, 0, n);
-    }
 }
