@@ -272,8 +272,8 @@ static void corrupt_list(const void *p)
     heap_die("malloc(): corrupted free list (write after free?) at", p);
 }
 
-/* Whether p may be followed: inside the heap, 16-aligned. */
-static inline int in_heap(const tm_store *st, uintptr_t p)
+/* Whether a free-list link p may be followed: inside the heap, 16-aligned. */
+static inline int link_ok(const tm_store *st, uintptr_t p)
 {
     return p % QUANTUM == 0 && p >= (uintptr_t)st->base + HEAP_START &&
            p < (uintptr_t)st->base + super_of(st)->size - FENCE_SIZE;
@@ -282,7 +282,7 @@ static inline int in_heap(const tm_store *st, uintptr_t p)
 static inline void *recent_pop(const tm_store *st, struct heap_state *h, unsigned c)
 {
     uint64_t *q = h->recent[c];
-    if (unlikely(!in_heap(st, (uintptr_t)q) || h->nrecent[c] == 0 || q[1] != heap_recent_tag(h, q, c)))
+    if (unlikely(!link_ok(st, (uintptr_t)q) || h->nrecent[c] == 0 || q[1] != heap_recent_tag(h, q, c)))
         corrupt_list(q);
     h->recent[c] = (void *)q[0];
     h->nrecent[c]--;
@@ -299,7 +299,7 @@ static __attribute__((noinline)) int on_recent(const tm_store *st, const struct 
 {
     const uint64_t *q = h->recent[c];
     for (unsigned n = 0, max = heap_recent_max(h); q && n < max; n++, q = (const uint64_t *)q[0]) {
-        if (!in_heap(st, (uintptr_t)q))
+        if (!link_ok(st, (uintptr_t)q))
             corrupt_list(q);
         if ((uintptr_t)q == p)
             return 1;
@@ -353,7 +353,7 @@ static void recent_convert(const tm_store *st, struct heap_state *h)
     for (unsigned c = 0; c < NCLASS; c++) {
         uint64_t *q = h->recent[c];
         for (unsigned n = 0; q; n++, q = (uint64_t *)q[0]) {
-            if (n >= h->nrecent[c] || !in_heap(st, (uintptr_t)q) || q[1] != heap_recent_tag(h, q, c))
+            if (n >= h->nrecent[c] || !link_ok(st, (uintptr_t)q) || q[1] != heap_recent_tag(h, q, c))
                 corrupt_list(q);
             q[1] = heap_tag4(h, q, c);
         }
@@ -366,7 +366,7 @@ static void recent_convert(const tm_store *st, struct heap_state *h)
 /* The in-use block whose payload is p; aborts on anything else. */
 static blk *block_of(const tm_store *st, const struct heap_state *h, uintptr_t p, const char *op)
 {
-    blk *b = (blk *)(p - HDR);
+    blk *b = (blk *)(p - BLK_HDR);
     if (!blk_valid(h, b))
         misuse(op, "invalid pointer", (void *)p);
     if (!(b->head & B_INUSE))
@@ -394,7 +394,7 @@ static __attribute__((noinline)) void *large_alloc(tm_store *st, struct heap_sta
     blk *b;
     if (size > st->max || align > st->max)
         return fail(ENOMEM);
-    b = heap_large_alloc(st, ((size + QUANTUM - 1) & ~(uint64_t)(QUANTUM - 1)) + HDR, align, HDR, 0);
+    b = heap_large_alloc(st, ((size + QUANTUM - 1) & ~(uint64_t)(QUANTUM - 1)) + BLK_HDR, align, BLK_HDR, 0);
     if (!b)
         return NULL;
     h->live_large += blk_size(b);
@@ -481,7 +481,7 @@ void *heap_alloc(tm_store *st, size_t size, size_t align)
 static inline struct heap_state *check_ptr(tm_store *st, uintptr_t p, const char *op, int readonly)
 {
     struct heap_state *h = heap_state_of(st);
-    uintptr_t lo = (uintptr_t)st->base + HEAP_START + HDR;
+    uintptr_t lo = (uintptr_t)st->base + HEAP_START + BLK_HDR;
     if (unlikely(!readonly && !tx_owned(st)))
         misuse(op, "outside a write transaction, arena block", (void *)p);
     if (unlikely(p < lo || p >= (uintptr_t)st->base + super_of(st)->size || p % QUANTUM))
@@ -514,7 +514,7 @@ size_t heap_usable(tm_store *st, const void *ptr)
         slot_index(s, p, "malloc_usable_size(): ");
         return s->slot;
     }
-    return blk_size(block_of(st, h, p, "malloc_usable_size(): ")) - HDR;
+    return blk_size(block_of(st, h, p, "malloc_usable_size(): ")) - BLK_HDR;
 }
 
 /* realloc for p != NULL and size > 0: in place when the block allows. */
@@ -541,9 +541,9 @@ void *heap_realloc(tm_store *st, void *ptr, size_t size)
             misuse("realloc(): ", "pointer already freed:", ptr);
         check_next(h, b, "realloc(): ");
         old = blk_size(b);
-        have = old - HDR;
+        have = old - BLK_HDR;
         if (size <= st->max &&
-            heap_large_resize(st, b, ((size + QUANTUM - 1) & ~(uint64_t)(QUANTUM - 1)) + HDR)) {
+            heap_large_resize(st, b, ((size + QUANTUM - 1) & ~(uint64_t)(QUANTUM - 1)) + BLK_HDR)) {
             h->live_large = h->live_large - old + blk_size(b);
             return ptr;
         }

@@ -56,7 +56,7 @@
  *       BIG_MAX, four classes per power of two) holds nbig <= BIG_LIST_MAX
  *       freed blocks kept whole: in use as far as their headers and
  *       neighbours go (they neither merge nor sit in the free tree), sized
- *       heap_big_size(i) + HDR (or 16 bytes more), linked through their
+ *       heap_big_size(i) + BLK_HDR (or 16 bytes more), linked through their
  *       payload's first word and tagged in its second with
  *       heap_recent_tag(.., NCLASS + i).  big_bytes is the sum of their
  *       block sizes; live_large counts them (they are in-use blocks), the
@@ -94,7 +94,7 @@
 #define HEAP_MAGIC_V2 0x3270616568666d74ull /* "tmfheap2": heap_prio orders the treap (format 3) */
 #define HEAP_MAGIC_V1 0x3170616568666d74ull /* "tmfheap1": heap_prio_v1 does (format <= 2) */
 #define QUANTUM 16u
-#define HDR 16u          /* block header bytes */
+#define BLK_HDR 16u      /* block header bytes (the file header is struct hdr_slot) */
 #define MIN_BLOCK 32u    /* header + two tree links */
 #define SPAN_SHIFT 16
 #define SPAN_SIZE ((uint64_t)1 << SPAN_SHIFT)

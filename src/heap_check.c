@@ -61,7 +61,9 @@ static int bad(struct walk *w, const char *what, const void *addr)
     return -TM_ECORRUPT;
 }
 
-static int in_heap(const struct walk *w, const void *p, uint64_t len)
+/* Whether [p, p+len) lies in the walked heap, p 16-aligned (p may be wild:
+ * compared as an integer). */
+static int walk_holds(const struct walk *w, const void *p, uint64_t len)
 {
     uintptr_t a = (uintptr_t)p;
     return a >= w->lo && a % QUANTUM == 0 && a < w->hi && len <= w->hi - a;
@@ -95,9 +97,9 @@ static int check_smap_block(struct walk *w)
     const blk *b;
     if (!w->h->smap)
         return w->h->smap_n ? bad(w, "span map missing", NULL) : 0;
-    b = (const blk *)((uintptr_t)w->h->smap - HDR); /* not pointer arithmetic: smap may be wild */
-    if (!in_heap(w, b, HDR) || !blk_valid(w->h, b) || (b->head & (B_INUSE | B_SPAN | B_FENCE)) != B_INUSE ||
-        !in_heap(w, b, blk_size(b)) || w->h->smap_n > (blk_size(b) - HDR) / sizeof *w->h->smap)
+    b = (const blk *)((uintptr_t)w->h->smap - BLK_HDR); /* not pointer arithmetic: smap may be wild */
+    if (!walk_holds(w, b, BLK_HDR) || !blk_valid(w->h, b) || (b->head & (B_INUSE | B_SPAN | B_FENCE)) != B_INUSE ||
+        !walk_holds(w, b, blk_size(b)) || w->h->smap_n > (blk_size(b) - BLK_HDR) / sizeof *w->h->smap)
         return bad(w, "span map is not an in-use block of its size at", w->h->smap);
     return 0;
 }
@@ -161,12 +163,12 @@ static int walk_blocks(struct walk *w)
             tm__progress((uintptr_t)b - told);
             told = (uintptr_t)b;
         }
-        if (!in_heap(w, b, HDR))
+        if (!walk_holds(w, b, BLK_HDR))
             return bad(w, "block runs past the end of the heap at", b);
         if (!blk_valid(w->h, b))
             return bad(w, "bad block header at", b);
         size = blk_size(b), fl = blk_flags(b);
-        if (size < QUANTUM || !in_heap(w, b, size))
+        if (size < QUANTUM || !walk_holds(w, b, size))
             return bad(w, "bad block size at", b);
         if (!!(fl & B_PINUSE) == prev_free)
             return bad(w, "B_PINUSE disagrees with the previous block at", b);
@@ -203,7 +205,7 @@ static int walk_blocks(struct walk *w)
  * priority. */
 static int tree_node(struct walk *w, const fnode *t, uint64_t parent_prio, uint64_t (*prio)(const void *))
 {
-    if (!in_heap(w, t, MIN_BLOCK) || !blk_valid(w->h, t) || (t->head & B_INUSE) || !in_heap(w, t, blk_size(t)))
+    if (!walk_holds(w, t, MIN_BLOCK) || !blk_valid(w->h, t) || (t->head & B_INUSE) || !walk_holds(w, t, blk_size(t)))
         return bad(w, "free tree node is not a free block at", t);
     if (prio(t) > parent_prio)
         return bad(w, "free tree priority order broken at", t);
@@ -261,7 +263,7 @@ static int walk_partial(struct walk *w, unsigned c)
     for (; s; prev = s, s = s->next) {
         if (++n > w->nspans)
             return bad(w, "partial span list is cyclic", NULL);
-        if (!in_heap(w, s, SPAN_SIZE) || (uintptr_t)s % SPAN_SIZE || !blk_valid(w->h, s) ||
+        if (!walk_holds(w, s, SPAN_SIZE) || (uintptr_t)s % SPAN_SIZE || !blk_valid(w->h, s) ||
             !(s->head & B_SPAN) || s->self != ((uintptr_t)s ^ w->h->key))
             return bad(w, "partial list entry is not a span:", s);
         if (s->cls != c || s->nfree == 0 || s->prev != prev)
@@ -278,7 +280,7 @@ static const span *recent_span(const struct walk *w, const void *p, unsigned c)
 {
     const span *s = (const span *)((uintptr_t)p & ~(uintptr_t)(SPAN_SIZE - 1));
     uint64_t off;
-    if (!in_heap(w, p, 16) || !in_heap(w, s, SPAN_SIZE) || !blk_valid(w->h, s) ||
+    if (!walk_holds(w, p, 16) || !walk_holds(w, s, SPAN_SIZE) || !blk_valid(w->h, s) ||
         (s->head & (B_SIZE | B_INUSE | B_SPAN | B_FENCE)) != (SPAN_SIZE | B_INUSE | B_SPAN) ||
         s->self != ((uintptr_t)s ^ w->h->key) || s->cls != c || s->slot != heap_class_size(c))
         return NULL;
@@ -296,14 +298,14 @@ static int walk_big(struct walk *w, unsigned i, uint64_t *bytes)
     if (w->h->nbig[i] > BIG_LIST_MAX)
         return bad(w, "big list too long", NULL);
     for (; q; q = (const uint64_t *)q[0]) {
-        const blk *b = (const blk *)((uintptr_t)q - HDR); /* q may be wild */
+        const blk *b = (const blk *)((uintptr_t)q - BLK_HDR); /* q may be wild */
         uint64_t u;
         if (++n > w->h->nbig[i])
             return bad(w, "big list longer than its count (or cyclic) at", q);
-        if (!in_heap(w, b, HDR + 16) || !blk_valid(w->h, b) || (b->head & (B_INUSE | B_SPAN | B_FENCE)) != B_INUSE ||
-            !in_heap(w, b, blk_size(b)))
+        if (!walk_holds(w, b, BLK_HDR + 16) || !blk_valid(w->h, b) || (b->head & (B_INUSE | B_SPAN | B_FENCE)) != B_INUSE ||
+            !walk_holds(w, b, blk_size(b)))
             return bad(w, "big list entry is not an in-use block:", q);
-        u = blk_size(b) - HDR;
+        u = blk_size(b) - BLK_HDR;
         if (u < heap_big_size(i) || u - heap_big_size(i) > QUANTUM)
             return bad(w, "big list entry of the wrong size:", q);
         if (q[1] != heap_recent_tag(w->h, q, NCLASS + i))
@@ -429,7 +431,7 @@ int heap_stats(tm_store *st, tm_stats_t *out)
     kept = 0;
     if (h->magic == HEAP_MAGIC) { /* the big lists' blocks and the span map are no one's data */
         uintptr_t lo = (uintptr_t)st->base + HEAP_START, hi = (uintptr_t)st->base + super_of(st)->size;
-        const blk *m = (const blk *)((uintptr_t)h->smap - HDR);
+        const blk *m = (const blk *)((uintptr_t)h->smap - BLK_HDR);
         kept = h->big_bytes;
         if (h->smap) {
             if ((uintptr_t)m < lo || (uintptr_t)m > hi - MIN_BLOCK || (uintptr_t)m % QUANTUM || !blk_valid(h, m) ||
@@ -475,7 +477,7 @@ static void recent_collect(const struct walk *w, struct recent_set *rs)
     }
     for (unsigned b = 0; w->h->magic == HEAP_MAGIC && b < NBIG; b++) {
         const uint64_t *q = w->h->big[b];
-        for (unsigned n = 0; q && n < BIG_LIST_MAX && in_heap(w, q, 16); n++, q = (const uint64_t *)q[0])
+        for (unsigned n = 0; q && n < BIG_LIST_MAX && walk_holds(w, q, 16); n++, q = (const uint64_t *)q[0])
             rs->p[rs->n++] = (uintptr_t)q;
     }
     for (i = 1; i < rs->n; i++) /* insertion sort: lists are rarely full */
@@ -549,10 +551,10 @@ static int heap_walk_with(tm_store *st, struct recent_set *rs, heap_walk_fn *fn,
     recent_collect(&w, rs);
     for (b = (const blk *)w.lo;; b = blk_at(b, blk_size(b))) {
         uint64_t size, fl;
-        if (!in_heap(&w, b, HDR) || !blk_valid(w.h, b))
+        if (!walk_holds(&w, b, BLK_HDR) || !blk_valid(w.h, b))
             return -TM_ECORRUPT;
         size = blk_size(b), fl = blk_flags(b);
-        if (size < QUANTUM || !in_heap(&w, b, size))
+        if (size < QUANTUM || !walk_holds(&w, b, size))
             return -TM_ECORRUPT;
         if (fl & B_FENCE) {
             fn(ctx, (uintptr_t)b - base, size, HK_FENCE);
@@ -563,7 +565,7 @@ static int heap_walk_with(tm_store *st, struct recent_set *rs, heap_walk_fn *fn,
                 return -TM_ECORRUPT;
             walk_span_slots((const span *)b, base, rs, fn, ctx);
         } else {
-            int used = (fl & B_INUSE) && !recent_has(rs, (uintptr_t)b + HDR);
+            int used = (fl & B_INUSE) && !recent_has(rs, (uintptr_t)b + BLK_HDR);
             fn(ctx, (uintptr_t)b - base, size, used ? HK_USED : HK_FREE);
         }
     }

@@ -448,7 +448,7 @@ static void big_corrupt(const void *p)
  * header, or 16 bytes more); the class in *i. */
 static int big_class_of(const blk *b, unsigned *i)
 {
-    uint64_t u = blk_size(b) - HDR;
+    uint64_t u = blk_size(b) - BLK_HDR;
     if (u <= SMALL_MAX + QUANTUM || u > BIG_MAX + QUANTUM)
         return 0;
     *i = heap_big_class(u - QUANTUM);
@@ -459,7 +459,7 @@ static int big_class_of(const blk *b, unsigned *i)
  * trusted: its link lives in freed memory. */
 static blk *big_entry(const tm_store *st, const struct heap_state *h, uint64_t *q, unsigned i)
 {
-    uintptr_t lo = (uintptr_t)st->base + HEAP_START + HDR, hi = (uintptr_t)st->base + super_of(st)->size;
+    uintptr_t lo = (uintptr_t)st->base + HEAP_START + BLK_HDR, hi = (uintptr_t)st->base + super_of(st)->size;
     blk *b = (blk *)q - 1;
     unsigned k;
     if ((uintptr_t)q % QUANTUM || (uintptr_t)q < lo || (uintptr_t)q >= hi - FENCE_SIZE ||

@@ -21,7 +21,7 @@ int heap_smap_reserve(tm_store *st, struct heap_state *h, uint64_t i)
         return 0;
     n = n > i + 1 ? n : i + 1;
     n = (n + n / 2 + 63) & ~(uint64_t)63; /* room to grow into */
-    b = heap_large_alloc(st, n * sizeof *h->smap + HDR, QUANTUM, HDR, 0);
+    b = heap_large_alloc(st, n * sizeof *h->smap + BLK_HDR, QUANTUM, BLK_HDR, 0);
     if (!b)
         return -1;
     h->live_large += blk_size(b); /* an in-use block like any other (H6) */

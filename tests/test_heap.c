@@ -791,7 +791,7 @@ static void *exact_block(tm_store *st, uint64_t size)
     blk *b;
     if (heap_state_of(st)->magic == 0)
         tm_store_free(st, tm_store_malloc(st, 1)); /* sets the heap up */
-    b = heap_large_alloc(st, size + HDR, QUANTUM, HDR, 0);
+    b = heap_large_alloc(st, size + BLK_HDR, QUANTUM, BLK_HDR, 0);
     cr_assert_not_null(b);
     heap_state_of(st)->live_large += blk_size(b);
     return b + 1;

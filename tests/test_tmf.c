@@ -261,7 +261,7 @@ Test(tmf, damaged_heap_block_header)
 {
     const char *path = tu_path("heap.tmf");
     uint64_t off = make_store(path, 1);
-    flip(path, (off_t)(off - HDR + 8 + 6)); /* the check bits of the block's head */
+    flip(path, (off_t)(off - BLK_HDR + 8 + 6)); /* the check bits of the block's head */
     EXPECT(1, "damaged: heap: bad block header at 0x", "check", path);
     EXPECT(1, "damaged heap", "map", path);
 }
