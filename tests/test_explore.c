@@ -72,6 +72,7 @@
 #endif
 
 #define ROOT_BYTES (ELEM_OFF + 8 * NELEM)
+#define CHURN_LINK ((ROOT_BYTES + 7) & ~(size_t)7) /* churn's list head, aligned past the root's data */
 #define INITIAL ((size_t)128 << 10)
 #define STORE "s.tmf"
 #define LOCK STORE ".lock"
@@ -945,9 +946,9 @@ static void churn(tm_store *st, int64_t gen, struct cf_rec *rec)
     int r;
     cf_mark(rec, MK_BEGIN, gen);
     TU_OK(tm_store_begin(st));
-    cr_assert_not_null(root = tm_store_root(st, ROOT_BYTES + sizeof(void *)));
+    cr_assert_not_null(root = tm_store_root(st, CHURN_LINK + sizeof(void *)));
     fill(root, (uint64_t)gen);
-    head = link = (void **)(root + ROOT_BYTES);
+    head = link = (void **)(void *)(root + CHURN_LINK);
     while (*link) {
         void **b = *link;
         if (tu_rand(&rng) & 1) {
