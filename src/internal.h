@@ -133,7 +133,7 @@ struct tm_locks {
     unsigned gen;                 /* unique per handle and process */
     pid_t pid;
     _Atomic uint32_t local_writer;  /* this process's writer is in (futex word) */
-    _Atomic uint32_t local_waiters;
+    _Atomic uint32_t local_waiters; /* readers asleep on local_writer, or about to be */
     _Atomic uint32_t own_leave;   /* bumped when a reader leaves while local_writer waits */
     _Atomic uint32_t own_waits;
     pthread_mutex_t mu;           /* claiming reader slots */

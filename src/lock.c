@@ -424,7 +424,7 @@ int lock_writer_try(struct tm_locks *lk)
 void lock_writer_release(struct tm_locks *lk)
 {
     atomic_store(&lk->local_writer, 0);
-    if (atomic_exchange(&lk->local_waiters, 0))
+    if (atomic_load(&lk->local_waiters))
         os_futex_wake(&lk->local_writer, INT_MAX, 0);
     pthread_mutex_unlock(&lk->sh->writer);
 }
@@ -508,8 +508,12 @@ static void left(struct tm_locks *lk)
 static int wait_writers(struct tm_locks *lk)
 {
     if (lk->local_writer) {
-        lk->local_waiters = 1;
+        /* A count, not a flag: a release that finds it 0 may skip the
+         * wake, and a flag could be consumed by the release of a writer
+         * before the one this thread then sleeps on. */
+        atomic_fetch_add(&lk->local_waiters, 1);
         (void)os_futex_wait(&lk->local_writer, 1, -1, 0);
+        atomic_fetch_sub(&lk->local_waiters, 1);
         return 0;
     }
     if (lk->sh->applying) {
