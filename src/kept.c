@@ -74,24 +74,31 @@ void kept_drop_all(tm_store *st)
     st->trk.nkept = 0;
 }
 
+/* The sorted a[0..na) without what the sorted b[0..nb) lists, into out
+ * (which may be a: it is written no faster than read); returns how many. */
+static size_t minus(const uint64_t *a, size_t na, const uint64_t *b, size_t nb, uint64_t *out)
+{
+    size_t i, j = 0, k = 0;
+    for (i = 0; i < na; i++) {
+        while (j < nb && b[j] < a[i])
+            j++;
+        if (j == nb || b[j] != a[i])
+            out[k++] = a[i];
+    }
+    return k;
+}
+
 /* Entering bulk mode: drops the kept copies this transaction has not
  * written (those it has are listed; the scan will list them again). */
 void kept_drop_clean(tm_store *st)
 {
     struct tm_tracker *t = &st->trk;
-    size_t i = 0, j = 0, k = 0, n = t->ndirty;
+    size_t n = t->ndirty;
     uint64_t *out = t->kept + KEEP_MAX;
     if (!t->nkept)
         return;
     sort_pages(t->dirty, n); /* the order no longer matters: the scan replaces the list */
-    while (i < t->nkept) {
-        while (j < n && t->dirty[j] < t->kept[i])
-            j++;
-        if (j == n || t->dirty[j] != t->kept[i])
-            out[k++] = t->kept[i];
-        i++;
-    }
-    kept_discard(st, out, k);
+    kept_discard(st, out, minus(t->kept, t->nkept, t->dirty, n, out));
     t->nkept = 0;
 }
 
@@ -136,20 +143,14 @@ void kept_evict(tm_store *st, const uint64_t *d, size_t n, size_t m)
 {
     struct tm_tracker *t = &st->trk;
     uint64_t *out = t->kept + KEEP_MAX;
-    size_t i = t->evict_at % t->nkept, seen, k = 0, j = 0, w = 0;
+    size_t i = t->evict_at % t->nkept, seen, k = 0;
     for (seen = 0; seen < t->nkept && k < m; seen++, i = (i + 1) % t->nkept)
         if (!listed(d, n, t->kept[i]))
             out[k++] = t->kept[i];
     t->evict_at = i;
     sort_pages(out, k);
     kept_discard(st, out, k);
-    for (i = 0; i < t->nkept; i++) { /* both sorted: keep what out does not list */
-        while (j < k && out[j] < t->kept[i])
-            j++;
-        if (j == k || out[j] != t->kept[i])
-            t->kept[w++] = t->kept[i];
-    }
-    t->nkept = w;
+    t->nkept = minus(t->kept, t->nkept, out, k, t->kept);
 }
 
 /* ---- sorting ---- */
