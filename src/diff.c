@@ -13,6 +13,13 @@
  *
  * The comparison is exact only while the store file holds the committed
  * state, which the writer's lock and healing guarantee (checkpoint.c).
+ *
+ * The view is writable, and a commit applies its ranges through it (a
+ * memcpy into the page cache, as a pwrite would, without the system call:
+ * one per range; os_write_mapped falls back on pwrite where the page has
+ * no block and none is left).  Unlike the arena, the view is not
+ * protected: a stray write into it (at an address the kernel chose)
+ * would reach the file.
  */
 #include <errno.h>
 #include <string.h>
@@ -27,7 +34,7 @@
 
 int diff_open(tm_store *st)
 {
-    void *v = os_mmap(NULL, st->max, PROT_READ, MAP_SHARED | MAP_NORESERVE, st->fd, 0);
+    void *v = os_mmap(NULL, st->max, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, st->fd, 0);
     if (os_map_failed(v))
         return (int)(intptr_t)v;
     st->view = v;
@@ -43,6 +50,8 @@ void diff_close(tm_store *st)
     st->view = NULL;
     st->pieces = NULL;
 }
+
+
 
 /* Appends [off, off+len) of the arena, merged with the last range when
  * they touch. */

@@ -71,7 +71,10 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
 {
     uintptr_t addr = (uintptr_t)si->si_addr;
     int saved = errno;
-    tm_store *st = registry_find(addr);
+    tm_store *st;
+    if (sig == SIGBUS)
+        os_mapped_fault(); /* a commit's apply through the view: it falls back on pwrite */
+    st = registry_find(addr);
     if (!st)
         chain(sig == SIGSEGV ? &old_segv : &old_bus, sig, si, uc);
     else if (sig == SIGBUS)

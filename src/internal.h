@@ -225,7 +225,7 @@ struct tm_store {
     atomic_int tx_tid;   /* owning thread, 0 when none */
     int tx_depth;
     size_t tx_size0;     /* arena size at begin */
-    const char *view;    /* the store file, read-only and shared: the committed bytes */
+    const char *view;    /* the store file, shared: the committed bytes (diff.c) */
     struct log_piece *pieces; /* what the commit changed (diff.c), capacity max/PAGE */
 
     /* what this process's mapping and private copies reflect */

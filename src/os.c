@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <setjmp.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -97,6 +98,29 @@ static int sys_fallocate(int fd, off_t off, off_t len)
     return neg(fallocate(fd, 0, off, len));
 }
 
+/* The mapped write under way on this thread (os_mapped_fault). */
+static __thread sigjmp_buf *volatile mapped_guard; /* volatile: only the handler reads it */
+
+static ssize_t sys_write_mapped(int fd, char *map, const void *buf, size_t len, off_t off)
+{
+    sigjmp_buf env;
+    if (sigsetjmp(env, 0)) { /* SIGBUS: the pwrite tells why (the handler runs SA_NODEFER: nothing to unblock) */
+        mapped_guard = NULL;
+        return sys_pwrite(fd, buf, len, off);
+    }
+    mapped_guard = &env;
+    memcpy(map + off, buf, len);
+    mapped_guard = NULL;
+    return (ssize_t)len;
+}
+
+void os_mapped_fault(void)
+{
+    sigjmp_buf *g = mapped_guard;
+    if (g)
+        siglongjmp(*g, 1);
+}
+
 static int sys_fadvise(int fd, off_t off, off_t len, int advice)
 {
     return -posix_fadvise(fd, off, len, advice);
@@ -160,7 +184,7 @@ static int sys_futex_wake(_Atomic uint32_t *word, int n, int shared)
 #define OS_TABLE                                                                                     \
     {                                                                                                \
         sys_open, sys_close, sys_fstat, sys_link_fd, sys_unlink, sys_pread, sys_pwrite,          \
-        sys_pwritev, sys_fsync, sys_fdatasync, sys_sync_range, sys_ftruncate, sys_fallocate,   \
+        sys_pwritev, sys_write_mapped, sys_fsync, sys_fdatasync, sys_sync_range, sys_ftruncate, sys_fallocate,   \
         sys_fadvise, sys_fcntl_lock, sys_mmap, sys_munmap, sys_mprotect, sys_madvise,          \
         sys_madvise_self, sys_ioctl, sys_userfaultfd, sys_futex_wait, sys_futex_wake,             \
     }
@@ -243,6 +267,20 @@ static int transfer(int fd, char *p, size_t len, off_t off, int write)
 int os_pwrite_all(int fd, const void *buf, size_t len, off_t off)
 {
     return transfer(fd, (char *)buf, len, off, 1);
+}
+
+int os_write_mapped(int fd, char *map, const void *buf, size_t len, off_t off)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = os_calls.write_mapped(fd, map, p, len, off);
+        if (n < 0)
+            return (int)n;
+        if (n == 0)
+            return -EIO;
+        p += n, off += n, len -= (size_t)n;
+    }
+    return 0;
 }
 
 int os_pread_all(int fd, void *buf, size_t len, off_t off)

@@ -40,6 +40,9 @@ typedef struct tm_os {
     ssize_t (*read_at)(int fd, void *buf, size_t len, off_t off);
     ssize_t (*write_at)(int fd, const void *buf, size_t len, off_t off);
     ssize_t (*writev_at)(int fd, const struct iovec *iov, int n, off_t off);
+    /* writes at off of the file fd through map, its shared writable
+     * mapping (a memcpy: no system call, the page cache as pwrite's) */
+    ssize_t (*write_mapped)(int fd, char *map, const void *buf, size_t len, off_t off);
     int (*fsync)(int fd);
     int (*fdatasync)(int fd);
     int (*sync_range)(int fd, off_t off, off_t len); /* start write-back only */
@@ -86,6 +89,13 @@ int os_unlink(const char *path);
 int os_pwrite_all(int fd, const void *buf, size_t len, off_t off);
 int os_pwritev_all(int fd, struct iovec *iov, int n, off_t off);
 int os_pread_all(int fd, void *buf, size_t len, off_t off);
+/* Writes through map, fd's shared writable mapping: a memcpy, or a pwrite
+ * where the memcpy meets SIGBUS (a page without a block on a full file
+ * system, an I/O error), which then reports the error. */
+int os_write_mapped(int fd, char *map, const void *buf, size_t len, off_t off);
+/* In a SIGBUS handler: when the signal hit os_write_mapped's memcpy on
+ * this thread, jumps back into it (and does not return). */
+void os_mapped_fault(void);
 int os_fsync(int fd);
 int os_fdatasync(int fd);
 /* fsync of the directory that holds path: makes a new name durable. */

@@ -13,8 +13,8 @@
  *      (checkpointing first when the ring is full);
  *   3. fdatasync the log (TMF_SYNC=full);
  *   4. with readers of every process kept out, publish the commit in the
- *      lock file and write its ranges into the store file, then mark it
- *      applied (S2);
+ *      lock file and write its ranges into the store file (through the
+ *      view, diff.c, or by pwrite), then mark it applied (S2);
  *   5. keep the private copies, which now equal the file, or drop them;
  *   6. release the writer's lock, and checkpoint when the log has grown
  *      past CKPT_BYTES.
@@ -172,9 +172,13 @@ static int apply(tm_store *st, size_t n)
     sh->log_off = st->log.off;
     sh->last_off = st->log.last_off;
     sh->last_sum = st->log.last_sum;
-    for (i = 0; i < n; i++)
-        if ((r = os_pwrite_all(st->fd, st->pieces[i].src, st->pieces[i].g.len, (off_t)st->pieces[i].g.off)) < 0)
+    for (i = 0; i < n; i++) {
+        const struct log_piece *p = &st->pieces[i];
+        r = st->view ? os_write_mapped(st->fd, (char *)st->view, p->src, p->g.len, (off_t)p->g.off)
+                     : os_pwrite_all(st->fd, p->src, p->g.len, (off_t)p->g.off);
+        if (r < 0)
             return r; /* readers stay out: a writer heals (S2) */
+    }
     sh->applied = sh->seq;
     sh->applied_off = sh->log_off;
     lock_apply_end(&st->lk);

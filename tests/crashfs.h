@@ -5,7 +5,8 @@
  *
  * The recorder (struct cf_rec) replaces the entries of the os_calls table
  * (src/os.h) that change a file or a directory, or make them durable: open
- * (O_CREAT, O_TMPFILE), link_fd, unlink, write_at, writev_at, ftruncate,
+ * (O_CREAT, O_TMPFILE), link_fd, unlink, write_at, writev_at, write_mapped,
+ * ftruncate,
  * fallocate, fsync and fdatasync.  Every call runs for real, the process
  * carries on, and a call that touches the watched directory or a file in it
  * is recorded, with its bytes.  Files are told apart by inode, so a
@@ -266,6 +267,14 @@ static ssize_t cf_write_at(int fd, const void *buf, size_t len, off_t off)
     return n;
 }
 
+static ssize_t cf_write_mapped(int fd, char *map, const void *buf, size_t len, off_t off)
+{
+    ssize_t n = cf_cur->saved.write_mapped(fd, map, buf, len, off);
+    struct iovec v = {(void *)buf, len};
+    cf_wrote(fd, &v, 1, off, n);
+    return n;
+}
+
 static ssize_t cf_writev_at(int fd, const struct iovec *iov, int cnt, off_t off)
 {
     ssize_t n = cf_cur->saved.writev_at(fd, iov, cnt, off);
@@ -369,6 +378,7 @@ static void cf_start(struct cf_rec *r, const char *dir, const char *volatile_nam
     os_calls.unlink = cf_unlink;
     os_calls.write_at = cf_write_at;
     os_calls.writev_at = cf_writev_at;
+    os_calls.write_mapped = cf_write_mapped;
     os_calls.ftruncate = cf_ftruncate;
     os_calls.fallocate = cf_fallocate;
     os_calls.fsync = cf_fsync;

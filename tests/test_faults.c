@@ -175,6 +175,16 @@ static ssize_t fi_pwrite(int fd, const void *buf, size_t len, off_t off)
     return fi_saved.write_at(fd, buf, len, off);
 }
 
+static ssize_t fi_write_mapped(int fd, char *map, const void *buf, size_t len, off_t off)
+{
+    int a = fi_action(K_PWRITE);
+    if (a == A_FAIL)
+        return fi_err();
+    if (a == A_SHORT && len > 1)
+        return fi_saved.write_mapped(fd, map, buf, len / 2, off);
+    return fi_saved.write_mapped(fd, map, buf, len, off);
+}
+
 static ssize_t fi_pwritev(int fd, const struct iovec *iov, int n, off_t off)
 {
     int a = fi_action(K_PWRITEV);
@@ -221,6 +231,7 @@ static void fi_arm(int mode, unsigned mask, long k)
     fi_saved = os_calls;
     os_calls.write_at = fi_pwrite;
     os_calls.writev_at = fi_pwritev;
+    os_calls.write_mapped = fi_write_mapped;
     os_calls.fdatasync = fi_fdatasync;
     os_calls.ftruncate = fi_ftruncate;
     os_calls.fallocate = fi_fallocate;
@@ -633,6 +644,13 @@ static ssize_t ex_pwrite(int fd, const void *buf, size_t len, off_t off)
     return os_real.write_at(fd, buf, len, off);
 }
 
+static ssize_t ex_write_mapped(int fd, char *map, const void *buf, size_t len, off_t off)
+{
+    if (ex.synced)
+        _exit(42);
+    return os_real.write_mapped(fd, map, buf, len, off);
+}
+
 /* Child: gens 1-4 committed, then gen 5 (which also grows the arena) made
  * durable in the log; the process dies at its first write into the store. */
 static void crash_child(void *arg)
@@ -654,6 +672,7 @@ static void crash_child(void *arg)
         _exit(13);
     fill(root, 5);
     os_calls.write_at = ex_pwrite;
+    os_calls.write_mapped = ex_write_mapped;
     os_calls.fdatasync = ex_fdatasync;
     tm_store_commit(st);
     _exit(14);

@@ -3,7 +3,8 @@
  * checkpoint protocols.
  *
  * The core does all its file writes through the os_calls table (src/os.h).
- * Here pwrite, pwritev, ftruncate, fallocate and fdatasync are wrapped: each
+ * Here pwrite, pwritev, the writes through a mapping (write_mapped),
+ * ftruncate, fallocate and fdatasync are wrapped: each
  * call runs for real (the process carries on normally) and is recorded, with
  * its bytes, against the file it touched (store or log, told apart by inode).
  * A recorded write is "pending" until an fdatasync of its file, which makes
@@ -142,9 +143,8 @@ static struct op *push(int fd, int kind)
     return o;
 }
 
-static ssize_t rec_pwrite(int fd, const void *buf, size_t len, off_t off)
+static void rec_write(int fd, const void *buf, ssize_t n, off_t off)
 {
-    ssize_t n = os_real.write_at(fd, buf, len, off);
     struct op *o;
     if (n > 0 && rec.on && (o = push(fd, OP_WRITE))) {
         o->off = (uint64_t)off, o->len = (uint64_t)n;
@@ -152,6 +152,19 @@ static ssize_t rec_pwrite(int fd, const void *buf, size_t len, off_t off)
         cr_assert_not_null(o->data);
         memcpy(o->data, buf, (size_t)n);
     }
+}
+
+static ssize_t rec_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+    ssize_t n = os_real.write_at(fd, buf, len, off);
+    rec_write(fd, buf, n, off);
+    return n;
+}
+
+static ssize_t rec_write_mapped(int fd, char *map, const void *buf, size_t len, off_t off)
+{
+    ssize_t n = os_real.write_mapped(fd, map, buf, len, off);
+    rec_write(fd, buf, n, off);
     return n;
 }
 
@@ -267,6 +280,7 @@ static void rec_start(const char *path)
         rec.lock_dev = sb.st_dev, rec.lock_ino = sb.st_ino;
     os_calls.write_at = rec_pwrite;
     os_calls.writev_at = rec_pwritev;
+    os_calls.write_mapped = rec_write_mapped;
     os_calls.ftruncate = rec_ftruncate;
     os_calls.fallocate = rec_fallocate;
     os_calls.fdatasync = rec_fdatasync;

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -145,4 +146,70 @@ Test(seam, a_failed_open_of_the_log_is_reported)
     restore();
     st = tu_open(path);
     TU_OK(tm_close(st));
+}
+
+/* ---- the apply through the view ---- */
+
+static int counted_fd = -1, pwrites;
+
+static ssize_t counting_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+    pwrites += fd == counted_fd;
+    return saved.write_at(fd, buf, len, off);
+}
+
+/* A commit writes the store file through the writer's shared mapping (the
+ * view), not by pwrite: the file holds its bytes all the same, for a
+ * reader of the file itself. */
+Test(seam, a_commit_applies_through_the_mapping)
+{
+    const char *path = tu_path("view.tmf");
+    tm_store *st = tu_open(path);
+    long *root = tm_store_root(st, 3 * PAGE), got = 0;
+    cr_assert_not_null(root);
+    saved = os_calls;
+    counted_fd = st->fd;
+    os_calls.write_at = counting_pwrite;
+    for (long i = 1; i <= 20; i++) {
+        TU_OK(tm_store_begin(st));
+        root[0] = i;
+        root[2 * PAGE / sizeof(long)] = -i;
+        TU_OK(tm_store_commit(st));
+    }
+    restore();
+    cr_assert_eq(pwrites, 0, "%d pwrites to the store file", pwrites);
+    int fd = open(path, O_RDONLY);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(pread(fd, &got, sizeof got, (off_t)((char *)&root[2 * PAGE / sizeof(long)] - (char *)tm_store_base(st))),
+                 (ssize_t)sizeof got);
+    cr_assert_eq(got, -20);
+    close(fd);
+    TU_OK(tm_close(st));
+}
+
+/* Where the memcpy into a shared mapping meets SIGBUS (here: past the end
+ * of the file; in life: a page without a block on a full file system), the
+ * write is made by pwrite, which extends the file or reports the error. */
+Test(seam, a_mapped_write_that_faults_falls_back_on_pwrite)
+{
+    const char *path = tu_path("sigbus.bin");
+    char buf[100], back[100];
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(ftruncate(fd, PAGE), 0);
+    char *map = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    cr_assert_neq(map, MAP_FAILED);
+    TU_OK(fault_install()); /* the handler that brings the write back */
+    memset(buf, 0x7e, sizeof buf);
+    TU_OK(-os_write_mapped(fd, map, buf, sizeof buf, 10)); /* within the file: a memcpy */
+    TU_OK(-os_write_mapped(fd, map, buf, sizeof buf, PAGE + 10)); /* past its end: SIGBUS, then pwrite */
+    struct stat sb;
+    cr_assert_eq(fstat(fd, &sb), 0);
+    cr_assert_eq(sb.st_size, PAGE + 10 + (off_t)sizeof buf);
+    cr_assert_eq(pread(fd, back, sizeof back, PAGE + 10), (ssize_t)sizeof back);
+    cr_assert_arr_eq(back, buf, sizeof buf);
+    cr_assert_eq(pread(fd, back, sizeof back, 10), (ssize_t)sizeof back);
+    cr_assert_arr_eq(back, buf, sizeof buf);
+    munmap(map, 2 * PAGE);
+    close(fd);
 }

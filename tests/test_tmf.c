@@ -511,6 +511,11 @@ static ssize_t lose_write(int fd, const void *buf, size_t len, off_t off)
     return fd == lost_fd ? (ssize_t)len : os_real.write_at(fd, buf, len, off);
 }
 
+static ssize_t lose_mapped(int fd, char *map, const void *buf, size_t len, off_t off)
+{
+    return fd == lost_fd ? (ssize_t)len : os_real.write_mapped(fd, map, buf, len, off);
+}
+
 static ssize_t lose_writev(int fd, const struct iovec *iov, int n, off_t off)
 {
     ssize_t len = 0;
@@ -536,6 +541,7 @@ static void commit_without_the_store_file(void *path)
     lost_fd = st->fd;
     os_calls.write_at = lose_write;
     os_calls.writev_at = lose_writev;
+    os_calls.write_mapped = lose_mapped;
     for (int i = 1; i <= 3; i++) {
         if (tm_store_begin(st) != 0)
             _exit(97);
@@ -774,6 +780,13 @@ static ssize_t pwrite_or_die(int fd, const void *buf, size_t len, off_t off)
     return os_real.write_at(fd, buf, len, off);
 }
 
+static ssize_t mapped_or_die(int fd, char *map, const void *buf, size_t len, off_t off)
+{
+    if (fd == die_fd && off >= 2 * PAGE)
+        _exit(0);
+    return os_real.write_mapped(fd, map, buf, len, off);
+}
+
 /* A child writes BIG_RECORD bytes in one transaction and dies as the
  * commit starts to apply them to the store file (a checkpoint may write the
  * header first): recovery has a large record to replay. */
@@ -788,6 +801,7 @@ static void commit_big_and_die(void *path)
     memset(p, 0x5a, BIG_RECORD);
     die_fd = st->fd;
     os_calls.write_at = pwrite_or_die;
+    os_calls.write_mapped = mapped_or_die;
     tm_store_commit(st);
     _exit(98);
 }
