@@ -15,11 +15,15 @@
  * state, which the writer's lock and healing guarantee (checkpoint.c).
  *
  * The view is writable, and a commit applies its ranges through it (a
- * memcpy into the page cache, as a pwrite would, without the system call:
- * one per range; os_write_mapped falls back on pwrite where the page has
- * no block and none is left).  Unlike the arena, the view is not
- * protected: a stray write into it (at an address the kernel chose)
- * would reach the file.
+ * memcpy into the page cache, as a pwrite would, without the system call;
+ * os_write_mapped falls back on pwrite where the page has no block and
+ * none is left).  But the first write to a page of the view, and the
+ * first after the kernel wrote it back, is a fault, dearer than a pwrite:
+ * so only a range within a page applied lately goes through the view, and
+ * any other by pwrite (a page written once, as scattered writes over a big
+ * store are, never costs the fault).  Unlike the arena, the view is not
+ * protected: a stray write into it (at an address the kernel chose) would
+ * reach the file.
  */
 #include <errno.h>
 #include <string.h>
@@ -31,6 +35,7 @@
 #define GAP_MERGE 32
 #define FULL_BYTES (PAGE / 4 * 3)
 #define DIFF_PAGES 256
+#define APPLIED 512 /* pages remembered as applied lately */
 
 int diff_open(tm_store *st)
 {
@@ -39,7 +44,8 @@ int diff_open(tm_store *st)
         return (int)(intptr_t)v;
     st->view = v;
     st->pieces = os_alloc((st->max / PAGE) * sizeof *st->pieces);
-    return st->pieces ? 0 : -ENOMEM;
+    st->applied = os_alloc(APPLIED * sizeof *st->applied);
+    return st->pieces && st->applied ? 0 : -ENOMEM;
 }
 
 void diff_close(tm_store *st)
@@ -47,8 +53,10 @@ void diff_close(tm_store *st)
     if (st->view)
         os_munmap((void *)st->view, st->max);
     os_free(st->pieces, (st->max / PAGE) * sizeof *st->pieces);
+    os_free(st->applied, APPLIED * sizeof *st->applied);
     st->view = NULL;
     st->pieces = NULL;
+    st->applied = NULL;
 }
 
 
@@ -104,4 +112,18 @@ size_t diff_pages(tm_store *st, const uint64_t *pages, size_t n)
     for (i = 0; i < n; i++)
         diff_page(st, &out, pages[i]);
     return out;
+}
+
+/* Writes one range into the store file: through the view when it lies in
+ * a page applied lately (see the top of the file), else by pwrite. */
+int diff_apply(tm_store *st, const struct log_piece *p)
+{
+    uint64_t pg = p->g.off / PAGE, *slot;
+    if (!st->view || (p->g.off + p->g.len - 1) / PAGE != pg)
+        return os_pwrite_all(st->fd, p->src, p->g.len, (off_t)p->g.off);
+    slot = &st->applied[pg % APPLIED];
+    if (*slot == pg + 1)
+        return os_write_mapped(st->fd, (char *)st->view, p->src, p->g.len, (off_t)p->g.off);
+    *slot = pg + 1;
+    return os_pwrite_all(st->fd, p->src, p->g.len, (off_t)p->g.off);
 }

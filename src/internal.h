@@ -227,6 +227,7 @@ struct tm_store {
     size_t tx_size0;     /* arena size at begin */
     const char *view;    /* the store file, shared: the committed bytes (diff.c) */
     struct log_piece *pieces; /* what the commit changed (diff.c), capacity max/PAGE */
+    uint64_t *applied;   /* pages applied lately, plus one, by page % APPLIED (diff.c) */
 
     /* what this process's mapping and private copies reflect */
     _Atomic uint64_t seen_seq;
@@ -332,6 +333,7 @@ void kept_evict(tm_store *st, const uint64_t *d, size_t n, size_t m);
 int diff_open(tm_store *st);
 void diff_close(tm_store *st);
 size_t diff_pages(tm_store *st, const uint64_t *pages, size_t n);
+int diff_apply(tm_store *st, const struct log_piece *p);
 
 /* ---- 3: lock.c ---- */
 int lock_open(struct tm_locks *lk, int fd, int read_only, int *first);

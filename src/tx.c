@@ -172,13 +172,9 @@ static int apply(tm_store *st, size_t n)
     sh->log_off = st->log.off;
     sh->last_off = st->log.last_off;
     sh->last_sum = st->log.last_sum;
-    for (i = 0; i < n; i++) {
-        const struct log_piece *p = &st->pieces[i];
-        r = st->view ? os_write_mapped(st->fd, (char *)st->view, p->src, p->g.len, (off_t)p->g.off)
-                     : os_pwrite_all(st->fd, p->src, p->g.len, (off_t)p->g.off);
-        if (r < 0)
+    for (i = 0; i < n; i++)
+        if ((r = diff_apply(st, &st->pieces[i])) < 0)
             return r; /* readers stay out: a writer heals (S2) */
-    }
     sh->applied = sh->seq;
     sh->applied_off = sh->log_off;
     lock_apply_end(&st->lk);

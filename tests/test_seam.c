@@ -158,9 +158,11 @@ static ssize_t counting_pwrite(int fd, const void *buf, size_t len, off_t off)
     return saved.write_at(fd, buf, len, off);
 }
 
-/* A commit writes the store file through the writer's shared mapping (the
- * view), not by pwrite: the file holds its bytes all the same, for a
- * reader of the file itself. */
+/* A commit writes a page it applied lately through the writer's shared
+ * mapping (the view), and any other by pwrite: here, two pages written by
+ * every commit take at most a pwrite each, the first time (one of them
+ * may have been applied already, as the root was made).  The file holds
+ * the bytes all the same, for a reader of the file itself. */
 Test(seam, a_commit_applies_through_the_mapping)
 {
     const char *path = tu_path("view.tmf");
@@ -177,7 +179,7 @@ Test(seam, a_commit_applies_through_the_mapping)
         TU_OK(tm_store_commit(st));
     }
     restore();
-    cr_assert_eq(pwrites, 0, "%d pwrites to the store file", pwrites);
+    cr_assert_leq(pwrites, 2, "%d pwrites to the store file in 20 commits", pwrites);
     int fd = open(path, O_RDONLY);
     cr_assert_geq(fd, 0);
     cr_assert_eq(pread(fd, &got, sizeof got, (off_t)((char *)&root[2 * PAGE / sizeof(long)] - (char *)tm_store_base(st))),
