@@ -33,7 +33,11 @@
  * every scan lists them, the commit's diff finds what changed in them,
  * and the next begin compares them with the committed bytes (a stray
  * write shows as a difference).  The commit that finds HOT_OPEN open
- * pages write-protects them all, with one flush.
+ * pages write-protects them all, with one flush, and opens again those it
+ * changed itself (lifting a write protection needs no flush): a page that
+ * every transaction writes stays open, while pages written once in a
+ * while are protected again.  The next protection waits for HOT_OPEN
+ * open pages beyond those.
  *
  * Every function runs on the writer's thread, or in the fault handler on
  * it, and makes no allocation.
@@ -65,6 +69,12 @@ struct uffd_register_ {
 #define UFFDIO_API_ _IOWR(0xAA, 0x3F, struct uffd_api_)
 #define UFFDIO_REGISTER_ _IOWR(0xAA, 0x00, struct uffd_register_)
 #define UFFDIO_UNREGISTER_ _IOR(0xAA, 0x01, struct uffd_range_)
+struct uffd_wp_ {
+    struct uffd_range_ range;
+    uint64_t mode;
+};
+#define UFFDIO_WRITEPROTECT_ _IOWR(0xAA, 0x06, struct uffd_wp_)
+#define UFFDIO_WRITEPROTECT_MODE_DONTWAKE_ (1ull << 1)
 
 /* The kernel's answer, the first time a store asks: 0 or why not. */
 static int probe(int uffd)
@@ -243,6 +253,22 @@ int hot_peek(tm_store *st, uint64_t *out, size_t *n)
     return pagemap_written(st, h->start[0], h->end[h->nranges - 1], out, n, 0);
 }
 
+/* The hot pages of [from, to) opened again (see the top of the file);
+ * returns how many.  On failure a page stays protected, and its next
+ * write faults as any hot page's does. */
+size_t hot_reopen(tm_store *st, uint64_t from, uint64_t to)
+{
+    const struct hot *h = &st->trk.hot;
+    size_t opened = 0;
+    for (size_t i = 0; i < h->nranges && h->start[i] < to; i++) {
+        uint64_t a = from > h->start[i] ? from : h->start[i], b = to < h->end[i] ? to : h->end[i];
+        struct uffd_wp_ wp = {{(uintptr_t)st->base + a * PAGE, (b - a) * PAGE}, UFFDIO_WRITEPROTECT_MODE_DONTWAKE_};
+        if (a < b && os_ioctl(h->uffd, UFFDIO_WRITEPROTECT_, &wp) == 0)
+            opened += b - a;
+    }
+    return opened;
+}
+
 /* Keeps those of pages[0..n) whose bytes differ from the committed ones
  * (the store file's, through the view); returns how many. */
 size_t hot_changed(const tm_store *st, uint64_t *pages, size_t n)
@@ -297,7 +323,7 @@ int hot_demote(tm_store *st)
             r = e;
         (void)os_madvise((void *)(uintptr_t)g.start, g.len, MADV_DONTNEED);
     }
-    h->nranges = h->npages = h->refused = 0;
+    h->nranges = h->npages = h->refused = h->stay = 0;
     h->reset = 0;
     return r;
 }

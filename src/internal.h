@@ -151,11 +151,13 @@ enum track_mode {
 /* The hot set (hot.c): pages tracked by the kernel through userfaultfd. */
 #define HOT_RANGES 16   /* registered ranges, each a mapping the scan pays for */
 #define HOT_PAGES 1024  /* hot pages, each a private copy */
-#define HOT_OPEN 32     /* open pages, each compared twice a transaction */
+#define HOT_OPEN 32     /* open pages beyond those written lately, each compared twice a transaction */
 struct hot {
     int uffd;            /* -1: pages are tracked by their faults alone */
     int reset;           /* the set is full with pages worth adding: demote at commit */
     size_t open;         /* pages left writable by the last commit (hot.c: open pages) */
+    size_t stay;         /* of those, opened again after the last write-protection */
+    int rearmed;         /* this commit's scan write-protected the open pages */
     size_t refused;      /* promotions refused since the last reset: too far from every range */
     size_t nranges, npages;
     uint64_t start[HOT_RANGES], end[HOT_RANGES]; /* sorted page ranges [start, end) */
@@ -308,6 +310,7 @@ int hot_open(tm_store *st);
 void hot_close(tm_store *st);
 int hot_has(const tm_store *st, uint64_t page);
 int hot_promote(tm_store *st, uint64_t page);
+size_t hot_reopen(tm_store *st, uint64_t from, uint64_t to);
 int hot_scan(tm_store *st, uint64_t *out, size_t *n);
 int hot_peek(tm_store *st, uint64_t *out, size_t *n);
 size_t hot_changed(const tm_store *st, uint64_t *pages, size_t n);
@@ -393,7 +396,7 @@ int track_settle(tm_store *st);
 long track_count(tm_store *st);
 const uint64_t *track_copies(tm_store *st, size_t *n);
 int track_protect(tm_store *st);
-void track_keep(tm_store *st);
+void track_keep(tm_store *st, size_t npieces);
 void track_drop(tm_store *st);
 void track_drop_copies(tm_store *st);
 void track_rollback(tm_store *st);

@@ -163,16 +163,39 @@ void track_drop_copies(tm_store *st)
     hot_drop(st);
 }
 
+/* The hot pages that the commit's npieces ranges changed, write-protected
+ * by its scan, opened again (hot.c), a run of pages at a time. */
+static void reopen(tm_store *st, size_t npieces)
+{
+    uint64_t from = 0, to = 0;
+    size_t stay = 0;
+    for (size_t i = 0; i < npieces; i++) {
+        const struct log_piece *p = &st->pieces[i];
+        uint64_t a = p->g.off / PAGE, b = (p->g.off + p->g.len + PAGE - 1) / PAGE;
+        if (a > to) { /* a new run (ranges come sorted) */
+            stay += from < to ? hot_reopen(st, from, to) : 0;
+            from = a;
+        }
+        to = b;
+    }
+    stay += from < to ? hot_reopen(st, from, to) : 0;
+    st->trk.hot.stay = stay;
+}
+
 /* Commit's last step (the pages are read-only already, but hot ones):
  * keep the copies.  Room is made by evicting older kept copies; a
  * transaction with more new pages than half of KEEP_MAX drops its own
  * copies instead. */
-void track_keep(tm_store *st)
+void track_keep(tm_store *st, size_t npieces)
 {
     struct tm_tracker *t = &st->trk;
     size_t n, i = 0, j = 0, k = 0, fresh = 0;
-    const uint64_t *d = track_copies(st, &n);
+    const uint64_t *d;
     uint64_t *out = t->kept + KEEP_MAX;
+    if (t->hot.rearmed && t->mode == TRACK_PAGES && !t->hot.reset)
+        reopen(st, npieces);
+    t->hot.rearmed = 0;
+    d = track_copies(st, &n);
     if (t->mode == TRACK_BULK || t->hot.reset) {
         track_drop(st);
         return;
@@ -237,6 +260,7 @@ int track_begin(tm_store *st)
     int r;
     t->ndirty = t->ncold = 0;
     t->mode = TRACK_PAGES;
+    t->hot.rearmed = 0;
     if (!t->hot.nranges)
         return 0;
     if ((r = (st->view ? hot_peek : hot_scan)(st, t->dirty, &n)) < 0)
@@ -316,8 +340,9 @@ static size_t unique(uint64_t *v, size_t n)
 /* At the end of a transaction in per-page mode: the hot pages written
  * since they were last write-protected join the list at t->dirty[*n].
  * They stay open (writable: see hot.c), unless there are HOT_OPEN of them
- * or more, or the set is to be reset: then a second scan write-protects
- * them, listing any page written in between too. */
+ * or more beyond those opened again last time, or the set is to be reset:
+ * then a second scan write-protects them, listing any page written in
+ * between too (and the commit opens again those it changed). */
 static int hot_list(tm_store *st, size_t *n)
 {
     struct tm_tracker *t = &st->trk;
@@ -327,10 +352,11 @@ static int hot_list(tm_store *st, size_t *n)
         return 0;
     if (st->view && (r = hot_peek(st, t->dirty, n)) < 0)
         return r;
-    if (st->view && *n - before < HOT_OPEN && !t->hot.reset) {
+    if (st->view && *n - before < t->hot.stay + HOT_OPEN && !t->hot.reset) {
         t->hot.open = *n - before;
         return 0;
     }
+    t->hot.rearmed = st->view && !t->hot.reset;
     return hot_scan(st, t->dirty, n);
 }
 

@@ -211,7 +211,7 @@ int tm_store_commit(tm_store *st)
         return tm__err(r);
     }
     if (r == 1) { /* written, but every byte as it was */
-        track_keep(st);
+        track_keep(st, 0);
         release(st);
         return 0;
     }
@@ -220,7 +220,7 @@ int tm_store_commit(tm_store *st)
         st->state = ST_APPLY_PENDING;
         track_drop(st);
     } else {
-        track_keep(st);
+        track_keep(st, n);
         if (st->log.off - LOG_START >= CKPT_BYTES && store_checkpoint(st) < 0)
             st->state = ST_POISONED;
     }

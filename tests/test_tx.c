@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1024,6 +1025,55 @@ Test(tx, pages_written_again_become_hot)
     root = page_root(st, 4 * PAGE);
     cr_assert_eq(root[0], 5);
     cr_assert_eq(root[PAGE + 7], 15);
+    TU_OK(tm_close(st));
+}
+
+/* The minor faults this thread has taken so far. */
+static long minor_faults(void)
+{
+    struct rusage ru;
+    cr_assert_eq(getrusage(RUSAGE_THREAD, &ru), 0);
+    return ru.ru_minflt;
+}
+
+/* With the hot set: transactions write one page every time and another
+ * page each, a different one every time, so that open pages pile up and
+ * commits write-protect them again now and then.  The page written every
+ * time stays open through those: its write never faults (the others' do). */
+#define OPEN_SPREAD (3 * HOT_OPEN)
+Test(tx, a_page_written_by_every_transaction_stays_open)
+{
+    tm_store *st = tu_open(tu_path("open.tmf"));
+    char *root = page_root(st, (OPEN_SPREAD + 2) * PAGE), *every = root, *other = root + PAGE;
+    uint64_t pg = (uint64_t)(root - (char *)tm_store_base(st)) / PAGE;
+    long faults = 0, rearmed = 0;
+    for (int i = 0; i < 2; i++) { /* every page hot, and open */
+        TU_OK(tm_store_begin(st));
+        for (int k = 0; k <= OPEN_SPREAD; k++)
+            root[k * PAGE] = (char)i;
+        TU_OK(tm_store_commit(st));
+    }
+    if (!track_uses_uffd(st)) { /* tracked by faults alone: nothing is hot */
+        cr_assert_not(hot_has(st, pg));
+        TU_OK(tm_close(st));
+        return;
+    }
+    cr_assert(hot_has(st, pg) && hot_has(st, pg + OPEN_SPREAD));
+    for (int i = 0; i < 4 * OPEN_SPREAD; i++) {
+        TU_OK(tm_store_begin(st));
+        long before = minor_faults();
+        every[8] = (char)i;
+        faults += minor_faults() - before;
+        other[(size_t)(i % OPEN_SPREAD) * PAGE + 8] = (char)i;
+        TU_OK(tm_store_commit(st));
+        rearmed += st->trk.hot.open == 0 || st->trk.hot.stay > 0;
+    }
+    cr_assert_gt(rearmed, 0, "the open pages were never write-protected again");
+    cr_assert_eq(faults, 0, "%ld faults writing the page every transaction writes", faults);
+    TU_OK(tm_close(st));
+    st = tu_open(tu_path("open.tmf"));
+    root = page_root(st, (OPEN_SPREAD + 2) * PAGE);
+    cr_assert_eq(root[8], (char)(4 * OPEN_SPREAD - 1));
     TU_OK(tm_close(st));
 }
 
