@@ -93,6 +93,7 @@ struct tm_log {
     uint64_t last_off, last_sum; /* the last record written or replayed: where, its checksum */
     const char *map;     /* the file's first map_len bytes, read-only, shared: */
     uint64_t map_len;    /* record headers are looked up there, not read */
+    char *wmap;          /* TMF_SYNC=none: the ring, writable and shared (log.c) */
 };
 
 /* What every process that has a store open shares, in its lock file

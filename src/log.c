@@ -24,6 +24,12 @@
  *       a ring that fills in fewer than RING_MIN_COMMITS commits doubles,
  *       up to CKPT_BYTES.  Only a record larger than the ring extends the
  *       file by itself.
+ *
+ * With TMF_SYNC=none a writer appends through a writable shared mapping of
+ * the ring (os_write_mapped: a memcpy into the page cache, which pwritev
+ * would fill the same) instead of a pwritev per record.  Not with
+ * TMF_SYNC=full: its fdatasync would write-protect the mapped page again,
+ * and the next record's write would fault, dearer than the pwritev.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +40,7 @@
 #include "internal.h"
 
 #define IOV_STEP 256 /* vectors per pwritev */
+#define WMAP_LEN (LOG_START + CKPT_BYTES) /* the ring never grows past it (L5) */
 
 static const uint8_t zeros[64 << 10];
 
@@ -83,9 +90,12 @@ void log_close(struct tm_log *lg)
 {
     if (lg->map)
         os_munmap((void *)lg->map, lg->map_len);
+    if (lg->wmap)
+        os_munmap(lg->wmap, WMAP_LEN);
     if (lg->fd >= 0)
         os_close(lg->fd);
     lg->map = NULL;
+    lg->wmap = NULL;
     lg->fd = -1;
 }
 
@@ -144,20 +154,37 @@ struct writer {
     struct iovec iov[IOV_STEP];
     int n;
     uint64_t off;
+    char *map;           /* the writable mapping, or NULL */
+    uint64_t map_end;    /* writes through it end here at most: within the ring's written zeros */
 };
+
+/* The writable mapping of the ring (TMF_SYNC=none), made on first use;
+ * NULL where mapping fails: then records go by pwritev. */
+static char *wmap(struct tm_log *lg)
+{
+    if (!lg->wmap && lg->sync == TM_SYNC_NONE) {
+        void *m = os_mmap(NULL, WMAP_LEN, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, lg->fd, 0);
+        lg->wmap = os_map_failed(m) ? NULL : m;
+    }
+    return lg->wmap;
+}
 
 static int flush(struct writer *w)
 {
-    int r = 0;
-    if (w->n > 0) {
-        uint64_t bytes = 0;
-        int i;
-        for (i = 0; i < w->n; i++)
-            bytes += w->iov[i].iov_len;
+    int r = 0, i;
+    uint64_t bytes = 0, off = w->off;
+    if (w->n == 0)
+        return 0;
+    for (i = 0; i < w->n; i++)
+        bytes += w->iov[i].iov_len;
+    if (w->map && w->off + bytes <= w->map_end) {
+        for (i = 0; i < w->n && r == 0; off += w->iov[i++].iov_len)
+            r = os_write_mapped(w->fd, w->map, w->iov[i].iov_base, w->iov[i].iov_len, (off_t)off);
+    } else {
         r = os_pwritev_all(w->fd, w->iov, w->n, (off_t)w->off);
-        w->off += bytes;
-        w->n = 0;
     }
+    w->off += bytes;
+    w->n = 0;
     return r;
 }
 
@@ -212,6 +239,8 @@ int log_append(struct tm_log *lg, uint64_t seq, uint64_t size, const struct log_
     if ((r = reserve(lg, rec.len)) < 0)
         return r;
     w.fd = lg->fd, w.n = 0, w.off = lg->off;
+    w.map = wmap(lg);
+    w.map_end = lg->len < WMAP_LEN ? lg->len : WMAP_LEN;
     if ((r = put(&w, &rec, sizeof rec)) < 0)
         return r;
     for (i = 0; i < n; i++) {

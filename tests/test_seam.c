@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -214,4 +215,55 @@ Test(seam, a_mapped_write_that_faults_falls_back_on_pwrite)
     cr_assert_arr_eq(back, buf, sizeof buf);
     munmap(map, 2 * PAGE);
     close(fd);
+}
+
+static int counted_log_fd = -1, pwritevs;
+
+static ssize_t counting_pwritev(int fd, const struct iovec *iov, int n, off_t off)
+{
+    pwritevs += fd == counted_log_fd;
+    return saved.writev_at(fd, iov, n, off);
+}
+
+/* With TMF_SYNC=none a commit's record goes into the log through a shared
+ * mapping, with no system call; with TMF_SYNC=full by pwritev, whose
+ * fdatasync follows.  Either way the record is in the file, and the store
+ * reopens with every commit. */
+Test(seam, records_go_through_a_mapping_without_sync_only)
+{
+    for (int sync = 0; sync < 2; sync++) {
+        char path[600];
+        snprintf(path, sizeof path, "%s", tu_path(sync ? "logmap-full.tmf" : "logmap-none.tmf"));
+        tm_options o = tu_opts(sync ? TM_SYNC_FULL : TM_SYNC_NONE);
+        tm_store *st;
+        TU_OK(tm_open(path, &o, &st));
+        long *root = tm_store_root(st, sizeof(long));
+        cr_assert_not_null(root);
+        saved = os_calls;
+        counted_log_fd = st->log.fd;
+        pwritevs = 0;
+        os_calls.writev_at = counting_pwritev;
+        for (long i = 1; i <= 20; i++) {
+            TU_OK(tm_store_begin(st));
+            *root = i;
+            TU_OK(tm_store_commit(st));
+        }
+        restore();
+        if (sync)
+            cr_assert_geq(pwritevs, 20, "TMF_SYNC=full: %d pwritev for 20 records", pwritevs);
+        else
+            cr_assert_eq(pwritevs, 0, "TMF_SYNC=none: %d pwritev for 20 records", pwritevs);
+        /* The last record, read from the file itself. */
+        struct log_rec rec;
+        int fd = open(st->log_path, O_RDONLY);
+        cr_assert_geq(fd, 0);
+        cr_assert_eq(pread(fd, &rec, sizeof rec, (off_t)st->log.last_off), (ssize_t)sizeof rec);
+        close(fd);
+        cr_assert_eq(rec.magic, LOG_MAGIC);
+        cr_assert_eq(rec.seq, st->lk.sh->seq);
+        TU_OK(tm_close(st));
+        TU_OK(tm_open(path, &o, &st));
+        cr_assert_eq(*(long *)tm_store_root(st, sizeof(long)), 20);
+        TU_OK(tm_close(st));
+    }
 }
