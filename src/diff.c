@@ -76,12 +76,16 @@ static void add(tm_store *st, size_t *n, uint64_t off, uint64_t len)
     ++*n;
 }
 
-/* The changed lines of one page; all of it when most of it changed. */
+/* The changed lines of one page; all of it when most of it changed.  An
+ * open page (hot.c) is listed by every commit, changed or not: one
+ * comparison of the whole page, at memcmp's speed, clears it. */
 static void diff_page(tm_store *st, size_t *n, uint64_t pg)
 {
     const char *now = st->base + pg * PAGE, *was = st->view + pg * PAGE;
     uint64_t start[PAGE / LINE], end[PAGE / LINE];
     size_t k = 0, changed = 0, i;
+    if (memcmp(now, was, PAGE) == 0)
+        return;
     for (uint64_t at = 0; at < PAGE; at += LINE) {
         if (memcmp(now + at, was + at, LINE) == 0)
             continue;
