@@ -40,6 +40,14 @@ static inline void store_free(tm_store *st, void *p)
         heap_free(st, p);
 }
 
+/* Frees p by the fast path when it is a block of the store this thread's
+ * write transaction routes to: 1 then, else 0 (p left alone). */
+static inline int free_routed(void *p)
+{
+    tm_store *st = tm_route_store;
+    return likely(st != NULL) && (uintptr_t)p - (uintptr_t)st->base < st->max && likely(heap_free_fast(st, p));
+}
+
 void *tm_store_malloc(tm_store *st, size_t size)
 {
     return store_malloc(st, size);
@@ -49,6 +57,15 @@ void tm_store_free(tm_store *st, void *p)
 {
     if (p)
         store_free(st, p);
+}
+
+/* The preload's hidden names (route.h). */
+void *route_malloc(tm_store *st, size_t size) __attribute__((alias("tm_store_malloc")));
+void route_store_free(tm_store *st, void *p) __attribute__((alias("tm_store_free")));
+
+int route_free(void *p)
+{
+    return free_routed(p);
 }
 
 void *tm_store_calloc(tm_store *st, size_t n, size_t size)
@@ -114,6 +131,8 @@ tm_store *tm_store_of(const void *p)
     return registry_find((uintptr_t)p);
 }
 
+tm_store *route_store_of(const void *p) __attribute__((alias("tm_store_of")));
+
 /* ---- the default store ---- */
 
 /* The store that owns p; a pointer of no store is reported as glibc does. */
@@ -144,8 +163,7 @@ void *tm_malloc(size_t size)
 
 void tm_free(void *p)
 {
-    tm_store *st = tm_route_store; /* inside a transaction: most likely its store's block */
-    if (likely(st != NULL) && (uintptr_t)p - (uintptr_t)st->base < st->max && likely(heap_free_fast(st, p)))
+    if (likely(free_routed(p))) /* inside a transaction: most likely its store's block */
         return;
     if (p)
         store_free(owner(p, "free(): invalid pointer (not in any store)"), p);
