@@ -91,25 +91,6 @@ static NOINLINE void *arena_aligned(tm_store *st, size_t align, size_t size, con
     return tm_store_aligned_alloc(st, align, size);
 }
 
-static NOINLINE void arena_free_slow(void *p)
-{
-    int saved = errno;
-    tm_store *st;
-    if ((st = route_store_of(p)))
-        route_store_free(st, p);
-    else
-        __libc_free(p); /* in the window, in no store: not ours */
-    errno = saved;
-}
-
-/* The fast path first: it leaves errno alone. */
-static NOINLINE void arena_free(void *p)
-{
-    if (likely(route_free(p)))
-        return;
-    arena_free_slow(p);
-}
-
 static NOINLINE void *arena_realloc(void *p, size_t size)
 {
     tm_store *st = route_store_of(p);
@@ -142,7 +123,7 @@ EXPORT void free(void *p)
         __libc_free(p);
         return;
     }
-    arena_free(p);
+    route_free(p, __libc_free); /* a pointer in no store is glibc's */
 }
 
 EXPORT void cfree(void *p)

@@ -61,11 +61,23 @@ void tm_store_free(tm_store *st, void *p)
 
 /* The preload's hidden names (route.h). */
 void *route_malloc(tm_store *st, size_t size) __attribute__((alias("tm_store_malloc")));
-void route_store_free(tm_store *st, void *p) __attribute__((alias("tm_store_free")));
 
-int route_free(void *p)
+static __attribute__((noinline)) void route_free_slow(void *p, void (*other)(void *))
 {
-    return free_routed(p);
+    int saved = errno;
+    tm_store *st = tm_store_of(p);
+    if (st)
+        store_free(st, p);
+    errno = saved;
+    if (!st)
+        other(p);
+}
+
+void route_free(void *p, void (*other)(void *))
+{
+    if (likely(free_routed(p)))
+        return;
+    route_free_slow(p, other);
 }
 
 void *tm_store_calloc(tm_store *st, size_t n, size_t size)

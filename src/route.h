@@ -60,16 +60,13 @@ static inline int route_in_window(const void *p)
  * public header, they are hidden: the preload, linked with the core, calls
  * them directly, not through its symbol table.
  *
- * route_malloc(st, size) is tm_store_malloc(st, size).  route_free(p) frees
- * p when it is a block the fast path takes (one of the store tm_route_store
- * names, freed while its transaction is open) and returns 1; else it returns
- * 0, leaves p alone and errno untouched (the preload's slow path then finds
- * the owner).  route_store_of is tm_store_of and route_store_free
- * tm_store_free. */
+ * route_malloc(st, size) is tm_store_malloc(st, size), and route_store_of
+ * tm_store_of.  route_free(p, other) frees p, a block of some store,
+ * leaving errno as it was; a pointer that lies in no store it passes to
+ * other (glibc's free), as its last act. */
 void *route_malloc(tm_store *st, size_t size);
-int route_free(void *p);
+void route_free(void *p, void (*other)(void *));
 tm_store *route_store_of(const void *p);
-void route_store_free(tm_store *st, void *p);
 
 /* Whether the reservation [base, base + max) lies wholly inside the window. */
 static inline int route_window_holds(uint64_t base, uint64_t max)
