@@ -162,23 +162,34 @@ static tm_store *owner(const void *p, const char *what)
  * need not call it each time. */
 static tm_store *_Atomic default_store;
 
+static __attribute__((noinline)) void *malloc_first(size_t size)
+{
+    tm_store *st = tm_default();
+    if (!st)
+        return NULL;
+    atomic_store_explicit(&default_store, st, memory_order_release);
+    return store_malloc(st, size);
+}
+
 void *tm_malloc(size_t size)
 {
     tm_store *st = atomic_load_explicit(&default_store, memory_order_acquire);
-    if (unlikely(st == NULL)) {
-        if (!(st = tm_default()))
-            return NULL;
-        atomic_store_explicit(&default_store, st, memory_order_release);
-    }
+    if (unlikely(st == NULL))
+        return malloc_first(size); /* apart: the fast path saves no registers */
     return store_malloc(st, size);
+}
+
+static __attribute__((noinline)) void free_slow(void *p)
+{
+    if (p)
+        store_free(owner(p, "free(): invalid pointer (not in any store)"), p);
 }
 
 void tm_free(void *p)
 {
     if (likely(free_routed(p))) /* inside a transaction: most likely its store's block */
         return;
-    if (p)
-        store_free(owner(p, "free(): invalid pointer (not in any store)"), p);
+    free_slow(p); /* apart: the fast path saves no registers */
 }
 
 void *tm_calloc(size_t n, size_t size)
