@@ -46,8 +46,8 @@ extern _Atomic unsigned callers_listed;
 int callers_libc_slow(const void *ra, int kind);
 
 /* Whether an allocation made inside a write transaction, whose call
- * returns to ra, is libc's own and goes to glibc.  Two compares when the
- * thread's last allocation returned to ra; else a module already seen is
+ * returns to ra, is libc's own and goes to glibc.  The memo's two compares
+ * when the thread's last allocation returned to ra; else a module already seen is
  * looked up under a mutex, and a module loaded since is listed once. */
 static inline int callers_libc(const void *ra, int kind)
 {
@@ -62,6 +62,7 @@ static inline int callers_program(const void *ra)
 {
     return (uintptr_t)ra == callers_memo.ra && callers_memo.listed == callers_listed && !callers_memo.libc;
 }
+
 /* Whether ra lies in a system module (libc, the loader, libstdc++, ...). */
 int callers_system(const void *ra);
 /* At load time: what fork() needs (the modules are listed at the first
