@@ -28,9 +28,10 @@ static int pow2(size_t a)
     return a && !(a & (a - 1));
 }
 
-static inline void *store_malloc(tm_store *st, size_t size)
+/* routed: st is this thread's tm_route_store (heap_alloc_fast). */
+static inline void *store_malloc(tm_store *st, size_t size, int routed)
 {
-    void *p = heap_alloc_fast(st, size);
+    void *p = heap_alloc_fast(st, size, routed);
     return likely(p != NULL) ? p : heap_alloc(st, size, QUANTUM);
 }
 
@@ -50,7 +51,7 @@ static inline int free_routed(void *p)
 
 void *tm_store_malloc(tm_store *st, size_t size)
 {
-    return store_malloc(st, size);
+    return store_malloc(st, size, 0);
 }
 
 void tm_store_free(tm_store *st, void *p)
@@ -60,7 +61,10 @@ void tm_store_free(tm_store *st, void *p)
 }
 
 /* The preload's hidden names (route.h). */
-void *route_malloc(tm_store *st, size_t size) __attribute__((alias("tm_store_malloc")));
+void *route_malloc(tm_store *st, size_t size)
+{
+    return store_malloc(st, size, 1);
+}
 
 static __attribute__((noinline)) void route_free_slow(void *p, void (*other)(void *))
 {
@@ -168,7 +172,7 @@ static __attribute__((noinline)) void *malloc_first(size_t size)
     if (!st)
         return NULL;
     atomic_store_explicit(&default_store, st, memory_order_release);
-    return store_malloc(st, size);
+    return store_malloc(st, size, 0);
 }
 
 void *tm_malloc(size_t size)
@@ -176,7 +180,7 @@ void *tm_malloc(size_t size)
     tm_store *st = atomic_load_explicit(&default_store, memory_order_acquire);
     if (unlikely(st == NULL))
         return malloc_first(size); /* apart: the fast path saves no registers */
-    return store_malloc(st, size);
+    return store_malloc(st, size, 0);
 }
 
 static __attribute__((noinline)) void free_slow(void *p)

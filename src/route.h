@@ -60,8 +60,8 @@ static inline int route_in_window(const void *p)
  * public header, they are hidden: the preload, linked with the core, calls
  * them directly, not through its symbol table.
  *
- * route_malloc(st, size) is tm_store_malloc(st, size), and route_store_of
- * tm_store_of.  route_free(p, other) frees p, a block of some store,
+ * route_malloc(st, size) is tm_store_malloc(st, size) for st read from
+ * tm_route_store by the caller, and route_store_of is tm_store_of.  route_free(p, other) frees p, a block of some store,
  * leaving errno as it was; a pointer that lies in no store it passes to
  * other (glibc's free), as its last act. */
 void *route_malloc(tm_store *st, size_t size);
