@@ -224,7 +224,7 @@ int callers_system(const void *ra)
     int kind;
     if (busy)
         return 1;
-    callers_memo.ra = 0; /* a handing call may begin */
+    callers_memo.key = 0; /* a handing call may begin */
     pthread_mutex_lock(&mu);
     busy = 1;
     kind = kind_at((uintptr_t)ra);
@@ -241,13 +241,13 @@ int callers_libc_slow(const void *ra, int alloc)
         return 1;
     pthread_mutex_lock(&mu);
     busy = 1;
-    callers_memo.ra = 0; /* no verdict while listing: this thread's allocations are ours */
+    callers_memo.key = 0; /* no verdict while listing: this thread's allocations are ours */
     kind = kind_at(a);
     libc = kind == LOADER || (kind == SYSTEM && !in_spans(to_arena, nto_arena, a));
     if (kind == SYSTEM && libc && preload_handing && !in_spans(kept_by_libc, nkept, a))
         libc = preload_handing == HAND_ZEROED && alloc != ALLOC_ZEROED;
     if (!preload_handing)
-        callers_memo = (struct callers_memo){.ra = a, .listed = callers_listed, .libc = libc};
+        callers_memo = (struct callers_memo){.key = a | (libc ? MEMO_LIBC : 0), .listed = callers_listed};
     busy = 0;
     pthread_mutex_unlock(&mu);
     return libc;

@@ -99,22 +99,17 @@ static NOINLINE void *arena_realloc(void *p, size_t size)
 
 /* ---- the malloc family ---- */
 
-/* malloc inside a write transaction.  Apart from malloc, so that malloc's
- * own test compares the route with zero where it lies (no load into a
- * register it would then have to keep). */
-static NOINLINE void *routed_malloc(size_t size, const void *ra)
-{
-    tm_store *st = tm_route_store;
-    if (likely(callers_program(ra)))
-        return route_malloc(st, size);
-    return arena_malloc(st, size, ra);
-}
-
 EXPORT void *malloc(size_t size)
 {
+    tm_store *st;
     if (likely(!tm_route_store))
         return __libc_malloc(size);
-    return routed_malloc(size, RA);
+    /* Read again, so that the test above compares the route with zero
+     * where it lies and keeps nothing in a register. */
+    st = *(tm_store *volatile *)&tm_route_store;
+    if (likely(callers_program(RA)))
+        return route_malloc(st, size);
+    return arena_malloc(st, size, RA);
 }
 
 EXPORT void free(void *p)

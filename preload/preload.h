@@ -30,16 +30,17 @@ enum { ALLOC_PLAIN, ALLOC_ZEROED };
 enum { HAND_NONE, HAND_ALL, HAND_ZEROED };
 extern TLS int preload_handing;
 
-/* This thread's last verdict of callers_libc, for return address ra: a
- * loop that allocates calls from one place.  Valid while the module list
+/* This thread's last verdict of callers_libc: key is the return address
+ * it was made for, with MEMO_LIBC set when the allocation was libc's (a
+ * loop that allocates calls from one place).  Valid while the module list
  * has not been read again since (callers_listed counts the readings), and
- * never set (ra 0) while the thread is inside a handing call or listing
+ * never set (key 0) while the thread is inside a handing call or listing
  * modules. */
 struct callers_memo {
-    uintptr_t ra;
+    uintptr_t key;
     unsigned listed;
-    int libc;
 };
+#define MEMO_LIBC ((uintptr_t)1 << 63) /* above every user-space address */
 extern TLS struct callers_memo callers_memo;
 extern _Atomic unsigned callers_listed;
 
@@ -47,12 +48,13 @@ int callers_libc_slow(const void *ra, int kind);
 
 /* Whether an allocation made inside a write transaction, whose call
  * returns to ra, is libc's own and goes to glibc.  The memo's two compares
- * when the thread's last allocation returned to ra; else a module already seen is
- * looked up under a mutex, and a module loaded since is listed once. */
+ * when the thread's last allocation returned to ra; else a module already
+ * seen is looked up under a mutex, and a module loaded since is listed
+ * once. */
 static inline int callers_libc(const void *ra, int kind)
 {
-    if (likely((uintptr_t)ra == callers_memo.ra && callers_memo.listed == callers_listed))
-        return callers_memo.libc;
+    if (likely((callers_memo.key & ~MEMO_LIBC) == (uintptr_t)ra && callers_memo.listed == callers_listed))
+        return callers_memo.key >> 63;
     return callers_libc_slow(ra, kind);
 }
 
@@ -60,7 +62,7 @@ static inline int callers_libc(const void *ra, int kind)
  * program's (0: ask callers_libc). */
 static inline int callers_program(const void *ra)
 {
-    return (uintptr_t)ra == callers_memo.ra && callers_memo.listed == callers_listed && !callers_memo.libc;
+    return callers_memo.key == (uintptr_t)ra && callers_memo.listed == callers_listed;
 }
 
 /* Whether ra lies in a system module (libc, the loader, libstdc++, ...). */
