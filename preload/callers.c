@@ -66,7 +66,7 @@ static TLS int busy; /* this thread is listing modules: its allocations are ours
  * place, then called from the very same address before any miss, would go
  * unseen.  callers_system, which every handing call makes before it marks
  * the thread, clears it, and a verdict made while handing is not kept. */
-_Atomic unsigned callers_listed;
+unsigned callers_listed;
 TLS struct callers_memo callers_memo;
 
 TLS int preload_handing;
@@ -161,7 +161,7 @@ static int list_one(struct dl_phdr_info *info, size_t size, void *ctx)
 /* Under mu, with busy set. */
 static void list_modules(void)
 {
-    callers_listed++;
+    __atomic_fetch_add(&callers_listed, 1, __ATOMIC_RELAXED);
     dl_iterate_phdr(list_one, NULL);
     if (cxx_seen == 2)
         add_cxx_functions();
@@ -247,7 +247,7 @@ int callers_libc_slow(const void *ra, int alloc)
     if (kind == SYSTEM && libc && preload_handing && !in_spans(kept_by_libc, nkept, a))
         libc = preload_handing == HAND_ZEROED && alloc != ALLOC_ZEROED;
     if (!preload_handing)
-        callers_memo = (struct callers_memo){.key = a | (libc ? MEMO_LIBC : 0), .listed = callers_listed};
+        callers_memo = (struct callers_memo){.key = a | (libc ? MEMO_LIBC : 0), .listed = callers_listed_now()};
     busy = 0;
     pthread_mutex_unlock(&mu);
     return libc;

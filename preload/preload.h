@@ -42,7 +42,12 @@ struct callers_memo {
 };
 #define MEMO_LIBC ((uintptr_t)1 << 63) /* above every user-space address */
 extern TLS struct callers_memo callers_memo;
-extern _Atomic unsigned callers_listed;
+extern __attribute__((visibility("hidden"))) unsigned callers_listed; /* atomic: bumped under the mutex */
+
+static inline unsigned callers_listed_now(void)
+{
+    return __atomic_load_n(&callers_listed, __ATOMIC_RELAXED);
+}
 
 int callers_libc_slow(const void *ra, int kind);
 
@@ -53,7 +58,7 @@ int callers_libc_slow(const void *ra, int kind);
  * once. */
 static inline int callers_libc(const void *ra, int kind)
 {
-    if (likely((callers_memo.key & ~MEMO_LIBC) == (uintptr_t)ra && callers_memo.listed == callers_listed))
+    if (likely((callers_memo.key & ~MEMO_LIBC) == (uintptr_t)ra && callers_memo.listed == callers_listed_now()))
         return callers_memo.key >> 63;
     return callers_libc_slow(ra, kind);
 }
@@ -62,7 +67,7 @@ static inline int callers_libc(const void *ra, int kind)
  * program's (0: ask callers_libc). */
 static inline int callers_program(const void *ra)
 {
-    return callers_memo.key == (uintptr_t)ra && callers_memo.listed == callers_listed;
+    return callers_memo.key == (uintptr_t)ra && callers_memo.listed == callers_listed_now();
 }
 
 /* Whether ra lies in a system module (libc, the loader, libstdc++, ...). */
