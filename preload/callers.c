@@ -62,15 +62,12 @@ static int cxx_seen;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static TLS int busy; /* this thread is listing modules: its allocations are ours */
 
-/* The last verdict of this thread's callers_libc, for its return address:
- * a loop that allocates calls from one place.  Valid while the module
- * list has not been read again (listed counts the readings; a library
- * unloaded and another loaded in its place, then called from the very
- * same address before any miss, would go unseen). */
-static _Atomic unsigned listed;
-static TLS uintptr_t memo_ra;
-static TLS unsigned memo_listed;
-static TLS int memo_libc;
+/* The memo (preload.h).  A library unloaded and another loaded in its
+ * place, then called from the very same address before any miss, would go
+ * unseen.  callers_system, which every handing call makes before it marks
+ * the thread, clears it, and a verdict made while handing is not kept. */
+unsigned callers_listed;
+TLS struct callers_memo callers_memo;
 
 TLS int preload_handing;
 
@@ -164,7 +161,7 @@ static int list_one(struct dl_phdr_info *info, size_t size, void *ctx)
 /* Under mu, with busy set. */
 static void list_modules(void)
 {
-    listed++;
+    __atomic_fetch_add(&callers_listed, 1, __ATOMIC_RELAXED);
     dl_iterate_phdr(list_one, NULL);
     if (cxx_seen == 2)
         add_cxx_functions();
@@ -227,6 +224,7 @@ int callers_system(const void *ra)
     int kind;
     if (busy)
         return 1;
+    callers_memo.key = 0; /* a handing call may begin */
     pthread_mutex_lock(&mu);
     busy = 1;
     kind = kind_at((uintptr_t)ra);
@@ -235,22 +233,21 @@ int callers_system(const void *ra)
     return kind != USER;
 }
 
-int callers_libc(const void *ra, int alloc)
+int callers_libc_slow(const void *ra, int alloc)
 {
     uintptr_t a = (uintptr_t)ra;
     int kind, libc;
     if (busy)
         return 1;
-    if (a == memo_ra && !preload_handing && memo_listed == listed && listed)
-        return memo_libc;
     pthread_mutex_lock(&mu);
     busy = 1;
+    callers_memo.key = 0; /* no verdict while listing: this thread's allocations are ours */
     kind = kind_at(a);
     libc = kind == LOADER || (kind == SYSTEM && !in_spans(to_arena, nto_arena, a));
     if (kind == SYSTEM && libc && preload_handing && !in_spans(kept_by_libc, nkept, a))
         libc = preload_handing == HAND_ZEROED && alloc != ALLOC_ZEROED;
     if (!preload_handing)
-        memo_ra = a, memo_libc = libc, memo_listed = listed;
+        callers_memo = (struct callers_memo){.key = a | (libc ? MEMO_LIBC : 0), .listed = callers_listed_now()};
     busy = 0;
     pthread_mutex_unlock(&mu);
     return libc;

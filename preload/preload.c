@@ -22,6 +22,8 @@
  *     frees of a glibc pointer go to glibc whatever the thread is doing.
  *     A pointer inside the window is looked up (tm_store_of); one in no
  *     store is glibc's.
+ *   - The core's functions it calls on the routed path are hidden aliases
+ *     (route.h): direct calls, not through the symbol table.
  *   - realloc policy: a block stays with the allocator that made it.  A
  *     glibc block reallocated inside a transaction stays a glibc block; an
  *     arena block is reallocated in the arena (inside a transaction only).
@@ -71,7 +73,7 @@ static NOINLINE void *arena_malloc(tm_store *st, size_t size, const void *ra)
 {
     if (callers_libc(ra, ALLOC_PLAIN))
         return __libc_malloc(size);
-    return tm_store_malloc(st, size);
+    return route_malloc(st, size);
 }
 
 static NOINLINE void *arena_calloc(tm_store *st, size_t n, size_t size, const void *ra)
@@ -89,20 +91,9 @@ static NOINLINE void *arena_aligned(tm_store *st, size_t align, size_t size, con
     return tm_store_aligned_alloc(st, align, size);
 }
 
-static NOINLINE void arena_free(void *p)
-{
-    int saved = errno;
-    tm_store *st = tm_store_of(p);
-    if (st)
-        tm_store_free(st, p);
-    else
-        __libc_free(p); /* in the window, in no store: not ours */
-    errno = saved;
-}
-
 static NOINLINE void *arena_realloc(void *p, size_t size)
 {
-    tm_store *st = tm_store_of(p);
+    tm_store *st = route_store_of(p);
     return st ? tm_store_realloc(st, p, size) : __libc_realloc(p, size);
 }
 
@@ -110,9 +101,14 @@ static NOINLINE void *arena_realloc(void *p, size_t size)
 
 EXPORT void *malloc(size_t size)
 {
-    tm_store *st = tm_route_store;
-    if (likely(!st))
+    tm_store *st;
+    if (likely(!tm_route_store))
         return __libc_malloc(size);
+    /* Read again, so that the test above compares the route with zero
+     * where it lies and keeps nothing in a register. */
+    st = *(tm_store *volatile *)&tm_route_store;
+    if (likely(callers_program(RA)))
+        return route_malloc(st, size);
     return arena_malloc(st, size, RA);
 }
 
@@ -122,7 +118,7 @@ EXPORT void free(void *p)
         __libc_free(p);
         return;
     }
-    arena_free(p);
+    route_free(p, __libc_free); /* a pointer in no store is glibc's */
 }
 
 EXPORT void cfree(void *p)
@@ -249,7 +245,7 @@ EXPORT size_t malloc_usable_size(void *p)
     if (!p)
         return 0;
     if (unlikely(in_arena(p))) {
-        tm_store *st = tm_store_of(p);
+        tm_store *st = route_store_of(p);
         if (st)
             return tm_store_usable_size(st, p);
         /* in the window, in no store: glibc's */

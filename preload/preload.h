@@ -30,10 +30,46 @@ enum { ALLOC_PLAIN, ALLOC_ZEROED };
 enum { HAND_NONE, HAND_ALL, HAND_ZEROED };
 extern TLS int preload_handing;
 
+/* This thread's last verdict of callers_libc: key is the return address
+ * it was made for, with MEMO_LIBC set when the allocation was libc's (a
+ * loop that allocates calls from one place).  Valid while the module list
+ * has not been read again since (callers_listed counts the readings), and
+ * never set (key 0) while the thread is inside a handing call or listing
+ * modules. */
+struct callers_memo {
+    uintptr_t key;
+    unsigned listed;
+};
+#define MEMO_LIBC ((uintptr_t)1 << 63) /* above every user-space address */
+extern TLS struct callers_memo callers_memo;
+extern __attribute__((visibility("hidden"))) unsigned callers_listed; /* atomic: bumped under the mutex */
+
+static inline unsigned callers_listed_now(void)
+{
+    return __atomic_load_n(&callers_listed, __ATOMIC_RELAXED);
+}
+
+int callers_libc_slow(const void *ra, int kind);
+
 /* Whether an allocation made inside a write transaction, whose call
- * returns to ra, is libc's own and goes to glibc.  Cheap when ra lies in a
- * module already seen; a module loaded since is looked up once. */
-int callers_libc(const void *ra, int kind);
+ * returns to ra, is libc's own and goes to glibc.  The memo's two compares
+ * when the thread's last allocation returned to ra; else a module already
+ * seen is looked up under a mutex, and a module loaded since is listed
+ * once. */
+static inline int callers_libc(const void *ra, int kind)
+{
+    if (likely((callers_memo.key & ~MEMO_LIBC) == (uintptr_t)ra && callers_memo.listed == callers_listed_now()))
+        return callers_memo.key >> 63;
+    return callers_libc_slow(ra, kind);
+}
+
+/* Whether the memo says at once that the allocation returning to ra is the
+ * program's (0: ask callers_libc). */
+static inline int callers_program(const void *ra)
+{
+    return callers_memo.key == (uintptr_t)ra && callers_memo.listed == callers_listed_now();
+}
+
 /* Whether ra lies in a system module (libc, the loader, libstdc++, ...). */
 int callers_system(const void *ra);
 /* At load time: what fork() needs (the modules are listed at the first

@@ -28,9 +28,10 @@ static int pow2(size_t a)
     return a && !(a & (a - 1));
 }
 
-static inline void *store_malloc(tm_store *st, size_t size)
+/* routed: st is this thread's tm_route_store (heap_alloc_fast). */
+static inline void *store_malloc(tm_store *st, size_t size, int routed)
 {
-    void *p = heap_alloc_fast(st, size);
+    void *p = heap_alloc_fast(st, size, routed);
     return likely(p != NULL) ? p : heap_alloc(st, size, QUANTUM);
 }
 
@@ -40,15 +41,47 @@ static inline void store_free(tm_store *st, void *p)
         heap_free(st, p);
 }
 
+/* Frees p by the fast path when it is a block of the store this thread's
+ * write transaction routes to: 1 then, else 0 (p left alone). */
+static inline int free_routed(void *p)
+{
+    tm_store *st = tm_route_store;
+    return likely(st != NULL) && (uintptr_t)p - (uintptr_t)st->base < st->max && likely(heap_free_fast(st, p));
+}
+
 void *tm_store_malloc(tm_store *st, size_t size)
 {
-    return store_malloc(st, size);
+    return store_malloc(st, size, 0);
 }
 
 void tm_store_free(tm_store *st, void *p)
 {
     if (p)
         store_free(st, p);
+}
+
+/* The preload's hidden names (route.h). */
+void *route_malloc(tm_store *st, size_t size)
+{
+    return store_malloc(st, size, 1);
+}
+
+static __attribute__((noinline)) void route_free_slow(void *p, void (*other)(void *))
+{
+    int saved = errno;
+    tm_store *st = tm_store_of(p);
+    if (st)
+        store_free(st, p);
+    errno = saved;
+    if (!st)
+        other(p);
+}
+
+void route_free(void *p, void (*other)(void *))
+{
+    if (likely(free_routed(p)))
+        return;
+    route_free_slow(p, other);
 }
 
 void *tm_store_calloc(tm_store *st, size_t n, size_t size)
@@ -114,6 +147,8 @@ tm_store *tm_store_of(const void *p)
     return registry_find((uintptr_t)p);
 }
 
+tm_store *route_store_of(const void *p) __attribute__((alias("tm_store_of")));
+
 /* ---- the default store ---- */
 
 /* The store that owns p; a pointer of no store is reported as glibc does. */
@@ -131,24 +166,34 @@ static tm_store *owner(const void *p, const char *what)
  * need not call it each time. */
 static tm_store *_Atomic default_store;
 
+static __attribute__((noinline)) void *malloc_first(size_t size)
+{
+    tm_store *st = tm_default();
+    if (!st)
+        return NULL;
+    atomic_store_explicit(&default_store, st, memory_order_release);
+    return store_malloc(st, size, 0);
+}
+
 void *tm_malloc(size_t size)
 {
     tm_store *st = atomic_load_explicit(&default_store, memory_order_acquire);
-    if (unlikely(st == NULL)) {
-        if (!(st = tm_default()))
-            return NULL;
-        atomic_store_explicit(&default_store, st, memory_order_release);
-    }
-    return store_malloc(st, size);
+    if (unlikely(st == NULL))
+        return malloc_first(size); /* apart: the fast path saves no registers */
+    return store_malloc(st, size, 0);
+}
+
+static __attribute__((noinline)) void free_slow(void *p)
+{
+    if (p)
+        store_free(owner(p, "free(): invalid pointer (not in any store)"), p);
 }
 
 void tm_free(void *p)
 {
-    tm_store *st = tm_route_store; /* inside a transaction: most likely its store's block */
-    if (likely(st != NULL) && (uintptr_t)p - (uintptr_t)st->base < st->max && likely(heap_free_fast(st, p)))
+    if (likely(free_routed(p))) /* inside a transaction: most likely its store's block */
         return;
-    if (p)
-        store_free(owner(p, "free(): invalid pointer (not in any store)"), p);
+    free_slow(p); /* apart: the fast path saves no registers */
 }
 
 void *tm_calloc(size_t n, size_t size)

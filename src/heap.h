@@ -335,13 +335,14 @@ static inline __attribute__((noreturn, cold)) void heap_die(const char *what, co
  * which asks tx_owned.  Nothing here is cached outside the arena: abort,
  * growth and other processes' commits leave nothing stale. */
 
-/* A small block, or NULL: the slow path decides. */
-static inline void *heap_alloc_fast(tm_store *st, size_t size)
+/* A small block, or NULL: the slow path decides.  routed: the caller has
+ * found st in tm_route_store itself. */
+static inline void *heap_alloc_fast(tm_store *st, size_t size, int routed)
 {
     struct heap_state *h = heap_state_of(st);
     unsigned c;
     uint64_t *q;
-    if (unlikely(size > SMALL_MAX || tm_route_store != st || h->magic != HEAP_MAGIC))
+    if (unlikely(size > SMALL_MAX || (!routed && tm_route_store != st) || h->magic != HEAP_MAGIC))
         return NULL;
     c = heap_class(size);
     q = h->recent[c];

@@ -25,6 +25,7 @@
 #ifndef TMF_ROUTE_H
 #define TMF_ROUTE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "tmfalloc.h"
@@ -54,6 +55,18 @@ static inline int route_in_window(const void *p)
 {
     return (uintptr_t)p >> ROUTE_WINDOW_SHIFT == 1;
 }
+
+/* The preload's way into the heap (alloc.c).  Declared here, outside the
+ * public header, they are hidden: the preload, linked with the core, calls
+ * them directly, not through its symbol table.
+ *
+ * route_malloc(st, size) is tm_store_malloc(st, size) for st read from
+ * tm_route_store by the caller, and route_store_of is tm_store_of.  route_free(p, other) frees p, a block of some store,
+ * leaving errno as it was; a pointer that lies in no store it passes to
+ * other (glibc's free), as its last act. */
+void *route_malloc(tm_store *st, size_t size);
+void route_free(void *p, void (*other)(void *));
+tm_store *route_store_of(const void *p);
 
 /* Whether the reservation [base, base + max) lies wholly inside the window. */
 static inline int route_window_holds(uint64_t base, uint64_t max)

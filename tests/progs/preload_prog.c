@@ -404,7 +404,17 @@ static void hand_fill(struct handed *h, const char *dir)
     CHECK(f && fputs("first line\nsecond;third\n", f) >= 0 && fclose(f) == 0);
     f = fopen(path, "r"); /* its buffer is libc's: read again after the commit */
     CHECK(f != NULL);
+    /* libc's strdup itself, as libc's own calls reach it (not through the
+     * preload's wrapper) */
+    void *libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+    char *(*libc_strdup)(const char *) = libc ? (char *(*)(const char *))dlsym(libc, "strdup") : NULL;
+    CHECK(libc_strdup != NULL);
     CHECK(tm_begin() == 0);
+    /* libc's own strdup just before: the program's strdup, whose block libc
+     * allocates from the very same call, must not reuse that verdict */
+    char *own = libc_strdup("libc's own");
+    CHECK(own && !in_store(own));
+    free(own);
     h->dup = strdup("duplicated");
     h->ndup = strndup("truncated here", 9);
     h->wdup = wcsdup(L"wide");
@@ -435,6 +445,7 @@ static void hand_fill(struct handed *h, const char *dir)
             failures++;
         }
     CHECK(tm_commit() == 0);
+    dlclose(libc);
     CHECK(fgetc(f) != EOF); /* the stream's own buffer, outside a transaction */
     fclose(f);
 }
