@@ -163,7 +163,7 @@ key big "big tx/sequential" "(5) ${R[bigtx_mib]} MiB transaction / sequential wr
 key rpf "replay GB/s (full)" "(6) log replay at reopen, GB/s, TMF_SYNC=full (store file synced)" "${R[replay_full_gbs]}" ">=" 1
 key rpn "replay GB/s (none)" "(6) log replay at reopen, GB/s, TMF_SYNC=none (replay alone)" "${R[replay_none_gbs]}" ">=" 1
 key flt "first write/COW" "(7) first write to a page in a transaction / kernel COW fault" "${R[fault_ratio]}" "<=" 1.5
-key flh "hot write/COW" "(7) first write in a transaction to a page every transaction writes (hot) / kernel COW fault" "${R[fault_hot_ratio]}" "<=" 1.5
+key flh "hot write/COW" "(7) first write in a transaction to a page every other transaction writes (hot) / kernel COW fault" "${R[fault_hot_ratio]}" "<=" 1.5
 
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 machine="$(nproc) cores ($cpu), kernel $(uname -r), $fstype on $fsdev"
