@@ -59,8 +59,6 @@ void diff_close(tm_store *st)
     st->applied = NULL;
 }
 
-
-
 /* Appends [off, off+len) of the arena, merged with the last range when
  * they touch. */
 static void add(tm_store *st, size_t *n, uint64_t off, uint64_t len)
@@ -122,12 +120,12 @@ size_t diff_pages(tm_store *st, const uint64_t *pages, size_t n)
  * a page applied lately (see the top of the file), else by pwrite. */
 int diff_apply(tm_store *st, const struct log_piece *p)
 {
-    uint64_t pg = p->g.off / PAGE, *slot;
-    if (!st->view || (p->g.off + p->g.len - 1) / PAGE != pg)
-        return os_pwrite_all(st->fd, p->src, p->g.len, (off_t)p->g.off);
-    slot = &st->applied[pg % APPLIED];
-    if (*slot == pg + 1)
-        return os_write_mapped(st->fd, (char *)st->view, p->src, p->g.len, (off_t)p->g.off);
-    *slot = pg + 1;
+    uint64_t pg = p->g.off / PAGE;
+    if (st->view && (p->g.off + p->g.len - 1) / PAGE == pg) {
+        uint64_t *slot = &st->applied[pg % APPLIED];
+        if (*slot == pg + 1)
+            return os_write_mapped(st->fd, (char *)st->view, p->src, p->g.len, (off_t)p->g.off);
+        *slot = pg + 1;
+    }
     return os_pwrite_all(st->fd, p->src, p->g.len, (off_t)p->g.off);
 }

@@ -249,10 +249,13 @@ int os_unlink(const char *path)
 
 /* Completes a short read or write; end of file is -ENODATA, a write that
  * makes no progress -EIO. */
-static int transfer(int fd, char *p, size_t len, off_t off, int write)
+/* A read, a write, or (map) a write through fd's shared mapping, to the end. */
+static int transfer(int fd, char *p, size_t len, off_t off, int write, char *map)
 {
     while (len > 0) {
-        ssize_t n = write ? os_calls.write_at(fd, p, len, off) : os_calls.read_at(fd, p, len, off);
+        ssize_t n = map     ? os_calls.write_mapped(fd, map, p, len, off)
+                    : write ? os_calls.write_at(fd, p, len, off)
+                            : os_calls.read_at(fd, p, len, off);
         if (n == -EINTR)
             continue;
         if (n < 0)
@@ -266,26 +269,17 @@ static int transfer(int fd, char *p, size_t len, off_t off, int write)
 
 int os_pwrite_all(int fd, const void *buf, size_t len, off_t off)
 {
-    return transfer(fd, (char *)buf, len, off, 1);
+    return transfer(fd, (char *)buf, len, off, 1, NULL);
 }
 
 int os_write_mapped(int fd, char *map, const void *buf, size_t len, off_t off)
 {
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t n = os_calls.write_mapped(fd, map, p, len, off);
-        if (n < 0)
-            return (int)n;
-        if (n == 0)
-            return -EIO;
-        p += n, off += n, len -= (size_t)n;
-    }
-    return 0;
+    return transfer(fd, (char *)buf, len, off, 1, map);
 }
 
 int os_pread_all(int fd, void *buf, size_t len, off_t off)
 {
-    return transfer(fd, buf, len, off, 0);
+    return transfer(fd, buf, len, off, 0, NULL);
 }
 
 int os_pwritev_all(int fd, struct iovec *iov, int cnt, off_t off)

@@ -192,9 +192,8 @@ void track_keep(tm_store *st, size_t npieces)
     size_t n, i = 0, j = 0, k = 0, fresh = 0;
     const uint64_t *d;
     uint64_t *out = t->kept + KEEP_MAX;
-    if (t->hot.rearmed && t->mode == TRACK_PAGES && !t->hot.reset)
+    if (t->hot.rearmed) /* set by this commit's settling (hot_list), cleared at begin */
         reopen(st, npieces);
-    t->hot.rearmed = 0;
     d = track_copies(st, &n);
     if (t->mode == TRACK_BULK || t->hot.reset) {
         track_drop(st);
