@@ -13,6 +13,8 @@
  *
  * The comparison is exact only while the store file holds the committed
  * state, which the writer's lock and healing guarantee (checkpoint.c).
+ * The first cold pages a transaction writes are compared with copies its
+ * faults saved instead (track_before), which hold the same bytes.
  *
  * The view is writable, and a commit applies its ranges through it (a
  * memcpy into the page cache, as a pwrite would, without the system call;
@@ -79,9 +81,11 @@ static void add(tm_store *st, size_t *n, uint64_t off, uint64_t len)
  * comparison of the whole page, at memcmp's speed, clears it. */
 static void diff_page(tm_store *st, size_t *n, uint64_t pg)
 {
-    const char *now = st->base + pg * PAGE, *was = st->view + pg * PAGE;
+    const char *now = st->base + pg * PAGE, *was = track_before(st, pg);
     uint64_t start[PAGE / LINE], end[PAGE / LINE];
     size_t k = 0, changed = 0, i;
+    if (!was)
+        was = st->view + pg * PAGE;
     if (memcmp(now, was, PAGE) == 0)
         return;
     for (uint64_t at = 0; at < PAGE; at += LINE) {
@@ -127,5 +131,5 @@ int diff_apply(tm_store *st, const struct log_piece *p)
             return os_write_mapped(st->fd, (char *)st->view, p->src, p->g.len, (off_t)p->g.off);
         *slot = pg + 1;
     }
-    return os_pwrite_all(st->fd, p->src, p->g.len, (off_t)p->g.off);
+    return os_pwrite_small(st->fd, p->src, p->g.len, (off_t)p->g.off);
 }

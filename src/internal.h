@@ -164,6 +164,7 @@ struct hot {
     uint64_t start[HOT_RANGES], end[HOT_RANGES]; /* sorted page ranges [start, end) */
 };
 
+#define SAVED 16        /* cold pages saved at their first write, for the diff */
 struct tm_tracker {
     volatile int mode;   /* enum track_mode; the fault handler changes it */
     int want_uffd;       /* TMF_TRACK: TM_TRACK_PROTECT, _UFFD or _AUTO */
@@ -172,6 +173,9 @@ struct tm_tracker {
     uint64_t *dirty;     /* page numbers, capacity dirty_cap() (track.c) */
     volatile size_t ndirty; /* the fault handler appends: always reload */
     size_t ncold;        /* first-write faults of cold pages in this transaction */
+    char *before;        /* SAVED pages as they were before this transaction's first write */
+    uint64_t saved[SAVED]; /* ... which pages, in the order of their faults */
+    volatile size_t nsaved;
     uint64_t *kept;      /* sorted pages whose copies outlived their commit */
     size_t nkept;        /* capacity 2 * KEEP_MAX (the second half: scratch) */
     size_t evict_at;     /* where the next eviction from the kept list starts */
@@ -330,13 +334,14 @@ void kept_discard(tm_store *st, const uint64_t *pages, size_t n);
 void kept_drop_all(tm_store *st);
 void kept_drop_clean(tm_store *st);
 int kept_has(const tm_store *st, uint64_t page);
-void kept_remove(tm_store *st, uint64_t page);
+void kept_remove_hot(tm_store *st);
 void kept_evict(tm_store *st, const uint64_t *d, size_t n, size_t m);
 
 /* ---- 3: diff.c ---- */
 int diff_open(tm_store *st);
 void diff_close(tm_store *st);
 size_t diff_pages(tm_store *st, const uint64_t *pages, size_t n);
+const char *track_before(const tm_store *st, uint64_t page);
 int diff_apply(tm_store *st, const struct log_piece *p);
 
 /* ---- 3: lock.c ---- */

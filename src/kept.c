@@ -123,17 +123,17 @@ int kept_has(const tm_store *st, uint64_t page)
     return listed(st->trk.kept, st->trk.nkept, page);
 }
 
-/* The page leaves the kept list: it is hot now. */
-void kept_remove(tm_store *st, uint64_t page)
+/* A promotion made pages hot, the written one and maybe a gap it bridged:
+ * their copies are hot pages' now and leave the kept list, so that the
+ * list never holds a hot page (track_keep relies on it). */
+void kept_remove_hot(tm_store *st)
 {
     struct tm_tracker *t = &st->trk;
-    size_t i = 0;
-    while (i < t->nkept && t->kept[i] != page)
-        i++;
-    if (i < t->nkept) {
-        memmove(&t->kept[i], &t->kept[i + 1], (t->nkept - i - 1) * sizeof *t->kept);
-        t->nkept--;
-    }
+    size_t i, k = 0;
+    for (i = 0; i < t->nkept; i++)
+        if (!hot_has(st, t->kept[i]))
+            t->kept[k++] = t->kept[i];
+    t->nkept = k;
 }
 
 /* Drops m kept copies that the sorted d[0..n) does not list, taken in

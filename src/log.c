@@ -51,7 +51,7 @@ static int zero_fill(struct tm_log *lg, uint64_t end)
     end = (end + LOG_CHUNK - 1) & ~(LOG_CHUNK - 1);
     while (lg->len < end) {
         uint64_t n = end - lg->len < sizeof zeros ? end - lg->len : sizeof zeros;
-        if ((r = os_pwrite_all(lg->fd, zeros, n, (off_t)lg->len)) < 0)
+        if ((r = os_pwrite_small(lg->fd, zeros, n, (off_t)lg->len)) < 0)
             return r;
         lg->len += n;
     }

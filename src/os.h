@@ -87,6 +87,9 @@ int os_tmpfile(const char *path, unsigned mode);
 int os_link_fd(int fd, const char *to);
 int os_unlink(const char *path);
 int os_pwrite_all(int fd, const void *buf, size_t len, off_t off);
+/* The same, in aligned pieces that leave the page cache in small folios
+ * (see os.c): for files that later take small writes. */
+int os_pwrite_small(int fd, const void *buf, size_t len, off_t off);
 int os_pwritev_all(int fd, struct iovec *iov, int n, off_t off);
 int os_pread_all(int fd, void *buf, size_t len, off_t off);
 /* Writes through map, fd's shared writable mapping: a memcpy, or a pwrite

@@ -67,7 +67,8 @@ int track_alloc(tm_store *st, int track)
     t->want_uffd = track;
     t->dirty = os_alloc(dirty_cap(st) * sizeof *t->dirty);
     t->kept = os_alloc(2 * KEEP_MAX * sizeof *t->kept);
-    return t->dirty && t->kept ? 0 : -ENOMEM;
+    t->before = os_alloc(SAVED * PAGE);
+    return t->dirty && t->kept && t->before ? 0 : -ENOMEM;
 }
 
 /* Once the arena is mapped: the hot set, as TMF_TRACK asks.  auto takes
@@ -92,9 +93,11 @@ void track_free(tm_store *st)
     hot_close(st);
     os_free(t->dirty, dirty_cap(st) * sizeof *t->dirty);
     os_free(t->kept, 2 * KEEP_MAX * sizeof *t->kept);
+    os_free(t->before, SAVED * PAGE);
     if (t->pm_fd >= 0)
         os_close(t->pm_fd);
     t->dirty = t->kept = NULL;
+    t->before = NULL;
     t->pm_fd = -1;
 }
 
@@ -183,9 +186,13 @@ static void reopen(tm_store *st, size_t npieces)
 }
 
 /* Commit's last step (the pages are read-only already, but hot ones):
- * keep the copies.  Room is made by evicting older kept copies; a
- * transaction with more new pages than half of KEEP_MAX drops its own
- * copies instead. */
+ * keep the copies.  Room is made by evicting older kept copies, as few as
+ * it needs: several at once would cost one TLB flush instead of one a
+ * page, but a flush of the whole TLB costs far more than its own time on
+ * a virtual machine with shadow page tables (measured: 45 us more a
+ * commit when evicting 8 at once).  A transaction with more new pages
+ * than half of KEEP_MAX drops its own copies instead. */
+
 void track_keep(tm_store *st, size_t npieces)
 {
     struct tm_tracker *t = &st->trk;
@@ -215,8 +222,6 @@ void track_keep(tm_store *st, size_t npieces)
     while (i < t->nkept || j < n) { /* merge the sorted lists, hot pages left out */
         if (j < n && hot_has(st, d[j]))
             j++;
-        else if (i < t->nkept && hot_has(st, t->kept[i])) /* made hot with a gap it bridged */
-            i++;
         else if (j == n || (i < t->nkept && t->kept[i] < d[j]))
             out[k++] = t->kept[i++];
         else if (i == t->nkept || d[j] < t->kept[i])
@@ -257,7 +262,7 @@ int track_begin(tm_store *st)
     struct tm_tracker *t = &st->trk;
     size_t n = 0;
     int r;
-    t->ndirty = t->ncold = 0;
+    t->ndirty = t->ncold = t->nsaved = 0;
     t->mode = TRACK_PAGES;
     t->hot.rearmed = 0;
     if (!t->hot.nranges)
@@ -301,22 +306,45 @@ static void enter_bulk(tm_store *st)
 }
 
 /* In the fault handler: the transaction's first write to page.  0, or the
- * error of the mprotect that failed (vm.max_map_count). */
+ * error of the mprotect that failed (vm.max_map_count).
+ *
+ * The first SAVED cold pages are copied as they are, which is as the
+ * store file holds them (the writer's lock: see diff.c), for the commit
+ * to compare with: a page of the view that nobody touched lately costs
+ * 6-8 us at its first read on a virtual machine with shadow page tables,
+ * the copy of the page just faulted on a fraction of that. */
 int track_fault(tm_store *st, uint64_t page)
 {
     struct tm_tracker *t = &st->trk;
     int r;
     if (t->hot.uffd >= 0 && t->mode == TRACK_PAGES && kept_has(st, page) && hot_promote(st, page) == 1) {
-        kept_remove(st, page); /* its copy is the hot page's now */
+        kept_remove_hot(st);
         t->dirty[t->ndirty++] = page;
         return 0;
     }
+    if (t->nsaved < SAVED) {
+        memcpy(t->before + t->nsaved * PAGE, st->base + page * PAGE, PAGE);
+        t->saved[t->nsaved++] = page;
+    }
     if ((r = os_mprotect(st->base + page * PAGE, PAGE, PROT_READ | PROT_WRITE)) < 0)
         return r;
+    if (!kept_has(st, page)) /* make the copy now: a system call costs less than the write's fault */
+        (void)os_madvise(st->base + page * PAGE, PAGE, MADV_POPULATE_WRITE); /* a hint */
     t->dirty[t->ndirty++] = page;
     if (++t->ncold >= bulk_threshold(st) && t->mode == TRACK_PAGES) /* hot pages cost no fault */
         enter_bulk(st);
     return 0;
+}
+
+/* Page as the transaction found it, when its first write saved it; NULL
+ * otherwise. */
+const char *track_before(const tm_store *st, uint64_t page)
+{
+    const struct tm_tracker *t = &st->trk;
+    for (size_t i = 0; i < t->nsaved; i++)
+        if (t->saved[i] == page)
+            return t->before + i * PAGE;
+    return NULL;
 }
 
 /* The protection new arena pages get when the transaction grows it. */

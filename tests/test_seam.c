@@ -190,6 +190,99 @@ Test(seam, a_commit_applies_through_the_mapping)
     TU_OK(tm_close(st));
 }
 
+/* ---- writes that leave small folios, and the diff of cold pages ---- */
+
+#define BLOCK (16 << 10)
+static struct {
+    int fd;
+    off_t off;
+    size_t len;
+} writes[8192];
+static int nwrites;
+
+static ssize_t recording_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+    if (nwrites < (int)(sizeof writes / sizeof *writes))
+        writes[nwrites].fd = fd, writes[nwrites].off = off, writes[nwrites++].len = len;
+    return saved.write_at(fd, buf, len, off);
+}
+
+/* The store file and the log take small writes at random places later,
+ * each costing what the page cache's folio it lands in weighs (os.c):
+ * what they are written in bulk with (here a commit of 64 whole pages,
+ * and the log's zeros as it is made) goes in pieces, each within an
+ * aligned block of 16 KiB, so that the kernel makes no larger folio. */
+Test(seam, bulk_writes_leave_the_page_cache_in_small_folios)
+{
+    const char *path = tu_path("folios.tmf");
+    saved = os_calls;
+    nwrites = 0;
+    os_calls.write_at = recording_pwrite;
+    tm_store *st = tu_open(path);
+    char *root = tm_store_root(st, 80 * PAGE);
+    cr_assert_not_null(root);
+    TU_OK(tm_store_begin(st));
+    memset(root, 0x5a, 64 * PAGE);
+    TU_OK(tm_store_commit(st));
+    restore();
+    size_t store = 0, log = 0;
+    for (int i = 0; i < nwrites; i++) {
+        if (writes[i].fd != st->fd && writes[i].fd != st->log.fd)
+            continue;
+        cr_assert_eq(writes[i].off / BLOCK, (writes[i].off + (off_t)writes[i].len - 1) / BLOCK,
+                     "a write of %zu bytes at %lld crosses a block of 16 KiB", writes[i].len,
+                     (long long)writes[i].off);
+        *(writes[i].fd == st->fd ? &store : &log) += writes[i].len;
+    }
+    cr_assert_geq(store, 64 * PAGE, "the commit's pages were not written by pwrite (%zu bytes)", store);
+    cr_assert_gt(log, 0, "the log was not filled with zeros by pwrite");
+    TU_OK(tm_close(st));
+}
+
+/* A transaction's first cold pages are compared with copies saved at
+ * their first write, the others with the file: either way only the
+ * changed bytes are applied, and the file holds them.  25 pages, more
+ * than SAVED, each changed in 8 bytes at an offset of its own. */
+Test(seam, cold_pages_saved_or_not_apply_their_changed_bytes)
+{
+    const char *path = tu_path("saved.tmf");
+    tm_store *st = tu_open(path);
+    char *root = tm_store_root(st, 32 * PAGE);
+    cr_assert_not_null(root);
+    TU_OK(tm_store_begin(st));
+    for (long pg = 0; pg < 25; pg++) /* pages unlike one another */
+        memset(root + pg * PAGE, (int)pg + 1, PAGE);
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_close(st)); /* a fresh handle: no copy kept, every page cold */
+    st = tu_open(path);
+    root = tm_store_root(st, 32 * PAGE);
+    saved = os_calls;
+    nwrites = 0;
+    counted_fd = st->fd;
+    os_calls.write_at = recording_pwrite;
+    TU_OK(tm_store_begin(st));
+    for (long pg = 0; pg < 25; pg++)
+        memcpy(root + pg * PAGE + pg * 64 + 8, &pg, sizeof pg);
+    TU_OK(tm_store_commit(st));
+    restore();
+    for (int i = 0; i < nwrites; i++)
+        if (writes[i].fd == st->fd)
+            cr_assert_leq(writes[i].len, 64, "a whole page applied (%zu bytes at %lld)", writes[i].len,
+                          (long long)writes[i].off);
+    int fd = open(path, O_RDONLY);
+    cr_assert_geq(fd, 0);
+    off_t base = (off_t)(root - (char *)tm_store_base(st));
+    for (long pg = 0; pg < 25; pg++) {
+        char want[PAGE], got[PAGE];
+        memset(want, (int)pg + 1, sizeof want);
+        memcpy(want + pg * 64 + 8, &pg, sizeof pg);
+        cr_assert_eq(pread(fd, got, PAGE, base + pg * PAGE), PAGE);
+        cr_assert_arr_eq(got, want, PAGE, "page %ld of the root", pg);
+    }
+    close(fd);
+    TU_OK(tm_close(st));
+}
+
 /* Where the memcpy into a shared mapping meets SIGBUS (here: past the end
  * of the file; in life: a page without a block on a full file system), the
  * write is made by pwrite, which extends the file or reports the error. */
