@@ -20,7 +20,10 @@
  * transaction that meets the page cap with a page worth promoting, or
  * the last of HOT_REFUSED pages too far from every range, marks the set
  * for a reset: its commit demotes every hot page (unregistered, read-only,
- * copy dropped), and the next working set forms.
+ * copy dropped), and the next working set forms.  A set that HOT_IDLE
+ * commits in a row left unchanged is demoted too (track.c): scattered
+ * writes promote a page now and then, and the two scans a transaction
+ * makes of an idle set cost it more than the pages' cold faults would.
  *
  * A hot page stays writable outside transactions.  A stray write to it
  * lands in the private copy, never in the file, and the scan at the next
@@ -101,7 +104,7 @@ int hot_open(tm_store *st)
         hot_close(st);
         return r == -ENOTTY || r == -EINVAL ? -ENOSYS : r;
     }
-    h->nranges = h->npages = h->refused = 0;
+    h->nranges = h->npages = h->refused = h->idle = 0;
     h->reset = 0;
     return 0;
 }
@@ -323,7 +326,7 @@ int hot_demote(tm_store *st)
             r = e;
         (void)os_madvise((void *)(uintptr_t)g.start, g.len, MADV_DONTNEED);
     }
-    h->nranges = h->npages = h->refused = h->stay = 0;
+    h->nranges = h->npages = h->refused = h->stay = h->open = h->idle = 0;
     h->reset = 0;
     return r;
 }

@@ -153,6 +153,7 @@ enum track_mode {
 #define HOT_RANGES 16   /* registered ranges, each a mapping the scan pays for */
 #define HOT_PAGES 1024  /* hot pages, each a private copy */
 #define HOT_OPEN 32     /* open pages beyond those written lately, each compared twice a transaction */
+#define HOT_IDLE 64     /* commits that change no hot page, after which the set goes back to cold */
 struct hot {
     int uffd;            /* -1: pages are tracked by their faults alone */
     int reset;           /* the set is full with pages worth adding: demote at commit */
@@ -160,6 +161,7 @@ struct hot {
     size_t stay;         /* of those, opened again after the last write-protection */
     int rearmed;         /* this commit's scan write-protected the open pages */
     size_t refused;      /* promotions refused since the last reset: too far from every range */
+    size_t idle;         /* commits in a row that changed no hot page */
     size_t nranges, npages;
     uint64_t start[HOT_RANGES], end[HOT_RANGES]; /* sorted page ranges [start, end) */
 };

@@ -185,6 +185,24 @@ static void reopen(tm_store *st, size_t npieces)
     st->trk.hot.stay = stay;
 }
 
+/* A hot set that HOT_IDLE commits in a row did not change costs each
+ * transaction two scans for nothing (scattered writes promote a page now
+ * and then, and seldom come back to it): it goes back to cold.  Its pages
+ * hold the committed bytes; the kept list holds none of them. */
+static void retire_idle(tm_store *st, size_t npieces)
+{
+    struct hot *h = &st->trk.hot;
+    size_t i;
+    for (i = 0; i < npieces; i++) {
+        const struct log_piece *p = &st->pieces[i];
+        if (hot_has(st, p->g.off / PAGE) || hot_has(st, (p->g.off + p->g.len - 1) / PAGE))
+            break;
+    }
+    h->idle = i < npieces ? 0 : h->idle + 1;
+    if (h->idle >= HOT_IDLE) /* on failure pages stay writable with the file's bytes (track_drop) */
+        (void)hot_demote(st);
+}
+
 /* Commit's last step (the pages are read-only already, but hot ones):
  * keep the copies.  Room is made by evicting older kept copies, as few as
  * it needs: several at once would cost one TLB flush instead of one a
@@ -231,6 +249,8 @@ void track_keep(tm_store *st, size_t npieces)
     }
     memcpy(t->kept, out, k * sizeof *out);
     t->nkept = k;
+    if (t->hot.nranges)
+        retire_idle(st, npieces);
 }
 
 /* Write-protects the listed pages again and drops every private copy: the

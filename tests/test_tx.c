@@ -1028,6 +1028,44 @@ Test(tx, pages_written_again_become_hot)
     TU_OK(tm_close(st));
 }
 
+/* A hot set that commits stop changing goes back to cold after HOT_IDLE
+ * of them (scattered writes would otherwise pay its scans forever), and
+ * its pages keep their last committed bytes.  Without the hot set
+ * nothing is hot at all. */
+Test(tx, a_hot_set_left_unchanged_goes_back_to_cold)
+{
+    const char *path = tu_path("idle.tmf");
+    size_t npages = KEEP_MAX / 2 + 2 * HOT_IDLE + 200; /* made with too many pages to keep their copies */
+    tm_store *st = tu_open(path);
+    char *root = page_root(st, npages * PAGE), *far = root + 200 * PAGE; /* beyond any bridge */
+    uint64_t pg = (uint64_t)(root - (char *)tm_store_base(st)) / PAGE;
+    for (int i = 1; i <= 3; i++) { /* the first page hot */
+        TU_OK(tm_store_begin(st));
+        root[0] = (char)i;
+        TU_OK(tm_store_commit(st));
+    }
+    cr_assert_eq(hot_has(st, pg), track_uses_uffd(st));
+    for (int i = 0; i < HOT_IDLE; i++) { /* then other pages, each once */
+        cr_assert_eq(hot_has(st, pg), track_uses_uffd(st), "cold again after %d commits", i);
+        TU_OK(tm_store_begin(st));
+        far[(size_t)i * 2 * PAGE] = (char)(i + 1);
+        TU_OK(tm_store_commit(st));
+    }
+    cr_assert_not(hot_has(st, pg), "still hot after %d commits that did not change it", HOT_IDLE);
+    cr_assert_eq(st->trk.hot.nranges, 0);
+    cr_assert_eq(root[0], 3);
+    TU_OK(tm_store_begin(st));
+    root[0] = 4;
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_close(st));
+    st = tu_open(path);
+    root = page_root(st, npages * PAGE);
+    cr_assert_eq(root[0], 4);
+    for (int i = 0; i < HOT_IDLE; i++)
+        cr_assert_eq(root[200 * PAGE + (size_t)i * 2 * PAGE], (char)(i + 1));
+    TU_OK(tm_close(st));
+}
+
 /* The minor faults this thread has taken so far. */
 static long minor_faults(void)
 {
