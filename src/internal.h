@@ -343,7 +343,6 @@ void kept_evict(tm_store *st, const uint64_t *d, size_t n, size_t m);
 int diff_open(tm_store *st);
 void diff_close(tm_store *st);
 size_t diff_pages(tm_store *st, const uint64_t *pages, size_t n);
-const char *track_before(const tm_store *st, uint64_t page);
 int diff_apply(tm_store *st, const struct log_piece *p);
 
 /* ---- 3: lock.c ---- */
@@ -399,6 +398,7 @@ int track_uses_uffd(const tm_store *st);
 void track_free(tm_store *st);
 int track_begin(tm_store *st);
 int track_fault(tm_store *st, uint64_t page);
+const char *track_before(const tm_store *st, uint64_t page);
 int track_grow_prot(const tm_store *st);
 int track_settle(tm_store *st);
 long track_count(tm_store *st);

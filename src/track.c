@@ -210,7 +210,6 @@ static void retire_idle(tm_store *st, size_t npieces)
  * a virtual machine with shadow page tables (measured: 45 us more a
  * commit when evicting 8 at once).  A transaction with more new pages
  * than half of KEEP_MAX drops its own copies instead. */
-
 void track_keep(tm_store *st, size_t npieces)
 {
     struct tm_tracker *t = &st->trk;
@@ -336,8 +335,8 @@ static void enter_bulk(tm_store *st)
 int track_fault(tm_store *st, uint64_t page)
 {
     struct tm_tracker *t = &st->trk;
-    int r;
-    if (t->hot.uffd >= 0 && t->mode == TRACK_PAGES && kept_has(st, page) && hot_promote(st, page) == 1) {
+    int kept = kept_has(st, page), r;
+    if (t->hot.uffd >= 0 && t->mode == TRACK_PAGES && kept && hot_promote(st, page) == 1) {
         kept_remove_hot(st);
         t->dirty[t->ndirty++] = page;
         return 0;
@@ -348,7 +347,7 @@ int track_fault(tm_store *st, uint64_t page)
     }
     if ((r = os_mprotect(st->base + page * PAGE, PAGE, PROT_READ | PROT_WRITE)) < 0)
         return r;
-    if (!kept_has(st, page)) /* make the copy now: a system call costs less than the write's fault */
+    if (!kept) /* make the copy now: a system call costs less than the write's fault */
         (void)os_madvise(st->base + page * PAGE, PAGE, MADV_POPULATE_WRITE); /* a hint */
     t->dirty[t->ndirty++] = page;
     if (++t->ncold >= bulk_threshold(st) && t->mode == TRACK_PAGES) /* hot pages cost no fault */
