@@ -48,11 +48,6 @@ static uint64_t next(void)
     return rng;
 }
 
-/* This process's values (see the top of the file). */
-static uint64_t salt(void)
-{
-    return (uint64_t)getpid() << 32;
-}
 
 struct root {
     uint64_t size, block, nblocks;
@@ -160,6 +155,7 @@ static struct run run(size_t mib, tm_sync sync, long n)
             sum += *(volatile char *)(root->blk[k] + off);
     (void)sum;
     uint64_t pages = root->size / PAGE, per_block = root->block / PAGE;
+    uint64_t salt = (uint64_t)getpid() << 32; /* this process's values (see the top of the file) */
     tm_store_stats(st, &a);
     b = a;
     for (i = 0; i < cap; i++) {
@@ -172,7 +168,7 @@ static struct run run(size_t mib, tm_sync sync, long n)
         char *p = root->blk[pg / per_block] + (pg % per_block) * PAGE + ((x >> 40) % (PAGE / 8)) * 8;
         double t0 = now();
         tm_store_begin(st);
-        *(volatile uint64_t *)p = x ^ salt();
+        *(volatile uint64_t *)p = x ^ salt;
         double t1 = now();
         int r = tm_store_commit(st);
         double t2 = now();
