@@ -135,8 +135,10 @@ static double run(const char *preload, const char *mode, const struct range *rg,
 
 int main(int argc, char **argv)
 {
-    if (argc == 6 && strcmp(argv[1], "--loop") == 0)
+    if (argc == 6 && strcmp(argv[1], "--loop") == 0) {
+        preload_loaded_or_die();
         return child(argv[2], strtoul(argv[3], NULL, 10), strtoul(argv[4], NULL, 10), atol(argv[5]));
+    }
     if (argc < 5) {
         fprintf(stderr, "usage: alloc_bench DIR PRELOAD_SO JEMALLOC_SO MIMALLOC_SO [ROUNDS] [MILLIONS_OF_OPS]\n");
         return 2;

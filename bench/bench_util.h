@@ -2,6 +2,7 @@
 #ifndef BENCH_UTIL_H
 #define BENCH_UTIL_H
 
+#include <dlfcn.h>
 #include <errno.h> /* program_invocation_short_name */
 #include <sys/types.h>
 #include <stdio.h>
@@ -42,6 +43,16 @@ static inline void remove_store(const char *path)
     snprintf(log, sizeof log, "%s.log", path);
     unlink(path);
     unlink(log);
+}
+
+/* For a child that spawn() ran: dies unless the object its LD_PRELOAD names
+ * is loaded.  The loader only warns when it cannot load it, and the run
+ * would then time plain glibc under the other allocator's name. */
+static inline void preload_loaded_or_die(void)
+{
+    const char *pre = getenv("LD_PRELOAD");
+    if (pre && *pre && !dlopen(pre, RTLD_NOLOAD | RTLD_LAZY))
+        die(pre, "LD_PRELOAD names an object that was not loaded");
 }
 
 /* Runs args[0] with args in a child whose stdout is a pipe (fds[0] reads

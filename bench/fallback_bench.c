@@ -112,7 +112,7 @@ static double child(const char *preload, int w, long ops)
     char *args[] = {"/proc/self/exe", "--work", warg, arg, NULL};
     pid_t pid = spawn(fds, preload, args);
     if (read(fds[0], &t, sizeof t) != sizeof t)
-        t = -1;
+        die(works[w].key, preload ? "the run under the preload failed" : "the run on glibc failed");
     close(fds[0]);
     waitpid(pid, NULL, 0);
     return t;
@@ -122,6 +122,7 @@ int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--work") == 0) {
         int w = atoi(argv[2]);
+        preload_loaded_or_die();
         if (w < 0 || w >= NWORKS)
             return 2;
         double t = work(w, atol(argv[3]));

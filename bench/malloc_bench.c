@@ -203,6 +203,8 @@ static const char *keys[NSYS] = {"glibc", "jemalloc", "fallback", "heap", "heap_
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strncmp(argv[1], "--", 2) == 0)
+        preload_loaded_or_die();
     if (argc == 4 && strcmp(argv[1], "--malloc") == 0) {
         double t = child_malloc(atoi(argv[2]), atol(argv[3]));
         return write(1, &t, sizeof t) == sizeof t ? 0 : 1;
