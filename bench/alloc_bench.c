@@ -18,7 +18,9 @@
  *              tm_begin transaction: what a program under the preload gets.
  * Both transactions end in tm_abort: the commit is not what is measured.
  *
- * Rounds rotate the order of the systems; every figure is a median.
+ * Rounds rotate the order of the systems, and all of a round's runs are pinned
+ * to one CPU (the rounds take turns: bench_util.h, round_cpu); every figure
+ * is a median, a ratio the median of the rounds' ratios.
  *
  *   alloc_bench DIR PRELOAD_SO JEMALLOC_SO MIMALLOC_SO [ROUNDS] [MILLIONS_OF_OPS]
  */
@@ -111,7 +113,7 @@ static const char *names[NSYS] = {"glibc", "jemalloc (LD_PRELOAD)", "mimalloc (L
                                   "tmfalloc tm_malloc, warm tx", "tmfalloc preload malloc, warm tx"};
 static const char *keys[NSYS] = {"glibc", "jemalloc", "mimalloc", "tm", "preload"};
 
-static double run(const char *preload, const char *mode, const struct range *rg, long ops)
+static double run(const char *preload, const char *mode, const struct range *rg, long ops, int cpu)
 {
     char a_lo[32], a_hi[32], a_ops[32];
     int fds[2];
@@ -120,7 +122,7 @@ static double run(const char *preload, const char *mode, const struct range *rg,
     snprintf(a_hi, sizeof a_hi, "%zu", rg->hi);
     snprintf(a_ops, sizeof a_ops, "%ld", ops);
     char *args[] = {"/proc/self/exe", "--loop", (char *)mode, a_lo, a_hi, a_ops, NULL};
-    pid_t pid = spawn(fds, preload, args);
+    pid_t pid = spawn_on(fds, preload, args, cpu);
     int status;
     if (read(fds[0], &t, sizeof t) != sizeof t)
         t = -1;
@@ -160,18 +162,23 @@ int main(int argc, char **argv)
             for (int i = 0; i < NSYS; i++) { /* rotate: drift hits every system alike */
                 int s = (i + k) % NSYS;
                 remove_store(path);
-                t[g][s][k] = run(so[s], mode[s], &ranges[g], ops);
+                t[g][s][k] = run(so[s], mode[s], &ranges[g], ops, round_cpu(k));
             }
     remove_store(path);
 
     printf("tight malloc/free loop: %d slots, random lifetimes, %.1f M ops timed after as many to warm up;\n"
-           "median of %d rounds; Mops/s (ratio = tmfalloc ops/s / that allocator's)\n",
+           "median of %d rounds, each round's runs on one CPU; Mops/s (ratio = tmfalloc ops/s / that\n"
+           "allocator's, the median of the rounds' ratios)\n",
            SLOTS, ops / 1e6, rounds);
     printf("%-34s", "allocator");
     for (int g = 0; g < NRANGE; g++)
         printf(" %18s", ranges[g].name);
     printf("\n");
-    double m[NRANGE][NSYS];
+    double m[NRANGE][NSYS], ratio[NRANGE][NSYS][NSYS];
+    for (int g = 0; g < NRANGE; g++) /* before median() sorts the times */
+        for (int w = TM; w <= PRELOAD; w++)
+            for (int s = GLIBC; s <= MIMALLOC; s++)
+                ratio[g][w][s] = median_ratio(t[g][s], t[g][w], rounds);
     for (int s = 0; s < NSYS; s++) {
         printf("%-34s", names[s]);
         for (int g = 0; g < NRANGE; g++) {
@@ -186,7 +193,7 @@ int main(int argc, char **argv)
             snprintf(label, sizeof label, "%s / %s", keys[w], keys[s]);
             printf("%-34s", label);
             for (int g = 0; g < NRANGE; g++)
-                printf(" %17.2fx", m[g][w] / m[g][s]);
+                printf(" %17.2fx", ratio[g][w][s]);
             printf("\n");
         }
     printf("RESULT alloc_rounds=%d\n", rounds);
@@ -196,7 +203,7 @@ int main(int argc, char **argv)
             printf("RESULT alloc_%s_%s_mops=%.2f\n", ranges[g].key, keys[s], m[g][s]);
         for (int w = TM; w <= PRELOAD; w++)
             for (int s = GLIBC; s <= MIMALLOC; s++)
-                printf("RESULT alloc_%s_%s_vs_%s=%.4f\n", ranges[g].key, keys[w], keys[s], m[g][w] / m[g][s]);
+                printf("RESULT alloc_%s_%s_vs_%s=%.4f\n", ranges[g].key, keys[w], keys[s], ratio[g][w][s]);
     }
     return 0;
 }

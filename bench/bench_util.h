@@ -4,6 +4,7 @@
 
 #include <dlfcn.h>
 #include <errno.h> /* program_invocation_short_name */
+#include <sched.h>
 #include <sys/types.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,35 @@ static inline double median(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* The median of a[i] / b[i] over n <= 64 rounds (a and b untouched): each
+ * round's two sides ran side by side, on the same CPU. */
+static inline double median_ratio(const double *a, const double *b, int n)
+{
+    double r[64];
+    for (int i = 0; i < n && i < 64; i++)
+        r[i] = a[i] / b[i];
+    return median(r, n < 64 ? n : 64);
+}
+
+/* The CPU round k of a benchmark pins its single-threaded runs to.  The
+ * CPUs of a shared virtual machine need not be equally fast (a busy
+ * neighbour on one host core made one of this machine's two 1.7 times
+ * slower for a while), and a run placed on whichever is idle would give
+ * one side of a ratio the fast one more often: so every side of a round
+ * runs on the same CPU, and the rounds take turns. */
+static inline int round_cpu(int k)
+{
+    cpu_set_t set;
+    int seen = 0;
+    if (sched_getaffinity(0, sizeof set, &set) != 0 || CPU_COUNT(&set) == 0)
+        return -1;
+    k %= CPU_COUNT(&set);
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &set) && seen++ == k)
+            return c;
+    return -1;
 }
 
 static inline void die(const char *what, const char *why)
@@ -56,14 +86,22 @@ static inline void preload_loaded_or_die(void)
 }
 
 /* Runs args[0] with args in a child whose stdout is a pipe (fds[0] reads
- * it) and whose LD_PRELOAD is preload, or unset when NULL. */
-static inline pid_t spawn(int fds[2], const char *preload, char *const args[])
+ * it), whose LD_PRELOAD is preload, or unset when NULL, and which runs on
+ * CPU cpu alone when cpu >= 0. */
+static inline pid_t spawn_on(int fds[2], const char *preload, char *const args[], int cpu)
 {
     if (pipe(fds) < 0)
         exit(1);
     pid_t pid = fork();
     if (pid == 0) {
         dup2(fds[1], 1);
+        if (cpu >= 0) {
+            cpu_set_t set;
+            CPU_ZERO(&set);
+            CPU_SET(cpu, &set);
+            if (sched_setaffinity(0, sizeof set, &set) != 0)
+                _exit(126);
+        }
         if (preload)
             setenv("LD_PRELOAD", preload, 1);
         else
@@ -73,6 +111,11 @@ static inline pid_t spawn(int fds[2], const char *preload, char *const args[])
     }
     close(fds[1]);
     return pid;
+}
+
+static inline pid_t spawn(int fds[2], const char *preload, char *const args[])
+{
+    return spawn_on(fds, preload, args, -1);
 }
 
 #endif

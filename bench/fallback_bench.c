@@ -1,9 +1,13 @@
 /*
  * fallback_bench — what the preload costs a program that never calls tm_*.
  *
- * Three workloads that never call tm_*, each run in child processes,
- * alternately without and with LD_PRELOAD=libtmfpreload.so; prints the
- * median CPU times of the timed loops and their ratio for each.  Target:
+ * Three workloads that never call tm_*, each run in child processes
+ * without LD_PRELOAD, with LD_PRELOAD=libtmfpreload.so and, when it is
+ * given, with FORWARD_SO (forward_preload.so: an interposer that only
+ * jumps to glibc, the floor of any LD_PRELOAD interposer), in an order that
+ * rotates from round to round, all of a round's runs pinned to one CPU
+ * (bench_util.h, round_cpu); prints the median CPU times of the timed loops
+ * and the medians of the rounds' ratios for each.  Target: preload / glibc
  * at most 1.02.
  *   mix    malloc/free/realloc, sizes 8 B – 4 KiB, random lifetimes
  *   tight  p = malloc(size); free(p); sizes 16 – 256 B: nothing but the
@@ -11,9 +15,11 @@
  *   live   25 blocks of 16 – 256 B allocated, then freed, over and over
  *          (as glibc's bench-malloc-simple, mimalloc-bench's glibc-simple)
  *
- *   fallback_bench PRELOAD_SO [ROUNDS] [MILLIONS_OF_OPS]
+ *   fallback_bench PRELOAD_SO [ROUNDS] [MILLIONS_OF_OPS] [FORWARD_SO]
  *
- * Ends with RESULT lines for scripts/bench.sh (fallback_<workload>_ratio).
+ * Ends with RESULT lines for scripts/bench.sh (fallback_<workload>_ratio,
+ * and with FORWARD_SO _forward_ratio, forwarder / glibc, and
+ * _over_forward, preload / forwarder).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -102,7 +108,7 @@ static double work(int w, long ops)
     return cpu_now() - t;
 }
 
-static double child(const char *preload, int w, long ops)
+static double child(const char *preload, int w, long ops, int cpu)
 {
     int fds[2];
     double t = 0;
@@ -110,9 +116,9 @@ static double child(const char *preload, int w, long ops)
     snprintf(warg, sizeof warg, "%d", w);
     snprintf(arg, sizeof arg, "%ld", ops);
     char *args[] = {"/proc/self/exe", "--work", warg, arg, NULL};
-    pid_t pid = spawn(fds, preload, args);
+    pid_t pid = spawn_on(fds, preload, args, cpu);
     if (read(fds[0], &t, sizeof t) != sizeof t)
-        die(works[w].key, preload ? "the run under the preload failed" : "the run on glibc failed");
+        die(works[w].key, preload ? preload : "the run on glibc failed");
     close(fds[0]);
     waitpid(pid, NULL, 0);
     return t;
@@ -129,37 +135,50 @@ int main(int argc, char **argv)
         return write(1, &t, sizeof t) == sizeof t ? 0 : 1;
     }
     if (argc < 2) {
-        fprintf(stderr, "usage: fallback_bench PRELOAD_SO [ROUNDS] [MILLIONS_OF_OPS]\n");
+        fprintf(stderr, "usage: fallback_bench PRELOAD_SO [ROUNDS] [MILLIONS_OF_OPS] [FORWARD_SO]\n");
         return 2;
     }
-    int rounds = argc > 2 ? atoi(argv[2]) : 9;
+    enum { GLIBC, PRELOAD, FORWARD };
+    const char *so[3] = {NULL, argv[1], argc > 4 ? argv[4] : NULL};
+    int rounds = argc > 2 ? atoi(argv[2]) : 9, arms = so[FORWARD] ? 3 : 2;
     long ops = (argc > 3 ? atol(argv[3]) : 20) * 1000000L;
-    double plain[NWORKS][64], pre[NWORKS][64];
+    static double t[NWORKS][3][64];
+    double m[3], ratio, fwd_ratio = 0, over_fwd = 0;
     if (rounds > 64)
         rounds = 64;
     if (rounds < 1)
         rounds = 1;
-    for (int i = 0; i < rounds; i++) /* alternate the order: drift hits both */
-        for (int w = 0; w < NWORKS; w++) {
-            if (i % 2) {
-                pre[w][i] = child(argv[1], w, ops);
-                plain[w][i] = child(NULL, w, ops);
-            } else {
-                plain[w][i] = child(NULL, w, ops);
-                pre[w][i] = child(argv[1], w, ops);
+    for (int i = 0; i < rounds; i++) /* rotate the order: drift hits every arm */
+        for (int w = 0; w < NWORKS; w++)
+            for (int k = 0; k < arms; k++) {
+                int a = (i + k) % arms;
+                t[w][a][i] = child(so[a], w, ops, round_cpu(i));
             }
-        }
-    printf("%ld M ops per run, median of %d runs\n", ops / 1000000, rounds);
+    printf("%ld M ops per run, median of %d runs (ratios: the median of each round's, its runs on one CPU)\n",
+           ops / 1000000, rounds);
     printf("RESULT fallback_rounds=%d\nRESULT fallback_mops=%ld\n", rounds, ops / 1000000);
     for (int w = 0; w < NWORKS; w++) {
-        double mp = median(plain[w], rounds), mq = median(pre[w], rounds);
+        const char *k = works[w].key;
+        ratio = median_ratio(t[w][PRELOAD], t[w][GLIBC], rounds);
+        if (arms == 3) {
+            fwd_ratio = median_ratio(t[w][FORWARD], t[w][GLIBC], rounds);
+            over_fwd = median_ratio(t[w][PRELOAD], t[w][FORWARD], rounds);
+        }
+        for (int a = 0; a < arms; a++)
+            m[a] = median(t[w][a], rounds);
         printf("%s\n", works[w].title);
-        printf("  glibc alone:             %.3f s\n", mp);
-        printf("  glibc under the preload: %.3f s\n", mq);
-        printf("  ratio preload/glibc: %.3f (target <= 1.02)\n", mq / mp);
-        printf("RESULT fallback_%s_glibc_s=%.4f\nRESULT fallback_%s_preload_s=%.4f\n", works[w].key, mp,
-               works[w].key, mq);
-        printf("RESULT fallback_%s_ratio=%.4f\n", works[w].key, mq / mp);
+        printf("  glibc alone:             %.3f s\n", m[GLIBC]);
+        printf("  glibc under the preload: %.3f s\n", m[PRELOAD]);
+        printf("  ratio preload/glibc: %.3f (target <= 1.02)\n", ratio);
+        printf("RESULT fallback_%s_glibc_s=%.4f\nRESULT fallback_%s_preload_s=%.4f\n", k, m[GLIBC], k, m[PRELOAD]);
+        printf("RESULT fallback_%s_ratio=%.4f\n", k, ratio);
+        if (arms == 3) {
+            printf("  glibc under the bare forwarder: %.3f s (forwarder/glibc %.3f, preload/forwarder %.3f)\n",
+                   m[FORWARD], fwd_ratio, over_fwd);
+            printf("RESULT fallback_%s_forward_s=%.4f\nRESULT fallback_%s_forward_ratio=%.4f\n", k, m[FORWARD], k,
+                   fwd_ratio);
+            printf("RESULT fallback_%s_over_forward=%.4f\n", k, over_fwd);
+        }
     }
     return 0;
 }

@@ -18,7 +18,9 @@
  *               The heap is single-writer, so "2 threads" runs two processes
  *               on two stores (at two base addresses) at the same time.
  *
- * Rounds alternate the order of the systems; every figure is a median.
+ * Rounds alternate the order of the systems, and a round's one-thread runs are
+ * pinned to one CPU (the rounds take turns: bench_util.h, round_cpu); every
+ * figure is a median, a ratio the median of the rounds' ratios.
  *
  *   malloc_bench DIR PRELOAD_SO JEMALLOC_SO [ROUNDS] [MILLIONS_OF_OPS_PER_THREAD]
  */
@@ -158,7 +160,7 @@ static void collect(pid_t pid, int fd, double *v, int n)
     waitpid(pid, NULL, 0);
 }
 
-static double run_malloc(const char *preload, int threads, long ops)
+static double run_malloc(const char *preload, int threads, long ops, int cpu)
 {
     char a1[16], a2[32];
     int fds[2];
@@ -166,14 +168,14 @@ static double run_malloc(const char *preload, int threads, long ops)
     snprintf(a1, sizeof a1, "%d", threads);
     snprintf(a2, sizeof a2, "%ld", ops);
     char *args[] = {(char *)g_self, "--malloc", a1, a2, NULL};
-    pid_t pid = spawn(fds, preload, args);
+    pid_t pid = spawn_on(fds, preload, args, cpu);
     collect(pid, fds[0], &t, 1);
     return t;
 }
 
 /* procs processes, each on its own store; cold and warm wall times of the
  * slowest. */
-static void run_heap(const char *dir, int procs, long ops, double out[2])
+static void run_heap(const char *dir, int procs, long ops, double out[2], int cpu)
 {
     char path[2][4200], base[2][32], a3[32];
     int fds[2][2];
@@ -184,7 +186,7 @@ static void run_heap(const char *dir, int procs, long ops, double out[2])
         snprintf(path[i], sizeof path[i], "%s/malloc_bench-%d.tmf", dir, i);
         snprintf(base[i], sizeof base[i], "%#lx", 0x200000000000ul + (unsigned long)i * 0x10000000000ul);
         char *args[] = {(char *)g_self, "--heap", path[i], base[i], a3, NULL};
-        pid[i] = spawn(fds[i], NULL, args);
+        pid[i] = spawn_on(fds[i], NULL, args, procs == 1 ? cpu : -1);
     }
     out[0] = out[1] = 0;
     for (int i = 0; i < procs; i++) {
@@ -228,22 +230,23 @@ int main(int argc, char **argv)
     for (int k = 0; k < rounds; k++) {
         for (int th = 1; th <= 2; th++) {
             double h[2];
+            int cpu = th == 1 ? round_cpu(k) : -1; /* one thread: the round's CPU */
             int order[4] = {GLIBC, FALLBACK, JEMALLOC, HEAP};
             if (k % 2) /* alternate: drift hits both sides of each ratio */
                 order[0] = HEAP, order[1] = JEMALLOC, order[2] = FALLBACK, order[3] = GLIBC;
             for (int i = 0; i < 4; i++) {
                 switch (order[i]) {
                 case GLIBC:
-                    t[th][GLIBC][k] = run_malloc(NULL, th, ops);
+                    t[th][GLIBC][k] = run_malloc(NULL, th, ops, cpu);
                     break;
                 case JEMALLOC:
-                    t[th][JEMALLOC][k] = run_malloc(jemalloc, th, ops);
+                    t[th][JEMALLOC][k] = run_malloc(jemalloc, th, ops, cpu);
                     break;
                 case FALLBACK:
-                    t[th][FALLBACK][k] = run_malloc(preload, th, ops);
+                    t[th][FALLBACK][k] = run_malloc(preload, th, ops, cpu);
                     break;
                 default:
-                    run_heap(dir, th, ops, h);
+                    run_heap(dir, th, ops, h, cpu);
                     t[th][HEAP_COLD][k] = h[0], t[th][HEAP][k] = h[1];
                 }
             }
@@ -253,7 +256,12 @@ int main(int argc, char **argv)
            ops / 1e6, rounds);
     printf("(heap, 2 threads: two processes on two stores, since the persistent heap is single-writer)\n");
     printf("%-38s %12s %12s %12s %12s\n", "allocator", "1T s", "1T Mops/s", "2T s", "2T Mops/s");
-    double m[3][NSYS];
+    double m[3][NSYS], fb[3], heap[3], cold[3];
+    for (int th = 1; th <= 2; th++) { /* before median() sorts the times */
+        fb[th] = median_ratio(t[th][FALLBACK], t[th][GLIBC], rounds);
+        heap[th] = median_ratio(t[th][JEMALLOC], t[th][HEAP], rounds);
+        cold[th] = median_ratio(t[th][JEMALLOC], t[th][HEAP_COLD], rounds);
+    }
     for (int s = 0; s < NSYS; s++) {
         for (int th = 1; th <= 2; th++)
             m[th][s] = median(t[th][s], rounds);
@@ -263,17 +271,16 @@ int main(int argc, char **argv)
     for (int th = 1; th <= 2; th++) {
         printf("%dT: fallback / glibc time = %.3f (target <= 1.02); heap / jemalloc ops/s = %.2f "
                "(target >= 1.0); first pass %.2f\n",
-               th, m[th][FALLBACK] / m[th][GLIBC], m[th][JEMALLOC] / m[th][HEAP],
-               m[th][JEMALLOC] / m[th][HEAP_COLD]);
+               th, fb[th], heap[th], cold[th]);
     }
     printf("RESULT malloc_rounds=%d\n", rounds);
     printf("RESULT malloc_mops_per_thread=%.2f\n", ops / 1e6);
     for (int th = 1; th <= 2; th++) {
         for (int s = 0; s < NSYS; s++)
             printf("RESULT malloc_%dt_%s_mops=%.3f\n", th, keys[s], th * ops / m[th][s] / 1e6);
-        printf("RESULT malloc_%dt_fallback_ratio=%.4f\n", th, m[th][FALLBACK] / m[th][GLIBC]);
-        printf("RESULT malloc_%dt_heap_ratio=%.4f\n", th, m[th][JEMALLOC] / m[th][HEAP]);
-        printf("RESULT malloc_%dt_heap_cold_ratio=%.4f\n", th, m[th][JEMALLOC] / m[th][HEAP_COLD]);
+        printf("RESULT malloc_%dt_fallback_ratio=%.4f\n", th, fb[th]);
+        printf("RESULT malloc_%dt_heap_ratio=%.4f\n", th, heap[th]);
+        printf("RESULT malloc_%dt_heap_cold_ratio=%.4f\n", th, cold[th]);
     }
     return 0;
 }

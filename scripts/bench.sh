@@ -28,18 +28,20 @@ log() { echo "bench.sh: $*" >&2; }
 # ---- build ----
 log "building into $build"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTMF_TESTS=OFF -DTMF_BENCH=ON >/dev/null
-targets=(tmfpreload alloc_bench heap_bench malloc_bench fallback_bench tx_bench commit_bench bigtx_bench replay_bench fault_bench)
+targets=(tmfpreload forward_preload alloc_bench heap_bench malloc_bench fallback_bench tx_bench commit_bench bigtx_bench replay_bench fault_bench)
 cmake --build "$build" -j"$(nproc)" --target "${targets[@]}" >/dev/null
 build=$(cd "$build" && pwd)
 bin=$build/bench
 preload=$build/libtmfpreload.so
-for t in "${targets[@]:1}"; do
+forward=$bin/forward_preload.so
+[ -f "$forward" ] || { log "$forward was not built"; exit 1; }
+for t in "${targets[@]:2}"; do
     [ -x "$bin/$t" ] || { log "$bin/$t was not built"; exit 1; }
 done
-jemalloc=$(ldconfig -p 2>/dev/null | awk '/libjemalloc\.so\.2 .*x86-64/ {print $NF; exit}')
+jemalloc=$(ldconfig -p 2>/dev/null | awk '/libjemalloc\.so\.2 .*x86-64/ && !f {print $NF; f = 1}') # awk reads on: an early exit would SIGPIPE ldconfig
 [ -n "$jemalloc" ] || jemalloc=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
 [ -e "$jemalloc" ] || { log "libjemalloc.so.2 not found"; exit 1; }
-mimalloc=$(ldconfig -p 2>/dev/null | awk '/libmimalloc\.so\.2 .*x86-64/ {print $NF; exit}')
+mimalloc=$(ldconfig -p 2>/dev/null | awk '/libmimalloc\.so\.2 .*x86-64/ && !f {print $NF; f = 1}')
 [ -n "$mimalloc" ] || mimalloc=/usr/lib/x86_64-linux-gnu/libmimalloc.so.2
 [ -e "$mimalloc" ] || { log "libmimalloc.so.2 not found"; exit 1; }
 
@@ -111,7 +113,7 @@ rel() { echo "${1//$root\//}"; } # paths relative to the repository in the repor
 run alloc_bench "$bin/alloc_bench" "$data" "$preload" "$jemalloc" "$mimalloc" "${alloc_args[@]}"
 run heap_bench "$bin/heap_bench" "${heap_args[@]}" "$data/heap_bench.tmf"
 run malloc_bench "$bin/malloc_bench" "$data" "$preload" "$jemalloc" "${malloc_args[@]}"
-run fallback_bench "$bin/fallback_bench" "$preload" "${fallback_args[@]}"
+run fallback_bench "$bin/fallback_bench" "$preload" "${fallback_args[@]}" "$forward"
 run tx_bench "$bin/tx_bench" "$data" "${tx_args[@]}"
 run commit_bench "$bin/commit_bench" "$data" "${commit_args[@]}"
 run bigtx_bench "$bin/bigtx_bench" "$data" "$big_mib" "$big_rounds"
@@ -271,15 +273,17 @@ png=$out_dir/results$suffix.png
     echo "| persistent heap (first pass) ops/s / jemalloc ops/s | $(f2 "${R[malloc_1t_heap_cold_ratio]}") | $(f2 "${R[malloc_2t_heap_cold_ratio]}") | (none) |"
     echo
     echo "The fallback alone (\`fallback_bench\`): workloads that never call \`tm_*\`, each in fresh processes"
-    echo "alternately without and with the preload; ${R[fallback_mops]} M operations timed (process CPU time)"
-    echo "after a tenth as many, median of ${R[fallback_rounds]} rounds. \"tight\" is \`p = malloc(16-256 B); free(p)\` and"
+    echo "on glibc alone, under the preload, and under a bare forwarder (\`bench/forward_preload.c\`: malloc,"
+    echo "free, calloc and realloc each one jump to glibc, the least any LD_PRELOAD interposer adds), in an"
+    echo "order that rotates; ${R[fallback_mops]} M operations timed (process CPU time) after a tenth as many,"
+    echo "median of ${R[fallback_rounds]} rounds. \"tight\" is \`p = malloc(16-256 B); free(p)\` and"
     echo "nothing else; \"live\" allocates 25 blocks of 16-256 B, then frees them (as glibc's bench-malloc-simple)."
     echo
-    echo "| workload | glibc s | under the preload s | preload / glibc | target |"
-    echo "|---|---|---|---|---|"
+    echo "| workload | glibc s | under the preload s | preload / glibc | target | bare forwarder / glibc | preload / forwarder |"
+    echo "|---|---|---|---|---|---|---|"
     for s in mix:"malloc/free/realloc mix, 8 B - 4 KiB" tight:"tight loop: malloc, free" live:"25 live blocks"; do
         k=${s%%:*}
-        echo "| ${s#*:} | $(f3 "${R[fallback_${k}_glibc_s]}") | $(f3 "${R[fallback_${k}_preload_s]}") | $(f3 "${R[fallback_${k}_ratio]}") | <= 1.02 |"
+        echo "| ${s#*:} | $(f3 "${R[fallback_${k}_glibc_s]}") | $(f3 "${R[fallback_${k}_preload_s]}") | $(f3 "${R[fallback_${k}_ratio]}") | <= 1.02 | $(f3 "${R[fallback_${k}_forward_ratio]}") | $(f3 "${R[fallback_${k}_over_forward]}") |"
     done
     echo
     echo "## (2), (3) small transactions — \`tx_bench\`"
