@@ -17,8 +17,9 @@
  * database without transactions: the same work on ordinary memory.  Each
  * workload runs N/10 times untimed, then N times timed; minor page faults
  * (getrusage) per statement are counted over the timed part.  Rounds
- * alternate which worker goes first; figures are medians, ratios are taken
- * per round.
+ * alternate which worker goes first, and both workers of a round run on
+ * the same CPU (the rounds take turns: bench_util.h, round_cpu); figures
+ * are medians, ratios are taken per round.
  *
  *   lib_bench [--trackers=protect,uffd] DIR PRELOAD_SO N ROUNDS
  */
@@ -181,7 +182,8 @@ struct sample {
     double us[NWORK], faults[NWORK];
 };
 
-static struct sample run_worker(const char *self, const char *mode, const char *dir, const char *preload, long n)
+static struct sample run_worker(const char *self, const char *mode, const char *dir, const char *preload, long n,
+                                int cpu)
 {
     char nbuf[32];
     int fds[2], w, status;
@@ -191,7 +193,7 @@ static struct sample run_worker(const char *self, const char *mode, const char *
     snprintf(nbuf, sizeof nbuf, "%ld", n);
     char *args[] = {(char *)self, "--worker", (char *)mode, (char *)dir, nbuf, NULL};
     fflush(stdout);
-    pid_t pid = spawn(fds, strcmp(mode, "arena") == 0 ? preload : NULL, args);
+    pid_t pid = spawn_on(fds, strcmp(mode, "arena") == 0 ? preload : NULL, args, cpu);
     FILE *f = fdopen(fds[0], "r");
     int got = 0;
     while (f && fscanf(f, "%d %lf %lf", &w, &us, &flt) == 3)
@@ -238,11 +240,15 @@ int main(int argc, char **argv)
     print_tracker();
 
     static struct sample a[MAX_ROUNDS], p[MAX_ROUNDS];
-    for (int k = 0; k < rounds; k++) {
-        if (k % 2 == 0)
-            a[k] = run_worker(self, "arena", dir, preload, n), p[k] = run_worker(self, "plain", dir, preload, n);
-        else
-            p[k] = run_worker(self, "plain", dir, preload, n), a[k] = run_worker(self, "arena", dir, preload, n);
+    for (int k = 0; k < rounds; k++) { /* both workers of a round on its CPU (bench_util.h) */
+        int cpu = round_cpu(k);
+        if (k % 2 == 0) {
+            a[k] = run_worker(self, "arena", dir, preload, n, cpu);
+            p[k] = run_worker(self, "plain", dir, preload, n, cpu);
+        } else {
+            p[k] = run_worker(self, "plain", dir, preload, n, cpu);
+            a[k] = run_worker(self, "arena", dir, preload, n, cpu);
+        }
     }
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
