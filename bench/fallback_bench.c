@@ -118,7 +118,7 @@ static double child(const char *preload, int w, long ops, int cpu)
     char *args[] = {"/proc/self/exe", "--work", warg, arg, NULL};
     pid_t pid = spawn_on(fds, preload, args, cpu);
     if (read(fds[0], &t, sizeof t) != sizeof t)
-        die(works[w].key, preload ? preload : "the run on glibc failed");
+        die(preload ? preload : "glibc alone", "a run failed");
     close(fds[0]);
     waitpid(pid, NULL, 0);
     return t;

@@ -48,7 +48,6 @@ static uint64_t next(void)
     return rng;
 }
 
-
 struct root {
     uint64_t size, block, nblocks;
     char *blk[]; /* nblocks blocks of block bytes */
