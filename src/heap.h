@@ -111,6 +111,7 @@
 #define SM_CAP_MASK 0xffff0000u
 #define NBIG 16          /* big classes: 5, 6, 7, 8 KiB, 10 ... 16 KiB, ... 64 KiB */
 #define BIG_LIST_MAX 64u /* blocks per big list */
+#define BIG_BORROW 3     /* an empty big list borrows from the next classes' lists, up to this many */
 
 #define B_INUSE 1ull
 #define B_PINUSE 2ull

@@ -22,8 +22,10 @@
  *   big lists   (H8) sizes above SMALL_MAX up to BIG_MAX are rounded up to
  *               four classes per power of two; a freed block of a class is
  *               kept whole on its class's list, up to BIG_LIST_MAX, and the
- *               next allocation of the class takes it back: a free and an
- *               allocation touch the block's first page and the
+ *               next allocation of the class takes it back (when that
+ *               list is empty, a block of one of the next BIG_BORROW
+ *               classes does: fewer fresh pages than the tree's): a free
+ *               and an allocation touch the block's first page and the
  *               superblock, no neighbour and no tree node.  Before the
  *               arena grows, the lists go back to the tree.
  */
@@ -473,9 +475,11 @@ static blk *big_entry(const tm_store *st, const struct heap_state *h, uint64_t *
 void *heap_big_alloc(tm_store *st, size_t size)
 {
     struct heap_state *h = heap_state_of(st);
-    unsigned i = heap_big_class(size);
+    unsigned i = heap_big_class(size), last = i + BIG_BORROW < NBIG ? i + BIG_BORROW : NBIG - 1;
     uint64_t *q = h->big[i];
     blk *b;
+    while (!q && i < last) /* a larger class's block, rather than fresh space from the tree */
+        q = h->big[++i];
     if (!q)
         return NULL;
     if (h->nbig[i] == 0)
@@ -557,7 +561,8 @@ static void big_take(tm_store *st, blk *b)
     struct heap_state *h = heap_state_of(st);
     uint64_t *p = (uint64_t *)(b + 1), **link;
     unsigned i, n = 0;
-    big_class_of(b, &i);
+    if (!big_class_of(b, &i))
+        big_corrupt(p);
     for (link = (uint64_t **)&h->big[i]; *link != p; link = (uint64_t **)&(*link)[0]) {
         if (!*link || ++n > h->nbig[i])
             big_corrupt(p);

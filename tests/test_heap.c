@@ -1132,6 +1132,20 @@ Test(heap, big_lists_keep_blocks_and_give_them_back, .timeout = 60)
     cr_assert_eq(first, v[BIG_LIST_MAX - 1]);
     tm_store_free(st, first);
 
+    /* an empty list borrows from the next BIG_BORROW classes' lists; the
+     * block goes back to its own class's list when freed */
+    cr_assert_eq(heap_big_class(8000) + 1, i);
+    cr_assert_geq(i, 1 + BIG_BORROW);
+    void *borrowed = tm_store_malloc(st, 8000), *fresh = tm_store_malloc(st, heap_big_size(i - 1 - BIG_BORROW));
+    cr_assert_eq(borrowed, first, "the 10 KiB class's last kept block");
+    cr_assert_geq(tm_store_usable_size(st, borrowed), heap_big_size(i));
+    cr_assert_eq(h->nbig[i], BIG_LIST_MAX - 1, "a class more than BIG_BORROW below borrows nothing");
+    CHECK(st);
+    tm_store_free(st, fresh);
+    tm_store_free(st, borrowed);
+    cr_assert_eq(h->big[i], borrowed);
+    cr_assert_eq(h->nbig[i], BIG_LIST_MAX);
+
     /* realloc grows in place into a kept neighbour (of a class whose list
      * is empty, so that the three come from the tree, one after another) */
     unsigned j = heap_big_class(13000);
