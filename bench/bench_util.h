@@ -8,6 +8,7 @@
 #include <sys/types.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +42,25 @@ static inline double median_ratio(const double *a, const double *b, int n)
     return median(r, n < 64 ? n : 64);
 }
 
+static inline void die(const char *what, const char *why)
+{
+    fprintf(stderr, "%s: %s: %s\n", program_invocation_short_name, what, why);
+    exit(1);
+}
+
+/* The k-th CPU of set, round and round. */
+static inline int nth_cpu(const cpu_set_t *set, int k)
+{
+    int seen = 0;
+    if (CPU_COUNT(set) == 0)
+        return -1;
+    k %= CPU_COUNT(set);
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, set) && seen++ == k)
+            return c;
+    return -1;
+}
+
 /* The CPU round k of a benchmark pins its single-threaded runs to.  The
  * CPUs of a shared virtual machine need not be equally fast (a busy
  * neighbour on one host core made one of this machine's two 1.7 times
@@ -50,20 +70,26 @@ static inline double median_ratio(const double *a, const double *b, int n)
 static inline int round_cpu(int k)
 {
     cpu_set_t set;
-    int seen = 0;
-    if (sched_getaffinity(0, sizeof set, &set) != 0 || CPU_COUNT(&set) == 0)
-        return -1;
-    k %= CPU_COUNT(&set);
-    for (int c = 0; c < CPU_SETSIZE; c++)
-        if (CPU_ISSET(c, &set) && seen++ == k)
-            return c;
-    return -1;
+    return sched_getaffinity(0, sizeof set, &set) != 0 ? -1 : nth_cpu(&set, k);
 }
 
-static inline void die(const char *what, const char *why)
+/* Pins the calling process, whose sides of a round run one after another
+ * in it, to round k's CPU among those it was allowed at its first call. */
+static inline void pin_round(int k)
 {
-    fprintf(stderr, "%s: %s: %s\n", program_invocation_short_name, what, why);
-    exit(1);
+    static cpu_set_t allowed;
+    static int saved;
+    cpu_set_t one;
+    int cpu;
+    if (!saved && sched_getaffinity(0, sizeof allowed, &allowed) != 0)
+        die("sched_getaffinity", strerror(errno));
+    saved = 1;
+    if ((cpu = nth_cpu(&allowed, k)) < 0)
+        return;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    if (sched_setaffinity(0, sizeof one, &one) != 0)
+        die("sched_setaffinity", strerror(errno));
 }
 
 /* Removes a store and its log. */

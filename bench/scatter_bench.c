@@ -9,8 +9,9 @@
  * writeback of the build competes).  A size is skipped, with the reason,
  * when the disk lacks S + 1 GiB or the memory lacks S + 1 GiB available.
  *
- * Each round then opens every store in turn (the order alternates between
- * rounds), reads every page of its data (so page tables map all of it) and
+ * Each round, on one CPU (the rounds take turns: bench_util.h, pin_round),
+ * then opens every store in turn (the order alternates between rounds),
+ * reads every page of its data (so page tables map all of it) and
  * runs transactions that each write 8 bytes at a random page of the whole
  * data: N with TMF_SYNC=none, M with TMF_SYNC=full, continuing (up to 4x)
  * until the handle made a checkpoint (the log's, every 64 MiB of log or when
@@ -247,6 +248,7 @@ int main(int argc, char **argv)
     t_commit = malloc((size_t)cap * sizeof *t_commit);
     static struct series ser[MAX_SIZES][2];
     for (int k = 0; k < rounds; k++) {
+        pin_round(k);
         for (int j = 0; j < nsizes; j++) {
             int s = k % 2 ? nsizes - 1 - j : j;
             for (int y = 0; y < 2; y++) {

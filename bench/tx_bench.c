@@ -11,7 +11,9 @@
  * against LMDB with MDB_NOSYNC.  fdatasync/fsync/msync calls are counted by
  * wrapping them in this executable (linked with --export-dynamic, so LMDB's
  * calls come here too).  Every figure is a median over ROUNDS rounds that
- * each run every system once, side by side (odd rounds in reverse order).
+ * each run every system once, side by side (odd rounds in reverse order),
+ * on one CPU (the rounds take turns: bench_util.h, pin_round); each ratio
+ * is the median of the rounds' ratios.
  *
  * With --trackers=A,B the whole run is repeated once per tracker, in a child
  * with TMF_TRACK set, and the results are named tx_A_..., tx_B_...; without
@@ -288,6 +290,7 @@ int main(int argc, char **argv)
         rounds = 32;
     print_tracker();
     for (int k = 0; k < rounds; k++) {
+        pin_round(k);
         for (int w = 0; w < 2; w++) {
             for (int j = 0; j < NSYS; j++) {
                 int s = k % 2 ? NSYS - 1 - j : j;
@@ -302,26 +305,25 @@ int main(int argc, char **argv)
     double ratio[2][3];
     for (int w = 0; w < 2; w++) {
         double m[NSYS], y[NSYS];
+        ratio[w][0] = median_ratio(tps[w][TMF_NONE], tps[w][LMDB_NOSYNC], rounds); /* before median() sorts */
+        ratio[w][1] = median_ratio(tps[w][TMF_FULL], tps[w][RAW], rounds);
+        ratio[w][2] = median_ratio(tps[w][TMF_FULL], tps[w][LMDB_SYNC], rounds);
         for (int s = 0; s < NSYS; s++)
             m[s] = median(tps[w][s], rounds), y[s] = median(syncs[w][s], rounds);
         printf("\n%s one %s per transaction:\n", w ? "insert" : "update", w ? "new key" : "record");
         printf("  %-28s %12s %16s\n", "system", "tx/s", "syncs per commit");
         for (int s = 0; s < NSYS; s++)
             printf("  %-28s %12.0f %16.3f\n", names[s], m[s], y[s]);
-        printf("  durable: tmfalloc / LMDB = %.2f, tmfalloc / limit = %.2f\n", m[TMF_FULL] / m[LMDB_SYNC],
-               m[TMF_FULL] / m[RAW]);
-        printf("  non-durable: tmfalloc / LMDB NOSYNC = %.2f\n", m[TMF_NONE] / m[LMDB_NOSYNC]);
+        printf("  durable: tmfalloc / LMDB = %.2f, tmfalloc / limit = %.2f\n", ratio[w][2], ratio[w][1]);
+        printf("  non-durable: tmfalloc / LMDB NOSYNC = %.2f\n", ratio[w][0]);
         const char *wn = w ? "insert" : "update";
         static const char *key[NSYS] = {"tmf_full", "lmdb", "raw", "tmf_none", "lmdb_nosync"};
         for (int s = 0; s < NSYS; s++)
             printf("RESULT %s_%s_%s_tps=%.1f\nRESULT %s_%s_%s_syncs=%.4f\n", rp, wn, key[s], m[s], rp, wn, key[s],
                    y[s]);
-        printf("RESULT %s_%s_durable_ratio=%.4f\n", rp, wn, m[TMF_FULL] / m[LMDB_SYNC]);
-        printf("RESULT %s_%s_limit_ratio=%.4f\n", rp, wn, m[TMF_FULL] / m[RAW]);
-        printf("RESULT %s_%s_nondurable_ratio=%.4f\n", rp, wn, m[TMF_NONE] / m[LMDB_NOSYNC]);
-        ratio[w][0] = m[TMF_NONE] / m[LMDB_NOSYNC];
-        ratio[w][1] = m[TMF_FULL] / m[RAW];
-        ratio[w][2] = m[TMF_FULL] / m[LMDB_SYNC];
+        printf("RESULT %s_%s_durable_ratio=%.4f\n", rp, wn, ratio[w][2]);
+        printf("RESULT %s_%s_limit_ratio=%.4f\n", rp, wn, ratio[w][1]);
+        printf("RESULT %s_%s_nondurable_ratio=%.4f\n", rp, wn, ratio[w][0]);
     }
     /* The targets of the transaction mechanism, each with its verdict. */
     printf("\n");

@@ -11,7 +11,8 @@
  *             it back incremented and puts the record;
  *   memory    the same stores into malloc'ed memory: the floor.
  * Each system first runs N/10 transactions untimed (the working set's pages
- * are then hot), then N timed.  Rounds alternate the order of the systems;
+ * are then hot), then N timed.  Rounds alternate the order of the systems
+ * and run on one CPU each (they take turns: bench_util.h, pin_round);
  * every figure is a median.  Minor page faults per tmfalloc transaction
  * (getrusage) are printed beside its time.
  *
@@ -204,7 +205,8 @@ int main(int argc, char **argv)
     /* systems: 0..nsizes-1 tmfalloc per size, then LMDB, then memory */
     int nsys = nsizes + 2;
     static double us[MAX_SIZES + 2][MAX_ROUNDS], flt[MAX_SIZES][MAX_ROUNDS];
-    for (int k = 0; k < rounds; k++)
+    for (int k = 0; k < rounds; k++) {
+        pin_round(k);
         for (int j = 0; j < nsys; j++) {
             int s = k % 2 ? nsys - 1 - j : j;
             struct result r;
@@ -217,6 +219,7 @@ int main(int argc, char **argv)
                 r = mem_run(n);
             us[s][k] = r.us;
         }
+    }
     clean(1);
 
     double lm = median_of(us[nsizes], rounds), mem = median_of(us[nsizes + 1], rounds);
