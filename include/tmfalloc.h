@@ -127,7 +127,7 @@ typedef struct tm_store tm_store;
 typedef struct tm_stats_t {
     uint64_t arena_size;     /* bytes of the store file mapped as arena */
     uint64_t max_size;       /* bytes reserved for growth */
-    uint64_t live_bytes;     /* bytes in allocated blocks */
+    uint64_t live_bytes;     /* bytes in the blocks the program allocated */
     uint64_t free_bytes;     /* bytes in free blocks */
     uint64_t free_blocks;    /* number of free blocks */
     uint64_t largest_free;   /* largest free block */

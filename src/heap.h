@@ -276,6 +276,7 @@ static inline uint32_t *heap_smap_entry(const tm_store *st, const struct heap_st
 /* heap_smap.c */
 int heap_smap_reserve(tm_store *st, struct heap_state *h, uint64_t i);
 int heap_smap_build(tm_store *st, struct heap_state *h);
+uint64_t heap_counted(const tm_store *st, const struct heap_state *h, const blk *m, uintptr_t p);
 
 /* heap_large.c */
 int heap_init(tm_store *st);

@@ -449,6 +449,11 @@ int heap_stats(tm_store *st, tm_stats_t *out)
     if (listed > h->live_small)
         return -TM_ECORRUPT;
     out->live_bytes = h->live_large - kept + h->live_small - listed;
+    if (h->magic == HEAP_MAGIC && h->smap) { /* nor is the code layout record (layout.c) */
+        uint64_t at = *(const uint64_t *)(const void *)((const char *)super_of(st) + SUPER_LAYOUT_OFF);
+        uint64_t rec = heap_counted(st, h, (const blk *)((uintptr_t)h->smap - BLK_HDR), (uintptr_t)at);
+        out->live_bytes -= rec <= out->live_bytes ? rec : 0;
+    }
     out->free_bytes = h->free_bytes + kept + (h->span_slots - h->live_small) + listed;
     out->free_blocks = h->free_blocks;
     if ((top = tree_max(st, h)) == BAD_NODE)

@@ -86,6 +86,7 @@ Test(layout, a_code_pointer_is_recorded_in_its_own_commit)
     TU_OK(tm_store_commit(st));
     TU_OK(tm_store_stats(st, &b));
     cr_assert_eq(b.commits, a.commits + 1, "the record took a commit of its own");
+    cr_assert_eq(b.live_bytes, a.live_bytes, "the record is the library's block, not the program's");
     cr_assert_eq(layout_of(st, &s), 1);
     cr_assert_geq(s.modules, 2);
     cr_assert_eq(s.with_pointers, 1, "only the program is pointed into");
