@@ -517,6 +517,28 @@ size_t heap_usable(tm_store *st, const void *ptr)
     return blk_size(block_of(st, h, p, "malloc_usable_size(): ")) - BLK_HDR;
 }
 
+/* The bytes that live_bytes counts for p, a live allocation of a format-4
+ * heap whose span map block (m, before the map) was found sound: its slot,
+ * or its block with the header; 0 when p is neither, as read without
+ * trusting the arena (tm_stats reports a damaged heap; it does not stop). */
+uint64_t heap_counted(const tm_store *st, const struct heap_state *h, const blk *m, uintptr_t p)
+{
+    uintptr_t base = (uintptr_t)st->base, hi = base + super_of(st)->size;
+    uintptr_t i = (p >> SPAN_SHIFT) - (base >> SPAN_SHIFT);
+    const blk *b = (const blk *)(p - BLK_HDR);
+    if (p % QUANTUM || p < base + HEAP_START + BLK_HDR || p >= hi - FENCE_SIZE ||
+        h->smap_n > (blk_size(m) - BLK_HDR) / sizeof *h->smap)
+        return 0;
+    if (i < h->smap_n && (h->smap[i] & SM_SPAN)) { /* in a live span: a slot it handed out, or nothing */
+        unsigned c = h->smap[i] & SM_CLASS_MASK;
+        return c < NCLASS && heap_smap_handed(h->smap[i], p) ? heap_class_size(c) : 0;
+    }
+    if (!blk_valid(h, b) || (b->head & (B_INUSE | B_SPAN | B_FENCE)) != B_INUSE ||
+        blk_size(b) > hi - FENCE_SIZE - (uintptr_t)b)
+        return 0;
+    return blk_size(b);
+}
+
 /* realloc for p != NULL and size > 0: in place when the block allows. */
 void *heap_realloc(tm_store *st, void *ptr, size_t size)
 {

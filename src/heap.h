@@ -276,7 +276,6 @@ static inline uint32_t *heap_smap_entry(const tm_store *st, const struct heap_st
 /* heap_smap.c */
 int heap_smap_reserve(tm_store *st, struct heap_state *h, uint64_t i);
 int heap_smap_build(tm_store *st, struct heap_state *h);
-uint64_t heap_counted(const tm_store *st, const struct heap_state *h, const blk *m, uintptr_t p);
 
 /* heap_large.c */
 int heap_init(tm_store *st);
@@ -307,6 +306,8 @@ static inline uint64_t (*heap_prio_of(uint64_t magic))(const void *)
  * transaction. */
 int heap_rebuild_tree(tm_store *st, uint64_t magic);
 
+/* heap.c: the bytes live_bytes counts for allocation p, or 0 (heap_stats). */
+uint64_t heap_counted(const tm_store *st, const struct heap_state *h, const blk *m, uintptr_t p);
 
 /* Reports a misuse or a damaged heap, naming the address, and aborts as
  * glibc does. */
@@ -361,23 +362,29 @@ static inline void *heap_alloc_fast(tm_store *st, size_t size, int routed)
     return q;
 }
 
+/* Whether p is a slot that the live span whose span map word is e has
+ * handed out (H9): counted from the span's start, below its mark. */
+static inline int heap_smap_handed(uint32_t e, uintptr_t p)
+{
+    unsigned c = e & SM_CLASS_MASK;
+    uint64_t off = p - (p & ~(uintptr_t)(SPAN_SIZE - 1)) - SPAN_HDR, idx = (off * heap_cls[c].recip) >> 32;
+    return (e & SM_SPAN) && idx < e >> SM_CAP_SHIFT && idx * heap_cls[c].size == off;
+}
+
 /* Frees slot p onto its class's recent list; 0 when the slow path must
  * decide. */
 static inline int heap_free_fast(tm_store *st, void *ptr)
 {
     struct heap_state *h = heap_state_of(st);
     uintptr_t p = (uintptr_t)ptr, i = (p >> SPAN_SHIFT) - ((uintptr_t)st->base >> SPAN_SHIFT);
-    uint64_t off, idx, *q = (uint64_t *)ptr, tag;
+    uint64_t *q = (uint64_t *)ptr, tag;
     uint32_t e;
     unsigned c;
     if (unlikely(tm_route_store != st || h->magic != HEAP_MAGIC || i >= h->smap_n))
         return 0;
     e = h->smap[i];
     c = e & SM_CLASS_MASK;
-    off = p - (p & ~(uintptr_t)(SPAN_SIZE - 1)) - SPAN_HDR;
-    idx = (off * heap_cls[c].recip) >> 32;
-    /* a live span's slot that it has handed out (H9), from its start */
-    if (unlikely(!(e & SM_SPAN) || idx >= e >> SM_CAP_SHIFT || idx * heap_cls[c].size != off))
+    if (unlikely(!heap_smap_handed(e, p)))
         return 0;
     tag = heap_tag4(h, q, c);
     if (unlikely(q[1] == tag || h->recent[c] == q || h->nrecent[c] >= RECENT_MAX4))

@@ -64,29 +64,3 @@ int heap_smap_build(tm_store *st, struct heap_state *h)
     }
     return 0;
 }
-
-/* The bytes that live_bytes counts for p, a live allocation of a format-4
- * heap whose span map block (m, before the map) was found sound: its slot,
- * or its block with the header; 0 when p is neither, as read without
- * trusting the arena (tm_stats reports a damaged heap; it does not stop). */
-uint64_t heap_counted(const tm_store *st, const struct heap_state *h, const blk *m, uintptr_t p)
-{
-    uintptr_t base = (uintptr_t)st->base, hi = base + super_of(st)->size;
-    uintptr_t s = p & ~(uintptr_t)(SPAN_SIZE - 1), i = (p >> SPAN_SHIFT) - (base >> SPAN_SHIFT);
-    const blk *b = (const blk *)(p - BLK_HDR);
-    if (p % QUANTUM || p < base + HEAP_START + BLK_HDR || p >= hi - FENCE_SIZE ||
-        h->smap_n > (blk_size(m) - BLK_HDR) / sizeof *h->smap)
-        return 0;
-    if (i < h->smap_n && (h->smap[i] & SM_SPAN)) { /* a slot handed out (H9) */
-        unsigned c = h->smap[i] & SM_CLASS_MASK;
-        uint64_t size, off;
-        if (c >= NCLASS || p < s + SPAN_HDR)
-            return 0;
-        size = heap_class_size(c), off = p - s - SPAN_HDR;
-        return off % size == 0 && off / size < h->smap[i] >> SM_CAP_SHIFT ? size : 0;
-    }
-    if (!blk_valid(h, b) || (b->head & (B_INUSE | B_SPAN | B_FENCE)) != B_INUSE ||
-        blk_size(b) > hi - FENCE_SIZE - (uintptr_t)b)
-        return 0;
-    return blk_size(b);
-}
