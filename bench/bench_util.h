@@ -73,22 +73,26 @@ static inline int round_cpu(int k)
     return sched_getaffinity(0, sizeof set, &set) != 0 ? -1 : nth_cpu(&set, k);
 }
 
+/* Pins the calling process to CPU cpu alone: 0, or -1 with errno. */
+static inline int pin_to(int cpu)
+{
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    return sched_setaffinity(0, sizeof one, &one);
+}
+
 /* Pins the calling process, whose sides of a round run one after another
  * in it, to round k's CPU among those it was allowed at its first call. */
 static inline void pin_round(int k)
 {
     static cpu_set_t allowed;
     static int saved;
-    cpu_set_t one;
     int cpu;
     if (!saved && sched_getaffinity(0, sizeof allowed, &allowed) != 0)
         die("sched_getaffinity", strerror(errno));
     saved = 1;
-    if ((cpu = nth_cpu(&allowed, k)) < 0)
-        return;
-    CPU_ZERO(&one);
-    CPU_SET(cpu, &one);
-    if (sched_setaffinity(0, sizeof one, &one) != 0)
+    if ((cpu = nth_cpu(&allowed, k)) >= 0 && pin_to(cpu) != 0)
         die("sched_setaffinity", strerror(errno));
 }
 
@@ -121,13 +125,8 @@ static inline pid_t spawn_on(int fds[2], const char *preload, char *const args[]
     pid_t pid = fork();
     if (pid == 0) {
         dup2(fds[1], 1);
-        if (cpu >= 0) {
-            cpu_set_t set;
-            CPU_ZERO(&set);
-            CPU_SET(cpu, &set);
-            if (sched_setaffinity(0, sizeof set, &set) != 0)
-                _exit(126);
-        }
+        if (cpu >= 0 && pin_to(cpu) != 0)
+            _exit(126);
         if (preload)
             setenv("LD_PRELOAD", preload, 1);
         else
@@ -137,11 +136,6 @@ static inline pid_t spawn_on(int fds[2], const char *preload, char *const args[]
     }
     close(fds[1]);
     return pid;
-}
-
-static inline pid_t spawn(int fds[2], const char *preload, char *const args[])
-{
-    return spawn_on(fds, preload, args, -1);
 }
 
 #endif
