@@ -45,6 +45,12 @@ if [ "$(id -u)" -eq 0 ]; then
   stamp "unprivileged tests (nobody), TMF_TRACK=uffd"
   nobody_dir=$(mktemp -d /tmp/tmf-nobody.XXXXXX) # the checkout may be out of nobody's reach
   chmod 755 "$nobody_dir"
+  # Criterion binds /tmp/criterion_<pid>.sock; one left by a run that was
+  # killed, root's, makes nobody's run that gets the same pid abort.
+  for s in /tmp/criterion_*.sock; do
+    p=${s#/tmp/criterion_}; p=${p%.sock}
+    if [ -S "$s" ] && ! kill -0 "$p" 2>/dev/null; then rm -f "$s"; fi
+  done
   for t in test_basic test_tx test_store test_seam; do
     cp "$build/tests/$t" "$nobody_dir/"
     (cd "$nobody_dir" && setpriv --reuid=nobody --regid=nogroup --clear-groups \
