@@ -49,8 +49,8 @@
 
 #define PAGE 4096u
 #define PAGE_SHIFT 12
-#define FORMAT_VERSION 4u /* 2: the heap's recent lists (heap.h H7); 3: heap_prio; 4: lean records, the
-                           * heap's big lists and span map (H8, H9) */
+#define FORMAT_VERSION 5u /* 2: the heap's recent lists (heap.h H7); 3: heap_prio; 4: lean records, the
+                           * heap's big lists and span map (H8, H9); 5: the heap's bins (H10) */
 #define MIN_FORMAT_VERSION 1u /* older versions read, upgraded by their first read-write opener */
 #define ADDR_LIMIT ((uint64_t)1 << 47) /* x86-64 user space */
 

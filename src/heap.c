@@ -120,7 +120,7 @@ static __attribute__((noinline)) span *span_new(tm_store *st, struct heap_state 
     span *s = (span *)heap_large_alloc(st, SPAN_SIZE, SPAN_SIZE, 0, 1);
     if (!s)
         return NULL;
-    if (h->magic == HEAP_MAGIC &&
+    if (heap_smapped(h) &&
         heap_smap_reserve(st, h, ((uintptr_t)s >> SPAN_SHIFT) - ((uintptr_t)st->base >> SPAN_SHIFT)) < 0) {
         heap_large_free(st, (blk *)s);
         return NULL;
@@ -139,7 +139,7 @@ static __attribute__((noinline)) span *span_new(tm_store *st, struct heap_state 
         if (bits)
             s->summary |= 1ull << w;
     }
-    if (h->magic == HEAP_MAGIC)
+    if (heap_smapped(h))
         *heap_smap_entry(st, h, s) = c | SM_SPAN;
     h->nspans++;
     h->span_slots += (uint64_t)n * slot;
@@ -155,7 +155,7 @@ static __attribute__((noinline)) void span_release(tm_store *st, struct heap_sta
     h->nspans--;
     h->span_slots -= (uint64_t)s->nslots * s->slot;
     s->self = 0;
-    if (h->magic == HEAP_MAGIC)
+    if (heap_smapped(h))
         *heap_smap_entry(st, h, s) = 0;
     heap_large_free(st, (blk *)s);
 }
@@ -209,7 +209,7 @@ static __attribute__((noinline)) void *small_alloc(tm_store *st, struct heap_sta
         q = (uint64_t *)((char *)s + SPAN_HDR + (size_t)(w * 64 + k) * s->slot);
         recent_push(h, c, q);
         s->nfree--;
-        if (h->magic == HEAP_MAGIC) /* out of the bitmap, onto the list: H7 */
+        if (heap_smapped(h)) /* out of the bitmap, onto the list: H7 */
             h->live_small += s->slot;
     }
     s->bitmap[w] = m;
@@ -220,7 +220,7 @@ static __attribute__((noinline)) void *small_alloc(tm_store *st, struct heap_sta
         if (s->next)
             s->next->prev = NULL;
     }
-    if (h->magic == HEAP_MAGIC) { /* every slot below the lowest free one is in use: H9 */
+    if (heap_smapped(h)) { /* every slot below the lowest free one is in use: H9 */
         uint32_t *e = heap_smap_entry(st, h, s);
         if (top > *e >> SM_CAP_SHIFT)
             *e = (*e & ~SM_CAP_MASK) | top << SM_CAP_SHIFT;
@@ -240,7 +240,7 @@ static inline span *span_of(const tm_store *st, const struct heap_state *h, uint
     const span *s = (const span *)a;
     if (a < (uintptr_t)st->base + HEAP_START)
         return NULL;
-    if (h->magic == HEAP_MAGIC) {
+    if (heap_smapped(h)) {
         uint64_t i = (a >> SPAN_SHIFT) - ((uintptr_t)st->base >> SPAN_SHIFT);
         if (i >= h->smap_n || !(h->smap[i] & SM_SPAN))
             return NULL;
@@ -287,7 +287,7 @@ static inline void *recent_pop(const tm_store *st, struct heap_state *h, unsigne
     h->recent[c] = (void *)q[0];
     h->nrecent[c]--;
     q[1] = 0; /* popped twice (a double free the tag missed): corrupt, above */
-    if (h->magic != HEAP_MAGIC) /* H7: listed slots count as live from format 4 on */
+    if (!heap_smapped(h)) /* H7: listed slots count as live from format 4 on */
         h->live_small += heap_class_size(c);
     return q;
 }
@@ -337,11 +337,11 @@ static void small_free(tm_store *st, struct heap_state *h, span *s, uintptr_t p)
         misuse("free(): ", "double free detected at", (void *)p);
     if (likely(h->nrecent[c] < heap_recent_max(h))) {
         recent_push(h, c, (uint64_t *)p);
-        if (h->magic != HEAP_MAGIC)
+        if (!heap_smapped(h))
             h->live_small -= s->slot;
         return;
     }
-    if (h->magic == HEAP_MAGIC)
+    if (heap_smapped(h))
         ((uint64_t *)p)[1] = heap_recent_tag(h, (void *)p, c);
     slot_release(st, h, s, idx);
 }
@@ -413,7 +413,7 @@ static void *big_alloc(tm_store *st, struct heap_state *h, size_t size)
  * else into the free tree. */
 static void large_free(tm_store *st, struct heap_state *h, blk *b)
 {
-    if (h->magic == HEAP_MAGIC && heap_big_free(st, b))
+    if (h->magic == HEAP_MAGIC_V3 && heap_big_free(st, b))
         return;
     check_next(h, b, "free(): ");
     h->live_large -= blk_size(b);
@@ -424,9 +424,11 @@ static void large_free(tm_store *st, struct heap_state *h, blk *b)
 
 /* The first allocation sets the heap up; the first change to an older
  * heap of an upgraded store converts it: a format-2 heap's free tree is
- * rebuilt (heap_prio), and a heap of format 2 or 3 gets empty big lists
- * (H8) and HEAP_MAGIC.  Until a first opener has upgraded the store, an
- * older library may have it open, and the heap keeps its format.  A magic
+ * rebuilt (heap_prio), a heap of format 2 or 3 gets a span map (H9), and
+ * every older heap's free blocks below BIN_MAX move into bins (H10), its
+ * big lists (H8) emptied first, under HEAP_MAGIC.  Until a first opener
+ * has upgraded the store, an older library may have it open, and the heap
+ * keeps its format.  A magic
  * that is none of these is damage, never a reason to start over on top of
  * live data. */
 static __attribute__((noinline)) int ensure_init(tm_store *st)
@@ -436,7 +438,7 @@ static __attribute__((noinline)) int ensure_init(tm_store *st)
     int r = 0;
     if (magic == 0)
         return heap_init(st);
-    if (magic != HEAP_MAGIC && magic != HEAP_MAGIC_V2 && magic != HEAP_MAGIC_V1)
+    if (!heap_magic_known(magic))
         r = -TM_ECORRUPT;
     else if (st->hdr.version < FORMAT_VERSION)
         return 0;
@@ -449,8 +451,10 @@ static __attribute__((noinline)) int ensure_init(tm_store *st)
         if (heap_smap_build(st, h) < 0)
             return -1; /* errno set, the heap unchanged but for the freed map */
         recent_convert(st, h);
-        h->magic = HEAP_MAGIC;
+        h->magic = HEAP_MAGIC_V3;
     }
+    if (r == 0 && h->magic == HEAP_MAGIC_V3)
+        r = heap_rebuild_tree(st, HEAP_MAGIC);
     if (r < 0)
         errno = -r;
     return r < 0 ? -1 : 0;
@@ -461,7 +465,7 @@ static inline void *alloc_owned(tm_store *st, struct heap_state *h, size_t size,
 {
     if (likely(size <= SMALL_MAX && align <= QUANTUM))
         return small_alloc(st, h, heap_class(size));
-    if (size <= BIG_MAX && align <= QUANTUM && h->magic == HEAP_MAGIC)
+    if (size <= BIG_MAX && align <= QUANTUM && h->magic == HEAP_MAGIC_V3)
         return big_alloc(st, h, size);
     return large_alloc(st, h, size, align);
 }
@@ -487,7 +491,7 @@ static inline struct heap_state *check_ptr(tm_store *st, uintptr_t p, const char
     if (unlikely(p < lo || p >= (uintptr_t)st->base + super_of(st)->size || p % QUANTUM))
         misuse(op, "invalid pointer", (void *)p);
     if (unlikely(h->magic != HEAP_MAGIC) &&
-        !(readonly && (h->magic == HEAP_MAGIC_V2 || h->magic == HEAP_MAGIC_V1)) &&
+        !(readonly && heap_magic_known(h->magic)) &&
         (readonly || h->magic == 0 || ensure_init(st) < 0))
         misuse(op, h->magic ? "heap corrupt (bad heap state), pointer" : "invalid pointer", (void *)p);
     return h;
@@ -559,7 +563,7 @@ void *heap_realloc(tm_store *st, void *ptr, size_t size)
     } else {
         uint64_t old;
         b = block_of(st, h, p, "realloc(): ");
-        if (h->magic == HEAP_MAGIC && heap_big_listed(st, b))
+        if (h->magic == HEAP_MAGIC_V3 && heap_big_listed(st, b))
             misuse("realloc(): ", "pointer already freed:", ptr);
         check_next(h, b, "realloc(): ");
         old = blk_size(b);

@@ -35,8 +35,9 @@
  *   H2. No two adjacent blocks are free (free neighbours coalesce), and
  *       B_PINUSE of each block tells the truth about its predecessor; a free
  *       block's size is repeated in its successor's prev_foot.
- *   H3. The free tree holds exactly the free blocks, ordered by (size,
- *       address), a treap whose priorities are a hash of the address.
+ *   H3. The free tree holds exactly the free blocks (from format 5 on,
+ *       those of BIN_MAX bytes or more), ordered by (size, address), a
+ *       treap whose priorities are a hash of the address.
  *   H4. A span's free count equals its bitmap's population; a class's
  *       partial list holds exactly its spans with a free slot.
  *   H5. A 64 KiB-aligned address carries a valid span header only while a
@@ -52,7 +53,7 @@
  *       library only takes them off, first, and a heap of format 4
  *       (HEAP_MAGIC) has them all empty.  A store of format 1, from before
  *       the lists, has zeros there: empty lists.
- *   H8. (HEAP_MAGIC only.)  A big class's list (sizes above SMALL_MAX up to
+ *   H8. (HEAP_MAGIC_V3 only.)  A big class's list (sizes above SMALL_MAX up to
  *       BIG_MAX, four classes per power of two) holds nbig <= BIG_LIST_MAX
  *       freed blocks kept whole: in use as far as their headers and
  *       neighbours go (they neither merge nor sit in the free tree), sized
@@ -63,7 +64,7 @@
  *       statistics do not.  An allocation the free tree cannot meet
  *       returns them all to the tree before it grows the arena.
  *
- *   H9. (HEAP_MAGIC only.)  The span map has smap_n words, one per 64 KiB of
+ *   H9. (HEAP_MAGIC_V3 and HEAP_MAGIC.)  The span map has smap_n words, one per 64 KiB of
  *       address from the arena's base rounded down to 64 KiB; word i is
  *       SM_SPAN | class | cap << SM_CAP_SHIFT when a live span starts at
  *       that address, else 0.  Every free slot below cap carries its
@@ -74,9 +75,17 @@
  *       run after it), so raising cap to just past what it took keeps the
  *       rule.  The map is the payload of an in-use block.
  *
+ *  H10. (HEAP_MAGIC only.)  Each free block below BIN_MAX bytes sits in
+ *       bin heap_bin(size): sixteen bins per power of two from 256 bytes
+ *       (one per 16 bytes below), each a doubly linked list through the
+ *       block's tree links (left: next, right: previous; the head's
+ *       previous is NULL).  Bit i of bin_map is set exactly when bin i is
+ *       not empty.
+ *
  * Formats: HEAP_MAGIC_V1 (store formats 1-2: heap_prio_v1 orders the
- * treap), HEAP_MAGIC_V2 (format 3: heap_prio), HEAP_MAGIC (format 4: the
- * big lists, H8, and the span map, H9).  An older heap keeps its format while its store does (an
+ * treap), HEAP_MAGIC_V2 (format 3: heap_prio), HEAP_MAGIC_V3 (format 4:
+ * the big lists, H8, and the span map, H9), HEAP_MAGIC (format 5: the span
+ * map and the bins, H10; no big lists).  An older heap keeps its format while its store does (an
  * older library may have it open); once a first opener has upgraded the
  * store, the first write transaction that allocates or frees converts it.
  */
@@ -90,7 +99,8 @@
 #include "internal.h"
 
 #define HEAP_START (2 * (uint64_t)PAGE)
-#define HEAP_MAGIC 0x3370616568666d74ull    /* "tmfheap3": the big lists (H8) */
+#define HEAP_MAGIC 0x3470616568666d74ull    /* "tmfheap4": the bins (H10) */
+#define HEAP_MAGIC_V3 0x3370616568666d74ull /* "tmfheap3": the big lists (H8) (format 4) */
 #define HEAP_MAGIC_V2 0x3270616568666d74ull /* "tmfheap2": heap_prio orders the treap (format 3) */
 #define HEAP_MAGIC_V1 0x3170616568666d74ull /* "tmfheap1": heap_prio_v1 does (format <= 2) */
 #define QUANTUM 16u
@@ -112,6 +122,9 @@
 #define NBIG 16          /* big classes: 5, 6, 7, 8 KiB, 10 ... 16 KiB, ... 64 KiB */
 #define BIG_LIST_MAX 64u /* blocks per big list */
 #define BIG_BORROW 3     /* an empty big list borrows from the next classes' lists, up to this many */
+#define BIN_MAX ((uint64_t)1 << 20) /* free blocks below this size sit in bins (H10) */
+#define NBIN 208         /* 16 bins by 16 bytes below 256, then 16 per power of two up to BIN_MAX */
+#define BIN_PROBE 8      /* a request looks at this many blocks of its own bin */
 
 #define B_INUSE 1ull
 #define B_PINUSE 2ull
@@ -158,12 +171,15 @@ struct heap_state {
     span *partial[NCLASS];
     void *recent[NCLASS];  /* per class: slots freed lately, last first (H7) */
     uint16_t nrecent[NCLASS];
-    /* format 4 (HEAP_MAGIC) */
+    /* format 4 (HEAP_MAGIC_V3) on */
     uint32_t *smap;        /* the span map (H9), the payload of an in-use block */
     uint64_t smap_n;       /* its entries */
     uint64_t big_bytes;    /* block bytes on the big lists */
     void *big[NBIG];       /* per big class: freed blocks kept whole, last first (H8) */
     uint16_t nbig[NBIG];
+    /* format 5 (HEAP_MAGIC) */
+    uint64_t bin_map[(NBIN + 63) / 64]; /* bit i: bins[i] is not empty (H10) */
+    fnode *bins[NBIN];
 };
 
 _Static_assert(sizeof(struct heap_state) <= SUPER_HEAP_BYTES, "heap state fits the superblock");
@@ -171,6 +187,33 @@ _Static_assert(sizeof(struct heap_state) <= SUPER_HEAP_BYTES, "heap state fits t
 static inline struct heap_state *heap_state_of(const tm_store *st)
 {
     return (struct heap_state *)super_of(st)->heap;
+}
+
+/* Whether the heap has a span map (H9) and format 4's tags (H7). */
+static inline int heap_smapped(const struct heap_state *h)
+{
+    return h->magic == HEAP_MAGIC || h->magic == HEAP_MAGIC_V3;
+}
+
+static inline int heap_magic_known(uint64_t m)
+{
+    return m == HEAP_MAGIC || m == HEAP_MAGIC_V3 || m == HEAP_MAGIC_V2 || m == HEAP_MAGIC_V1;
+}
+
+/* The bin of a free block of size bytes, MIN_BLOCK <= size < BIN_MAX
+ * (H10), and the least size it holds. */
+static inline unsigned heap_bin(uint64_t size)
+{
+    unsigned f;
+    if (size < 256)
+        return (unsigned)(size >> 4);
+    f = 63 - (unsigned)__builtin_clzll(size);
+    return 16 + (f - 8) * 16 + (unsigned)((size >> (f - 4)) & 15);
+}
+
+static inline uint64_t heap_bin_size(unsigned i)
+{
+    return i < 16 ? (uint64_t)i << 4 : (uint64_t)(16 + (i - 16) % 16) << ((i - 16) / 16 + 4);
 }
 
 static inline uint64_t blk_size(const void *b)
@@ -221,7 +264,7 @@ static inline uint64_t heap_tag4(const struct heap_state *h, const void *p, unsi
 
 static inline uint64_t heap_recent_tag(const struct heap_state *h, const void *p, unsigned c)
 {
-    if (h->magic == HEAP_MAGIC)
+    if (heap_smapped(h))
         return heap_tag4(h, p, c);
     return (((uintptr_t)p ^ h->key) + c) * 0xD6E8FEB86659FD93ull | 1;
 }
@@ -229,7 +272,7 @@ static inline uint64_t heap_recent_tag(const struct heap_state *h, const void *p
 /* The most slots a recent list of this heap holds (H7). */
 static inline unsigned heap_recent_max(const struct heap_state *h)
 {
-    return h->magic == HEAP_MAGIC ? RECENT_MAX4 : RECENT_MAX;
+    return heap_smapped(h) ? RECENT_MAX4 : RECENT_MAX;
 }
 
 /* Size classes: 16..256 by 16, then four per power of two up to 4096;
@@ -277,12 +320,55 @@ static inline uint32_t *heap_smap_entry(const tm_store *st, const struct heap_st
 int heap_smap_reserve(tm_store *st, struct heap_state *h, uint64_t i);
 int heap_smap_build(tm_store *st, struct heap_state *h);
 
+/* Where a block of need bytes whose header is at start, with
+ * (start + off) % align == 0, fits in free block x; 0 when it does not.  A
+ * gap left in front must be a block of its own; so must the rest behind
+ * when the size is exact (a span), else a sliver joins the block. */
+static inline uintptr_t heap_fit(const fnode *x, uint64_t need, uint64_t align, uint64_t off, int exact)
+{
+    uintptr_t b = (uintptr_t)x, end = b + blk_size(x);
+    uintptr_t start = ((b + off + align - 1) & ~(uintptr_t)(align - 1)) - off;
+    if (start != b && start - b < MIN_BLOCK)
+        start += align; /* align >= 32 = MIN_BLOCK here */
+    if (start + need > end)
+        return 0;
+    if (exact && end != start + need && end - (start + need) < MIN_BLOCK)
+        return 0;
+    return start;
+}
+
+/* heap_bins.c: the bins (H10).  heap_bin_best: a free block of at least
+ * need bytes (< BIN_MAX) from the bins, or NULL; heap_bin_best_aligned:
+ * one where heap_fit places a block, *start, or NULL.  heap_bins_check:
+ * NULL when the bins are sound, adding their blocks to *n and the sum of
+ * their heap_prio to *hash, else what is wrong, at *at; heap_bins_largest:
+ * the largest binned block's size, 0 when none, -1 when damaged. */
+void heap_bin_push(struct heap_state *h, fnode *x);
+void heap_bin_remove(const tm_store *st, struct heap_state *h, fnode *x);
+fnode *heap_bin_best(const tm_store *st, const struct heap_state *h, uint64_t need);
+fnode *heap_bin_best_aligned(const tm_store *st, const struct heap_state *h, uint64_t need, uint64_t align,
+                             uint64_t off, int exact, uintptr_t *start);
+const char *heap_bins_check(const tm_store *st, const struct heap_state *h, uint64_t nfree, uint64_t *n,
+                            uint64_t *hash, const void **at);
+int64_t heap_bins_largest(const tm_store *st, const struct heap_state *h);
+
+/* The treap's priority (H3), also the checker's hash of a free block: a
+ * full 64-bit mixer (splitmix64's finaliser), so that blocks at any regular
+ * stride still get independent-looking priorities. */
+static inline uint64_t heap_prio(const void *n)
+{
+    uint64_t x = (uintptr_t)n;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
 /* heap_large.c */
 int heap_init(tm_store *st);
 blk *heap_large_alloc(tm_store *st, uint64_t need, uint64_t align, uint64_t off, int exact);
 void heap_large_free(tm_store *st, blk *b);
 int heap_large_resize(tm_store *st, blk *b, uint64_t need);
-/* The big lists (H8; HEAP_MAGIC only).  heap_big_alloc: a kept block of
+/* The big lists (H8; HEAP_MAGIC_V3 only).  heap_big_alloc: a kept block of
  * size's class, or NULL when its list is empty.  heap_big_free: 1 when
  * in-use block b went onto its list, 0 when it has no big class or its
  * list is full; aborts on a double free.  heap_big_listed: whether b is on
@@ -290,7 +376,6 @@ int heap_large_resize(tm_store *st, blk *b, uint64_t need);
 void *heap_big_alloc(tm_store *st, size_t size);
 int heap_big_free(tm_store *st, blk *b);
 int heap_big_listed(const tm_store *st, const blk *b);
-uint64_t heap_prio(const void *n);
 uint64_t heap_prio_v1(const void *n);
 
 /* The priority a heap of this magic orders its treap by. */

@@ -7,9 +7,10 @@
  *     which ends the arena exactly (H1), every header's check is valid;
  *   - B_PINUSE and the footers agree, no two free blocks touch (H2);
  *   - the free tree is ordered, heap-ordered by priority (heap_prio, or
- *     heap_prio_v1 for a heap of format 2), and holds exactly the free
- *     blocks: same count, and the same sum of a hash of their addresses
- *     (H3);
+ *     heap_prio_v1 for a heap of format 2); it and the bins together hold
+ *     exactly the free blocks: same count, and the same sum of a hash of
+ *     their addresses (H3); each bin holds free blocks of its sizes only,
+ *     doubly linked, and the bin map names exactly the bins in use (H10);
  *   - each span is aligned, its metadata matches its class, its free count
  *     matches its bitmap; each partial list holds exactly the spans of its
  *     class with room, again by count and address hash (H4);
@@ -138,7 +139,7 @@ static int check_span(struct walk *w, const span *s)
     }
     if (pop != s->nfree)
         return bad(w, "span free count disagrees with its bitmap at", s);
-    if (w->h->magic == HEAP_MAGIC && (r = check_smap(w, s)) != 0)
+    if (heap_smapped(w->h) && (r = check_smap(w, s)) != 0)
         return r;
     w->nspans++;
     w->span_slots += (uint64_t)n * s->slot;
@@ -209,6 +210,8 @@ static int tree_node(struct walk *w, const fnode *t, uint64_t parent_prio, uint6
         return bad(w, "free tree node is not a free block at", t);
     if (prio(t) > parent_prio)
         return bad(w, "free tree priority order broken at", t);
+    if (w->h->magic == HEAP_MAGIC && blk_size(t) < BIN_MAX)
+        return bad(w, "free block of a bin's size in the free tree at", t);
     return 0;
 }
 
@@ -336,7 +339,7 @@ static int walk_recent(struct walk *w, unsigned c)
             return bad(w, "recent list entry is free in its span's bitmap:", q);
         if (q[1] != heap_recent_tag(w->h, q, c))
             return bad(w, "recent list entry without its tag:", q);
-        if (w->h->magic != HEAP_MAGIC)
+        if (!heap_smapped(w->h))
             w->live_small -= s->slot;
     }
     if (n != w->h->nrecent[c])
@@ -348,6 +351,8 @@ int heap_check(tm_store *st, char *msg, size_t len)
 {
     const struct heap_state *h = heap_state_of(st);
     struct walk w;
+    const char *what;
+    const void *at;
     unsigned c;
     int r;
 
@@ -359,22 +364,24 @@ int heap_check(tm_store *st, char *msg, size_t len)
         msg[0] = 0;
     if (h->magic == 0)
         return 0; /* nothing allocated yet */
-    if (h->magic != HEAP_MAGIC && h->magic != HEAP_MAGIC_V2 && h->magic != HEAP_MAGIC_V1)
+    if (!heap_magic_known(h->magic))
         return bad(&w, "bad heap magic", NULL);
-    if (h->magic == HEAP_MAGIC && (r = check_smap_block(&w)) != 0)
+    if (heap_smapped(h) && (r = check_smap_block(&w)) != 0)
         return r;
     if ((r = walk_blocks(&w)) != 0)
         return r;
-    if (h->magic == HEAP_MAGIC && (r = check_smap_count(&w)) != 0)
+    if (heap_smapped(h) && (r = check_smap_count(&w)) != 0)
         return r;
     if ((r = walk_tree(&w)) != 0)
         return r;
+    if (h->magic == HEAP_MAGIC && (what = heap_bins_check(st, h, w.nfree, &w.tree_n, &w.tree_hash, &at)))
+        return bad(&w, what, at);
     if (w.tree_n != w.nfree || w.tree_hash != w.free_hash)
-        return bad(&w, "the free tree does not hold exactly the free blocks", NULL);
+        return bad(&w, "the free tree and bins do not hold exactly the free blocks", NULL);
     for (c = 0; c < NCLASS; c++)
         if ((r = walk_partial(&w, c)) != 0 || (r = walk_recent(&w, c)) != 0)
             return r;
-    if (h->magic == HEAP_MAGIC) {
+    if (h->magic == HEAP_MAGIC_V3) {
         uint64_t big = 0;
         for (c = 0; c < NBIG; c++)
             if ((r = walk_big(&w, c, &big)) != 0)
@@ -418,6 +425,7 @@ int heap_stats(tm_store *st, tm_stats_t *out)
     const struct heap_state *h = heap_state_of(st);
     const fnode *top;
     uint64_t kept, listed;
+    int64_t binned;
     if (h->magic == 0) { /* a fresh heap: one free block */
         uint64_t size = super_of(st)->size;
         uint64_t avail = size > HEAP_START + FENCE_SIZE ? size - HEAP_START - FENCE_SIZE : 0;
@@ -426,13 +434,13 @@ int heap_stats(tm_store *st, tm_stats_t *out)
         out->free_blocks = avail > 0;
         return 0;
     }
-    if (h->magic != HEAP_MAGIC && h->magic != HEAP_MAGIC_V2 && h->magic != HEAP_MAGIC_V1)
+    if (!heap_magic_known(h->magic))
         return -TM_ECORRUPT;
     kept = 0;
-    if (h->magic == HEAP_MAGIC) { /* the big lists' blocks and the span map are no one's data */
+    if (heap_smapped(h)) { /* the big lists' blocks and the span map are no one's data */
         uintptr_t lo = (uintptr_t)st->base + HEAP_START, hi = (uintptr_t)st->base + super_of(st)->size;
         const blk *m = (const blk *)((uintptr_t)h->smap - BLK_HDR);
-        kept = h->big_bytes;
+        kept = h->magic == HEAP_MAGIC_V3 ? h->big_bytes : 0;
         if (h->smap) {
             if ((uintptr_t)m < lo || (uintptr_t)m > hi - MIN_BLOCK || (uintptr_t)m % QUANTUM || !blk_valid(h, m) ||
                 blk_size(m) > h->live_large - kept)
@@ -443,13 +451,13 @@ int heap_stats(tm_store *st, tm_stats_t *out)
             return -TM_ECORRUPT;
     }
     listed = 0;
-    if (h->magic == HEAP_MAGIC) /* listed slots count in live_small (H7) */
+    if (heap_smapped(h)) /* listed slots count in live_small (H7) */
         for (unsigned c = 0; c < NCLASS; c++)
             listed += (uint64_t)h->nrecent[c] * heap_class_size(c);
     if (listed > h->live_small)
         return -TM_ECORRUPT;
     out->live_bytes = h->live_large - kept + h->live_small - listed;
-    if (h->magic == HEAP_MAGIC && h->smap) { /* nor is the code layout record (layout.c) */
+    if (heap_smapped(h) && h->smap) { /* nor is the code layout record (layout.c) */
         uint64_t at = *(const uint64_t *)(const void *)((const char *)super_of(st) + SUPER_LAYOUT_OFF);
         uint64_t rec = heap_counted(st, h, (const blk *)((uintptr_t)h->smap - BLK_HDR), (uintptr_t)at);
         out->live_bytes -= rec <= out->live_bytes ? rec : 0;
@@ -458,7 +466,10 @@ int heap_stats(tm_store *st, tm_stats_t *out)
     out->free_blocks = h->free_blocks;
     if ((top = tree_max(st, h)) == BAD_NODE)
         return -TM_ECORRUPT;
-    out->largest_free = top ? blk_size(top) : 0;
+    binned = !top && h->magic == HEAP_MAGIC ? heap_bins_largest(st, h) : 0; /* else the tree's are larger */
+    if (binned < 0)
+        return -TM_ECORRUPT;
+    out->largest_free = top ? blk_size(top) : (uint64_t)binned;
     return 0;
 }
 
@@ -480,7 +491,7 @@ static void recent_collect(const struct walk *w, struct recent_set *rs)
         for (unsigned n = 0; q && n < heap_recent_max(w->h) && recent_span(w, q, c); n++, q = (const uint64_t *)q[0])
             rs->p[rs->n++] = (uintptr_t)q;
     }
-    for (unsigned b = 0; w->h->magic == HEAP_MAGIC && b < NBIG; b++) {
+    for (unsigned b = 0; w->h->magic == HEAP_MAGIC_V3 && b < NBIG; b++) {
         const uint64_t *q = w->h->big[b];
         for (unsigned n = 0; q && n < BIG_LIST_MAX && walk_holds(w, q, 16); n++, q = (const uint64_t *)q[0])
             rs->p[rs->n++] = (uintptr_t)q;
@@ -549,9 +560,9 @@ static int heap_walk_with(tm_store *st, struct recent_set *rs, heap_walk_fn *fn,
         fn(ctx, HEAP_START, w.hi - w.lo, HK_FREE);
         return 0;
     }
-    if (w.h->magic != HEAP_MAGIC && w.h->magic != HEAP_MAGIC_V2 && w.h->magic != HEAP_MAGIC_V1)
+    if (!heap_magic_known(w.h->magic))
         return -TM_ECORRUPT;
-    if (w.h->magic == HEAP_MAGIC && check_smap_block(&w) != 0)
+    if (heap_smapped(w.h) && check_smap_block(&w) != 0)
         return -TM_ECORRUPT;
     recent_collect(&w, rs);
     for (b = (const blk *)w.lo;; b = blk_at(b, blk_size(b))) {

@@ -2,25 +2,27 @@
  * heap_large.c — boundary-tagged blocks, the free tree, and growth.
  *
  * Every block of the heap (see heap.h for the layout) is either in use, a
- * span of small slots, the fence, or free.  Free blocks sit in one tree
- * ordered by (size, address) whose nodes live inside the free blocks
- * themselves: a treap whose priority is a hash of the node's address, so it
- * needs no stored balance data and is balanced in expectation whatever the
- * order of insertions.  Searching is O(log free blocks) reads; inserting and
+ * span of small slots, the fence, or free.  Free blocks below BIN_MAX sit
+ * in bins (heap_bins.c, H10; format 5); the others, and every free block of
+ * an older heap, in one tree ordered by (size, address) whose nodes live
+ * inside the free blocks themselves: a treap whose priority is a hash of
+ * the node's address, so it needs no stored balance data and is balanced
+ * in expectation whatever the order of insertions.  Searching is O(log free blocks) reads; inserting and
  * removing rewrite O(1) links in expectation, and a link is only written when
  * it changes, so an operation dirties few pages besides the block itself.
  *
  *   best fit    the leftmost node whose size fits: least size, then least
  *               address.  Aligned requests visit the nodes in order from
- *               there and take the first that fits once aligned.
+ *               there and take the first that fits once aligned.  A
+ *               request below BIN_MAX asks the bins first (a good fit).
  *   free        mark the header free (a second free of the same pointer then
  *               reads a free header), merge with free neighbours (H2),
  *               insert the result.
  *   growth      store_grow extends the arena; the old fence and the new bytes
  *               become a free block (merged with a free predecessor) and a
  *               new fence ends the heap.
- *   big lists   (H8) sizes above SMALL_MAX up to BIG_MAX are rounded up to
- *               four classes per power of two; a freed block of a class is
+ *   big lists   (H8, format 4 only) sizes above SMALL_MAX up to BIG_MAX
+ *               are rounded up to four classes per power of two; a freed block of a class is
  *               kept whole on its class's list, up to BIG_LIST_MAX, and the
  *               next allocation of the class takes it back (when that
  *               list is empty, a block of one of the next BIG_BORROW
@@ -41,16 +43,6 @@
         if ((lv) != v_)              \
             (lv) = v_;               \
     } while (0)
-
-/* A full 64-bit mixer (splitmix64's finaliser): blocks at any regular
- * stride still get independent-looking priorities. */
-uint64_t heap_prio(const void *n)
-{
-    uint64_t x = (uintptr_t)n;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
 
 /* Format 2's priority: at regular strides of address it is monotonic and
  * the treap degenerates into a list.  Kept by a format-2 heap until its
@@ -137,23 +129,36 @@ static fnode *tree_best(const struct heap_state *h, uint64_t need)
 
 /* ---- free blocks ---- */
 
+/* A free block of a format-5 heap below BIN_MAX sits in a bin (H10); any
+ * other, in the tree (H3). */
+static inline int binned(uint64_t size, uint64_t magic)
+{
+    return magic == HEAP_MAGIC && size < BIN_MAX;
+}
+
 static void free_add(struct heap_state *h, fnode *b)
 {
     h->free_bytes += blk_size(b);
     h->free_blocks++;
-    tree_insert(h, b);
+    if (binned(blk_size(b), h->magic))
+        heap_bin_push(h, b);
+    else
+        tree_insert(h, b);
 }
 
-static void free_del(struct heap_state *h, fnode *b)
+static void free_del(const tm_store *st, struct heap_state *h, fnode *b)
 {
     h->free_bytes -= blk_size(b);
     h->free_blocks--;
-    tree_remove(h, b);
+    if (binned(blk_size(b), h->magic))
+        heap_bin_remove(st, h, b);
+    else
+        tree_remove(h, b);
 }
 
 /* Makes [b, b+size) a free block (merging free neighbours) and tells the
  * successor.  b's header keeps its B_PINUSE flag. */
-static void release(struct heap_state *h, blk *b, uint64_t size)
+static void release(const tm_store *st, struct heap_state *h, blk *b, uint64_t size)
 {
     uint64_t pin = b->head & B_PINUSE;
     blk *n = blk_at(b, size);
@@ -161,13 +166,13 @@ static void release(struct heap_state *h, blk *b, uint64_t size)
     blk_set(h, b, size, pin); /* H5: a stale copy of this header reads free */
     if (!pin) {
         blk *p = (blk *)((char *)b - b->prev_foot);
-        free_del(h, (fnode *)p);
+        free_del(st, h, (fnode *)p);
         size += blk_size(p);
         pin = p->head & B_PINUSE;
         b = p;
     }
     if (!(n->head & B_INUSE)) {
-        free_del(h, (fnode *)n);
+        free_del(st, h, (fnode *)n);
         size += blk_size(n);
     }
     blk_set(h, b, size, pin);
@@ -176,23 +181,6 @@ static void release(struct heap_state *h, blk *b, uint64_t size)
     if (n->head & B_PINUSE)
         blk_set(h, n, blk_size(n), blk_flags(n) & ~B_PINUSE);
     free_add(h, (fnode *)b);
-}
-
-/* Where a block of need bytes whose header is at start, with
- * (start + off) % align == 0, fits in free block x; 0 when it does not.  A
- * gap left in front must be a block of its own; so must the rest behind
- * when the size is exact (a span), else a sliver joins the block. */
-static uintptr_t fit(const fnode *x, uint64_t need, uint64_t align, uint64_t off, int exact)
-{
-    uintptr_t b = (uintptr_t)x, end = b + blk_size(x);
-    uintptr_t start = ((b + off + align - 1) & ~(uintptr_t)(align - 1)) - off;
-    if (start != b && start - b < MIN_BLOCK)
-        start += align; /* align >= 32 = MIN_BLOCK here */
-    if (start + need > end)
-        return 0;
-    if (exact && end != start + need && end - (start + need) < MIN_BLOCK)
-        return 0;
-    return start;
 }
 
 /* The first node in (size, address) order from need up where an aligned
@@ -214,25 +202,25 @@ static fnode *tree_best_aligned(const struct heap_state *h, uint64_t need, uint6
     }
     while (n > 0 && tries++ < 64) {
         x = stack[--n];
-        if ((*start = fit(x, need, align, off, exact)) != 0)
+        if ((*start = heap_fit(x, need, align, off, exact)) != 0)
             return x;
         for (t = x->right; t && n < 64; t = t->left)
             stack[n++] = t;
     }
     x = tree_best(h, need + align + 2 * MIN_BLOCK); /* fits, however aligned */
     if (x)
-        *start = fit(x, need, align, off, exact);
+        *start = heap_fit(x, need, align, off, exact);
     return x;
 }
 
 /* Takes [start, start+need) out of free block x: the gap in front and the
  * rest behind, if big enough, stay free. */
-static blk *carve(struct heap_state *h, fnode *x, uintptr_t start, uint64_t need)
+static blk *carve(const tm_store *st, struct heap_state *h, fnode *x, uintptr_t start, uint64_t need)
 {
     uint64_t size = blk_size(x), pin = x->head & B_PINUSE, rest;
     blk *b = (blk *)start, *n;
 
-    free_del(h, x);
+    free_del(st, h, x);
     if (start != (uintptr_t)x) {
         uint64_t gap = start - (uintptr_t)x;
         blk_set(h, x, gap, pin);
@@ -273,7 +261,7 @@ static int grow(tm_store *st, uint64_t need)
     blk_set(h, nf, FENCE_SIZE, B_INUSE | B_FENCE);
     /* The old fence starts the new free block, which release merges. */
     blk_set(h, fence, nsize - old, blk_flags(fence) & B_PINUSE);
-    release(h, fence, nsize - old);
+    release(st, h, fence, nsize - old);
     return 0;
 }
 
@@ -287,21 +275,6 @@ int heap_rebuild_tree(tm_store *st, uint64_t magic)
     uint64_t (*prio)(const void *) = heap_prio_of(magic);
     uint64_t nfree = 0;
     blk *b;
-    if (h->magic == HEAP_MAGIC && magic != HEAP_MAGIC) { /* an older format has no big lists, no span map */
-        big_flush(st);
-        for (unsigned c = 0; c < NCLASS; c++) { /* and its own tags and live_small (H7) */
-            for (uint64_t *q = h->recent[c]; q; q = (uint64_t *)q[0])
-                q[1] = (((uintptr_t)q ^ h->key) + c) * 0xD6E8FEB86659FD93ull | 1;
-            h->live_small -= (uint64_t)h->nrecent[c] * heap_class_size(c);
-        }
-        if (h->smap) {
-            blk *m = (blk *)h->smap - 1;
-            h->live_large -= blk_size(m);
-            release(h, m, blk_size(m));
-            h->smap = NULL;
-            h->smap_n = 0;
-        }
-    }
     for (b = (blk *)lo; !(b->head & B_FENCE); b = blk_at(b, blk_size(b))) { /* walk first, change nothing */
         uintptr_t a = (uintptr_t)b;
         if (a > hi - FENCE_SIZE || !blk_valid(h, b) || blk_size(b) < MIN_BLOCK ||
@@ -311,10 +284,33 @@ int heap_rebuild_tree(tm_store *st, uint64_t magic)
     }
     if ((uintptr_t)b != hi - FENCE_SIZE || !blk_valid(h, b) || nfree != h->free_blocks)
         return -TM_ECORRUPT;
+    if (h->magic == HEAP_MAGIC_V3)
+        big_flush(st); /* no other format has big lists */
+    if (heap_smapped(h) && magic != HEAP_MAGIC && magic != HEAP_MAGIC_V3) { /* nor a span map */
+        for (unsigned c = 0; c < NCLASS; c++) { /* and its own tags and live_small (H7) */
+            for (uint64_t *q = h->recent[c]; q; q = (uint64_t *)q[0])
+                q[1] = (((uintptr_t)q ^ h->key) + c) * 0xD6E8FEB86659FD93ull | 1;
+            h->live_small -= (uint64_t)h->nrecent[c] * heap_class_size(c);
+        }
+        if (h->smap) {
+            blk *m = (blk *)h->smap - 1;
+            h->live_large -= blk_size(m);
+            release(st, h, m, blk_size(m));
+            h->smap = NULL;
+            h->smap_n = 0;
+        }
+    }
     SETP(h->root, NULL);
-    for (b = (blk *)lo; !(b->head & B_FENCE); b = blk_at(b, blk_size(b)))
-        if (!(b->head & B_INUSE))
+    memset(h->bins, 0, sizeof h->bins);
+    memset(h->bin_map, 0, sizeof h->bin_map);
+    for (b = (blk *)lo; !(b->head & B_FENCE); b = blk_at(b, blk_size(b))) {
+        if (b->head & B_INUSE)
+            continue;
+        if (binned(blk_size(b), magic))
+            heap_bin_push(h, (fnode *)b);
+        else
             tree_insert_by(h, (fnode *)b, prio);
+    }
     h->magic = magic;
     return 0;
 }
@@ -329,6 +325,7 @@ int heap_init(tm_store *st)
     /* an older store's heap keeps the store's format until a first opener
      * upgrades it: an older library may have it open */
     h->magic = st->hdr.version >= FORMAT_VERSION ? HEAP_MAGIC
+               : st->hdr.version >= 4            ? HEAP_MAGIC_V3
                : st->hdr.version >= 3            ? HEAP_MAGIC_V2
                                                  : HEAP_MAGIC_V1;
     h->key = (st->hdr.store_id * 0x9E3779B97F4A7C15ull) ^ 0x5bd1e9955bd1e995ull;
@@ -367,12 +364,15 @@ blk *heap_large_alloc(tm_store *st, uint64_t need, uint64_t align, uint64_t off,
         need = MIN_BLOCK;
     for (;;) {
         if (align <= QUANTUM) {
-            if ((x = tree_best(h, need)) != NULL)
-                return carve(h, x, (uintptr_t)x, need);
-        } else if ((x = tree_best_aligned(h, need, align, off, exact, &start)) != NULL && start) {
-            return carve(h, x, start, need);
+            if ((need < BIN_MAX && h->magic == HEAP_MAGIC && (x = heap_bin_best(st, h, need)) != NULL) ||
+                (x = tree_best(h, need)) != NULL)
+                return carve(st, h, x, (uintptr_t)x, need);
+        } else if ((h->magic == HEAP_MAGIC && (x = heap_bin_best_aligned(st, h, need, align, off, exact, &start)) &&
+                    start) ||
+                   ((x = tree_best_aligned(h, need, align, off, exact, &start)) != NULL && start)) {
+            return carve(st, h, x, start, need);
         }
-        if (h->magic == HEAP_MAGIC && h->big_bytes) {
+        if (h->magic == HEAP_MAGIC_V3 && h->big_bytes) {
             big_flush(st); /* the arena never grows while the big lists keep blocks */
             continue;
         }
@@ -388,7 +388,7 @@ blk *heap_large_alloc(tm_store *st, uint64_t need, uint64_t align, uint64_t off,
 void heap_large_free(tm_store *st, blk *b)
 {
     struct heap_state *h = heap_state_of(st);
-    release(h, b, blk_size(b));
+    release(st, h, b, blk_size(b));
 }
 
 /* Resizes in-use block b to need bytes in place: shrinks, or grows into a
@@ -406,11 +406,11 @@ int heap_large_resize(tm_store *st, blk *b, uint64_t need)
             blk *r = blk_at(b, need);
             blk_set(h, b, need, B_INUSE | pin);
             blk_set(h, r, size - need, B_INUSE | B_PINUSE);
-            release(h, r, size - need);
+            release(st, h, r, size - need);
         }
         return 1;
     }
-    if (h->magic == HEAP_MAGIC && (n->head & (B_INUSE | B_SPAN | B_FENCE)) == B_INUSE && heap_big_listed(st, n))
+    if (h->magic == HEAP_MAGIC_V3 && (n->head & (B_INUSE | B_SPAN | B_FENCE)) == B_INUSE && heap_big_listed(st, n))
         big_take(st, n); /* a kept block is free space too */
     if (n->head & B_FENCE) {
         /* The last block: grow the arena, then take the new free space. */
@@ -423,7 +423,7 @@ int heap_large_resize(tm_store *st, blk *b, uint64_t need)
     total = size + blk_size(n);
     if (total < need)
         return 0;
-    free_del(h, (fnode *)n);
+    free_del(st, h, (fnode *)n);
     if (total - need >= MIN_BLOCK) {
         blk *r = blk_at(b, need);
         blk_set(h, r, total - need, B_PINUSE);
@@ -548,7 +548,7 @@ static void big_flush(tm_store *st)
             h->big_bytes -= blk_size(b);
             h->live_large -= blk_size(b);
             q[1] = 0;
-            release(h, b, blk_size(b));
+            release(st, h, b, blk_size(b));
         }
         if (h->nbig[i])
             heap_die("heap corrupt: a big list shorter than its count, class", (void *)(uintptr_t)i);
@@ -573,5 +573,5 @@ static void big_take(tm_store *st, blk *b)
     h->big_bytes -= blk_size(b);
     h->live_large -= blk_size(b);
     p[1] = 0;
-    release(h, b, blk_size(b));
+    release(st, h, b, blk_size(b));
 }

@@ -38,7 +38,8 @@
  *   3  log.c replay.c lock.c registry.c pagemap.c hot.c kept.c track.c diff.c
  *      modules.c
  *   4  store.c checkpoint.c          files, mapping, growth, recovery
- *   5  heap.c heap_smap.c heap_large.c heap_check.c fault.c
+ *   5  heap.c heap_smap.c heap_large.c heap_bins.c heap_check.c
+ *      fault.c
  *   6  tx.c read.c layout.c          write and read transactions; the
  *                                    code layout they record and check
  *   7  open.c alloc.c root.c default.c interpose.c inspect.c error.c

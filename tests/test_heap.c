@@ -749,8 +749,8 @@ Test(heap, damaged_heap_state_is_reported_not_followed)
     long *root = tm_store_root(st, 64);
     TU_OK(tm_store_begin(st));
     root[0] = 42;
-    for (int i = 0; i < 8; i++) /* a few free blocks in the tree */
-        tm_store_free(st, tm_store_malloc(st, 5000 + (size_t)i * 100)), tm_store_malloc(st, 5000);
+    for (int i = 0; i < 8; i++) /* a few free blocks in the tree (and bins, H10) */
+        tm_store_free(st, tm_store_malloc(st, BIN_MAX + (size_t)i * 100)), tm_store_malloc(st, 5000);
     TU_OK(tm_store_commit(st));
     TU_OK(tm_store_stats(st, &s));
     cr_assert_gt(s.largest_free, 0);
@@ -1084,6 +1084,126 @@ Test(heap, format_3_store_keeps_a_format_3_heap_until_upgraded)
     TU_OK(tm_close(st));
 }
 
+/* ---- (g) format 5: the bins (H10) ---- */
+
+static fnode *node_of(void *p)
+{
+    return (fnode *)((char *)p - BLK_HDR);
+}
+
+/* A freed block below BIN_MAX heads its bin and comes back first; free
+ * neighbours merge into one binned block; larger free blocks stay in the
+ * tree; an aligned request is served from a binned block. */
+Test(heap, bins_reuse_merge_and_align, .timeout = 60)
+{
+    tm_store *st = open_opts(tu_path("bn.tmf"), 0, TM_SYNC_NONE);
+    struct heap_state *h = heap_state_of(st);
+    TU_OK(tm_store_begin(st));
+    char *a = tm_store_malloc(st, 5000), *g1 = tm_store_malloc(st, 100), *b = tm_store_malloc(st, 5000);
+    char *c = tm_store_malloc(st, 7000), *g2 = tm_store_malloc(st, 5000);
+    cr_assert(a && g1 && b && c && g2);
+    cr_assert_eq(h->magic, HEAP_MAGIC);
+    uint64_t nfree = h->free_blocks;
+
+    tm_store_free(st, a);
+    unsigned i = heap_bin(blk_size(node_of(a)));
+    cr_assert_eq(h->bins[i], node_of(a));
+    cr_assert(h->bin_map[i / 64] & (1ull << (i % 64)));
+    cr_assert_eq(h->free_blocks, nfree + 1);
+    CHECK(st);
+    cr_assert_eq(tm_store_malloc(st, 5000), a, "the block freed last comes back first");
+    cr_assert_null(h->bins[i]);
+    cr_assert_eq(h->bin_map[i / 64] & (1ull << (i % 64)), 0);
+
+    tm_store_free(st, b);
+    tm_store_free(st, c); /* merges with b */
+    cr_assert_eq(h->free_blocks, nfree + 1);
+    uint64_t merged = blk_size(node_of(b));
+    cr_assert_eq(merged, (uint64_t)(g2 - b));
+    cr_assert_eq(h->bins[heap_bin(merged)], node_of(b));
+    CHECK(st);
+    char *al = tm_store_aligned_alloc(st, 4096, 6000); /* fits in the merged block only once aligned */
+    cr_assert_not_null(al);
+    cr_assert_eq((uintptr_t)al % 4096, 0);
+    cr_assert(al > b && al + 6000 <= g2, "%p not in [%p, %p)", (void *)al, (void *)b, (void *)g2);
+    CHECK(st);
+
+    char *huge = tm_store_malloc(st, 2 * BIN_MAX), *g3 = tm_store_malloc(st, 100);
+    cr_assert(huge && g3);
+    tm_store_free(st, huge);
+    cr_assert_geq(blk_size(node_of(huge)), BIN_MAX);
+    const fnode *t = h->root;
+    while (t && t != node_of(huge))
+        t = blk_size(node_of(huge)) < blk_size(t) || (blk_size(node_of(huge)) == blk_size(t) && node_of(huge) < t)
+                ? t->left
+                : t->right;
+    cr_assert_eq(t, node_of(huge), "a free block of BIN_MAX bytes or more is in the tree");
+    CHECK(st);
+    TU_OK(tm_store_commit(st));
+    CHECK(st);
+    TU_OK(tm_close(st));
+}
+
+/* A format-4 heap (big lists holding blocks, smaller free blocks in the
+ * tree) is converted by the first change once its store is upgraded: the
+ * kept blocks are freed, every free block below BIN_MAX goes to its bin,
+ * and nothing live moves.  An abort undoes the conversion. */
+Test(heap, format_4_heap_is_converted_by_the_first_change, .timeout = 120)
+{
+    const char *path = tu_path("f4.tmf");
+    tm_store *st = open_opts(path, 0, TM_SYNC_NONE);
+    struct heap_state *h = heap_state_of(st);
+    char *v[40];
+    tm_stats_t s0, s1;
+    as_version(st, path, 4);
+    TU_OK(tm_store_begin(st));
+    for (int k = 0; k < 40; k++)
+        cr_assert_not_null(v[k] = tm_store_malloc(st, 6000 + 2000 * (size_t)k));
+    for (int k = 0; k < 40; k += 2)
+        tm_store_free(st, v[k]); /* some onto big lists, the larger into the tree */
+    TU_OK(tm_store_commit(st));
+    cr_assert_eq(h->magic, HEAP_MAGIC_V3);
+    cr_assert_gt(h->big_bytes, 0);
+    CHECK(st);
+    TU_OK(tm_store_stats(st, &s0));
+    TU_OK(tm_close(st));
+
+    st = open_opts(path, 0, TM_SYNC_NONE); /* the first opener upgrades the store */
+    h = heap_state_of(st);
+    cr_assert_eq(st->hdr.version, FORMAT_VERSION);
+    cr_assert_eq(h->magic, HEAP_MAGIC_V3, "converted by a write, not by the open");
+    CHECK(st);
+    TU_OK(tm_store_begin(st)); /* an abort undoes a conversion */
+    tm_store_free(st, v[1]);
+    cr_assert_eq(h->magic, HEAP_MAGIC);
+    tm_store_abort(st);
+    cr_assert_eq(h->magic, HEAP_MAGIC_V3);
+    CHECK(st);
+
+    TU_OK(tm_store_begin(st));
+    cr_assert_not_null(tm_store_malloc(st, 100));
+    cr_assert_eq(h->magic, HEAP_MAGIC);
+    cr_assert_eq(h->big_bytes, 0);
+    for (unsigned k = 0; k < NBIG; k++)
+        cr_assert_null(h->big[k]);
+    unsigned used = 0;
+    for (unsigned k = 0; k < NBIN; k++)
+        used += h->bins[k] != NULL;
+    cr_assert_gt(used, 0);
+    CHECK(st);
+    TU_OK(tm_store_stats(st, &s1));
+    cr_assert_eq(s1.live_bytes, s0.live_bytes + 112, "live: %llu, was %llu", (unsigned long long)s1.live_bytes,
+                 (unsigned long long)s0.live_bytes);
+    for (int k = 1; k < 40; k += 2) /* live blocks, each freed once */
+        tm_store_free(st, v[k]);
+    CHECK(st);
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_close(st));
+    st = open_opts(path, 0, TM_SYNC_NONE);
+    CHECK(st);
+    TU_OK(tm_close(st));
+}
+
 Test(heap, size_classes)
 {
     for (size_t n = 1; n <= SMALL_MAX; n++) {
@@ -1107,8 +1227,10 @@ Test(heap, size_classes)
  * return to the tree before the arena grows; realloc grows into one. */
 Test(heap, big_lists_keep_blocks_and_give_them_back, .timeout = 60)
 {
-    tm_store *st = open_opts(tu_path("bl.tmf"), 0, TM_SYNC_NONE);
+    const char *path = tu_path("bl.tmf");
+    tm_store *st = open_opts(path, 0, TM_SYNC_NONE);
     struct heap_state *h = heap_state_of(st);
+    as_version(st, path, 4); /* a format-4 heap (HEAP_MAGIC_V3): format 5 has no big lists */
     unsigned i = heap_big_class(10000);
     void *v[100], *first;
     tm_stats_t s;
@@ -1171,17 +1293,21 @@ Test(heap, big_lists_keep_blocks_and_give_them_back, .timeout = 60)
     TU_OK(tm_close(st));
 }
 
-/* The checker proves H8 and H9: damage to either is found. */
-Test(heap, checker_proves_the_span_map_and_the_big_lists)
+/* The checker proves H8, H9 and H10: damage to any is found. */
+static void checker_proves(int version)
 {
-    tm_store *st = open_opts(tu_path("cm.tmf"), 0, TM_SYNC_NONE);
+    const char *path = tu_path("cm.tmf");
+    tm_store *st = open_opts(path, 0, TM_SYNC_NONE);
     struct heap_state *h = heap_state_of(st);
     char msg[256];
     uint64_t *slot, *big;
+    as_version(st, path, version);
     TU_OK(tm_store_begin(st));
     slot = tm_store_malloc(st, 48);
     big = tm_store_malloc(st, 6000);
+    tm_store_malloc(st, 6000); /* big is no neighbour of the free rest */
     tm_store_free(st, big);
+    cr_assert_eq(h->magic, version == 4 ? HEAP_MAGIC_V3 : HEAP_MAGIC);
     CHECK(st);
     uint64_t i = ((uintptr_t)slot >> SPAN_SHIFT) - ((uintptr_t)tm_store_base(st) >> SPAN_SHIFT);
     uint32_t e = h->smap[i];
@@ -1193,18 +1319,42 @@ Test(heap, checker_proves_the_span_map_and_the_big_lists)
     cr_assert_eq(tm_store_check(st, msg, sizeof msg), TM_ECORRUPT);
     h->smap[i + 1] = 0;
     CHECK(st);
-    big[1] ^= 1; /* a kept block's tag */
-    cr_assert_eq(tm_store_check(st, msg, sizeof msg), TM_ECORRUPT);
-    cr_assert(strstr(msg, "big list"), "%s", msg);
-    big[1] ^= 1;
-    h->big_bytes += 16;
-    cr_assert_eq(tm_store_check(st, msg, sizeof msg), TM_ECORRUPT);
-    h->big_bytes -= 16;
-    CHECK(st);
+    if (version == 4) {
+        big[1] ^= 1; /* a kept block's tag */
+        cr_assert_eq(tm_store_check(st, msg, sizeof msg), TM_ECORRUPT);
+        cr_assert(strstr(msg, "big list"), "%s", msg);
+        big[1] ^= 1;
+        h->big_bytes += 16;
+        cr_assert_eq(tm_store_check(st, msg, sizeof msg), TM_ECORRUPT);
+        h->big_bytes -= 16;
+    } else {
+        fnode *f = (fnode *)(big - 2), *g = (fnode *)(slot - 2);
+        unsigned b = heap_bin(blk_size(f));
+        cr_assert_eq(h->bins[b], f, "a freed block heads its bin");
+        f->right = f; /* its back link */
+        cr_assert_eq(tm_store_check(st, msg, sizeof msg), TM_ECORRUPT);
+        cr_assert(strstr(msg, "back link"), "%s", msg);
+        f->right = NULL;
+        f->left = g; /* a live block linked in */
+        cr_assert_eq(tm_store_check(st, msg, sizeof msg), TM_ECORRUPT);
+        cr_assert(strstr(msg, "not a free block"), "%s", msg);
+        f->left = NULL;
+        h->bin_map[b / 64] ^= 1ull << (b % 64);
+        cr_assert_eq(tm_store_check(st, msg, sizeof msg), TM_ECORRUPT);
+        cr_assert(strstr(msg, "bin map"), "%s", msg);
+        h->bin_map[b / 64] ^= 1ull << (b % 64);
+        h->bins[b] = NULL, h->bins[b + 1] = f; /* the wrong bin */
+        h->bin_map[(b + 1) / 64] ^= 1ull << ((b + 1) % 64), h->bin_map[b / 64] ^= 1ull << (b % 64);
+        cr_assert_eq(tm_store_check(st, msg, sizeof msg), TM_ECORRUPT);
+        cr_assert(strstr(msg, "wrong bin"), "%s", msg);
+    }
     tm_store_abort(st);
     CHECK(st);
     TU_OK(tm_close(st));
 }
+
+Test(heap, checker_proves_the_span_map_and_the_big_lists) { checker_proves(4); }
+Test(heap, checker_proves_the_span_map_and_the_bins) { checker_proves(FORMAT_VERSION); }
 
 /* Misuse of the fast path and the big lists, reported with the address. */
 struct misuse4 {
@@ -1220,7 +1370,9 @@ static void misuse4_child(void *arg)
     tm_store *st;
     if (tm_open(mu->path, &o, &st) != 0 || tm_store_begin(st) != 0)
         _exit(2);
-    uint64_t *p = tm_store_malloc(st, 9000), *q = tm_store_malloc(st, 9000);
+    if (mu->kind <= 2)
+        st->hdr.version = 4; /* a format-4 heap (HEAP_MAGIC_V3): the big lists */
+    uint64_t *p = tm_store_malloc(st, 9000), *g = tm_store_malloc(st, 100), *q = tm_store_malloc(st, 9000);
     switch (mu->kind) {
     case 0: /* a kept block freed again */
         tm_store_free(st, p);
@@ -1251,6 +1403,14 @@ static void misuse4_child(void *arg)
         tm_store_free(st, v[RECENT_MAX4]);
         break;
     }
+    case 5: /* a write after free changes a bin's link (H10) */
+        tm_store_malloc(st, 9000); /* q is no neighbour of the free rest */
+        tm_store_free(st, p);
+        tm_store_free(st, q);
+        q[0] = (uintptr_t)g;
+        mu->addr = (uintptr_t)q - BLK_HDR;
+        tm_store_malloc(st, 9000);
+        break;
     case 4: { /* a slot of a live span that it never handed out */
         char *s = tm_store_malloc(st, 200);
         mu->addr = (uintptr_t)s + 20 * 208;
@@ -1283,6 +1443,7 @@ Test(heap, misuse_realloc_big_kept) { expect_abort4(1, "already freed"); }
 Test(heap, misuse_write_after_free_on_a_big_list) { expect_abort4(2, "corrupted"); }
 Test(heap, misuse_double_free_small_spilled) { expect_abort4(3, "double free"); }
 Test(heap, misuse_free_of_a_slot_never_handed_out) { expect_abort4(4, "double free"); }
+Test(heap, misuse_write_after_free_on_a_bin) { expect_abort4(5, "free list damaged"); }
 
 /* Metadata locality: one transaction that allocates many small blocks and
  * frees them again dirties the pages of their slots, which come densely
