@@ -2,9 +2,12 @@
  * fallback_bench — what the preload costs a program that never calls tm_*.
  *
  * Three workloads that never call tm_*, each run in child processes
- * without LD_PRELOAD, with LD_PRELOAD=libtmfpreload.so and, when it is
- * given, with FORWARD_SO (forward_preload.so: an interposer that only
- * jumps to glibc, the floor of any LD_PRELOAD interposer), in an order that
+ * without LD_PRELOAD, with LD_PRELOAD=libtmfpreload.so, again with the
+ * preload once the program has opened a store (tm_root of a scratch store,
+ * then the same work outside any transaction: what a program that uses
+ * tmfalloc pays on its other allocations) and, when it is given, with
+ * FORWARD_SO (forward_preload.so: an interposer that only jumps to glibc,
+ * the floor of any LD_PRELOAD interposer), in an order that
  * rotates from round to round, all of a round's runs pinned to one CPU
  * (bench_util.h, round_cpu); prints the median CPU times of the timed loops
  * and the medians of the rounds' ratios for each.  Target: preload / glibc
@@ -18,9 +21,11 @@
  *   fallback_bench PRELOAD_SO [ROUNDS] [MILLIONS_OF_OPS] [FORWARD_SO]
  *
  * Ends with RESULT lines for scripts/bench.sh (fallback_<workload>_ratio,
- * and with FORWARD_SO _forward_ratio, forwarder / glibc, and
- * _over_forward, preload / forwarder).
+ * _open_ratio, preload with a store open / glibc, and with FORWARD_SO
+ * _forward_ratio, forwarder / glibc, and _over_forward, preload /
+ * forwarder).
  */
+#include <dlfcn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,14 +113,15 @@ static double work(int w, long ops)
     return cpu_now() - t;
 }
 
-static double child(const char *preload, int w, long ops, int cpu)
+/* store: the path of a store the child opens first, or NULL. */
+static double child(const char *preload, const char *store, int w, long ops, int cpu)
 {
     int fds[2];
     double t = 0;
     char warg[16], arg[32];
     snprintf(warg, sizeof warg, "%d", w);
     snprintf(arg, sizeof arg, "%ld", ops);
-    char *args[] = {"/proc/self/exe", "--work", warg, arg, NULL};
+    char *args[] = {"/proc/self/exe", "--work", warg, arg, (char *)store, NULL};
     pid_t pid = spawn_on(fds, preload, args, cpu);
     if (read(fds[0], &t, sizeof t) != sizeof t)
         die(preload ? preload : "glibc alone", "a run failed");
@@ -126,11 +132,17 @@ static double child(const char *preload, int w, long ops, int cpu)
 
 int main(int argc, char **argv)
 {
-    if (argc == 4 && strcmp(argv[1], "--work") == 0) {
+    if ((argc == 4 || argc == 5) && strcmp(argv[1], "--work") == 0) {
         int w = atoi(argv[2]);
         preload_loaded_or_die();
         if (w < 0 || w >= NWORKS)
             return 2;
+        if (argc == 5) { /* open the store through the preload's own tm_root */
+            void *(*root)(size_t) = (void *(*)(size_t))dlsym(RTLD_DEFAULT, "tm_root");
+            setenv("TMF_PATH", argv[4], 1);
+            if (!root || !root(64))
+                die(argv[4], "tm_root failed under the preload");
+        }
         double t = work(w, atol(argv[3]));
         return write(1, &t, sizeof t) == sizeof t ? 0 : 1;
     }
@@ -138,12 +150,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: fallback_bench PRELOAD_SO [ROUNDS] [MILLIONS_OF_OPS] [FORWARD_SO]\n");
         return 2;
     }
-    enum { GLIBC, PRELOAD, FORWARD };
-    const char *so[3] = {NULL, argv[1], argc > 4 ? argv[4] : NULL};
-    int rounds = argc > 2 ? atoi(argv[2]) : 9, arms = so[FORWARD] ? 3 : 2;
+    enum { GLIBC, PRELOAD, OPEN, FORWARD };
+    const char *so[4] = {NULL, argv[1], argv[1], argc > 4 ? argv[4] : NULL};
+    int rounds = argc > 2 ? atoi(argv[2]) : 9, arms = so[FORWARD] ? 4 : 3;
     long ops = (argc > 3 ? atol(argv[3]) : 20) * 1000000L;
-    static double t[NWORKS][3][64];
-    double m[3], ratio, fwd_ratio = 0, over_fwd = 0;
+    static double t[NWORKS][4][64];
+    double m[4], ratio, open_ratio, fwd_ratio = 0, over_fwd = 0;
+    char store[256], side[300];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(store, sizeof store, "%s/fallback_bench.%d.tmf", tmp && *tmp ? tmp : "/tmp", (int)getpid());
     if (rounds > 64)
         rounds = 64;
     if (rounds < 1)
@@ -152,15 +167,20 @@ int main(int argc, char **argv)
         for (int w = 0; w < NWORKS; w++)
             for (int k = 0; k < arms; k++) {
                 int a = (i + k) % arms;
-                t[w][a][i] = child(so[a], w, ops, round_cpu(i));
+                t[w][a][i] = child(so[a], a == OPEN ? store : NULL, w, ops, round_cpu(i));
             }
+    for (int k = 0; k < 3; k++) { /* the scratch store, its log and its lock file */
+        snprintf(side, sizeof side, "%s%s", store, (const char *[]){"", ".log", ".lock"}[k]);
+        unlink(side);
+    }
     printf("%ld M ops per run, median of %d runs (ratios: the median of each round's, its runs on one CPU)\n",
            ops / 1000000, rounds);
     printf("RESULT fallback_rounds=%d\nRESULT fallback_mops=%ld\n", rounds, ops / 1000000);
     for (int w = 0; w < NWORKS; w++) {
         const char *k = works[w].key;
         ratio = median_ratio(t[w][PRELOAD], t[w][GLIBC], rounds);
-        if (arms == 3) {
+        open_ratio = median_ratio(t[w][OPEN], t[w][GLIBC], rounds);
+        if (arms == 4) {
             fwd_ratio = median_ratio(t[w][FORWARD], t[w][GLIBC], rounds);
             over_fwd = median_ratio(t[w][PRELOAD], t[w][FORWARD], rounds);
         }
@@ -172,7 +192,9 @@ int main(int argc, char **argv)
         printf("  ratio preload/glibc: %.3f (target <= 1.02)\n", ratio);
         printf("RESULT fallback_%s_glibc_s=%.4f\nRESULT fallback_%s_preload_s=%.4f\n", k, m[GLIBC], k, m[PRELOAD]);
         printf("RESULT fallback_%s_ratio=%.4f\n", k, ratio);
-        if (arms == 3) {
+        printf("  glibc under the preload, a store open: %.3f s (ratio %.3f)\n", m[OPEN], open_ratio);
+        printf("RESULT fallback_%s_open_s=%.4f\nRESULT fallback_%s_open_ratio=%.4f\n", k, m[OPEN], k, open_ratio);
+        if (arms == 4) {
             printf("  glibc under the bare forwarder: %.3f s (forwarder/glibc %.3f, preload/forwarder %.3f)\n",
                    m[FORWARD], fwd_ratio, over_fwd);
             printf("RESULT fallback_%s_forward_s=%.4f\nRESULT fallback_%s_forward_ratio=%.4f\n", k, m[FORWARD], k,

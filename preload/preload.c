@@ -9,7 +9,9 @@
  * exported __libc_* entry points.  The fallback path adds one thread-local
  * load (the allocating calls) or one test of the address against the fixed
  * window every store lies in (route.h; free and the others that take a
- * block): a shift and a compare, no load.
+ * block): a shift and a compare, no load.  Until the process opens a store
+ * it adds nothing: the modules' PLT slots name glibc's functions
+ * themselves (direct.c).
  *
  * Rules this file keeps (each a known pitfall of interposers):
  *   - No allocation, stdio or getenv before the first tm_* call: the store
@@ -279,4 +281,6 @@ __attribute__((constructor)) static void preload_init(int argc, char **argv, cha
     if (!glibc_usable_size)
         resolve_glibc();
     callers_init();
+    tm_route_opening = direct_end;
+    direct_init();
 }

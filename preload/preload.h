@@ -8,6 +8,7 @@
  *   handing.c   the libc calls that hand memory to their caller (strdup,
  *               asprintf, getline, ...): what they hand over persists
  *   aslr.c      the one re-execution without address randomisation
+ *   direct.c    until a store opens, the program calls glibc directly
  */
 #ifndef TMF_PRELOAD_H
 #define TMF_PRELOAD_H
@@ -85,5 +86,13 @@ int aslr_reexec_wanted(char **env);
 /* Sets ADDR_NO_RANDOMIZE and executes the program again with argv and the
  * environment.  Returns only when that cannot be done. */
 void aslr_reexec(char **argv);
+
+/* ---- direct.c ---- */
+
+/* At load time: points the loaded modules' PLT slots for the malloc family
+ * at glibc.  direct_end: back at the wrappers, before a store opens; -1
+ * when a slot could not be. */
+void direct_init(void);
+int direct_end(void);
 
 #endif

@@ -143,14 +143,14 @@ const char *heap_bins_check(const tm_store *st, const struct heap_state *h, uint
 
 int64_t heap_bins_largest(const tm_store *st, const struct heap_state *h)
 {
-    uint64_t best = 0, n = 0;
+    uint64_t best = 0, n = 0, most = (super_of(st)->size - HEAP_START) / MIN_BLOCK; /* free_blocks may be damaged too */
     unsigned i = NBIN;
     while (i-- > 0 && !h->bins[i])
         ;
     if (i >= NBIN)
         return 0;
     for (const fnode *x = h->bins[i]; x; x = x->left) {
-        if (!bin_node_ok(st, h, x) || ++n > h->free_blocks)
+        if (!bin_node_ok(st, h, x) || ++n > h->free_blocks || n > most)
             return -1;
         if (blk_size(x) > best)
             best = blk_size(x);

@@ -13,6 +13,7 @@ TLS tm_store *tm_route_store;
 TLS int tm_route_tx;
 _Atomic uintptr_t tm_arena_lo, tm_arena_hi;
 int tm_route_preloaded;
+int (*tm_route_opening)(void);
 
 static TLS tm_store *tls_parked; /* the route during a transient section */
 static TLS int tls_transient;

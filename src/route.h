@@ -11,6 +11,9 @@
  * tm_route_preloaded is set by the preload when it loads: this process's
  * malloc-family calls are routed.  Without it, a plain malloc inside a
  * transaction goes to glibc, which the core warns of (layout.c).
+ * tm_route_opening, also set by the preload, runs before every store
+ * opens: the preload makes sure its wrappers are called (preload/direct.c);
+ * below 0 when it cannot, and the store does not open.
  *
  * [tm_arena_lo, tm_arena_hi) holds the reservations of every open store:
  * a pointer outside it is never the arena's (one subtraction and one
@@ -36,6 +39,7 @@ extern TLS tm_store *tm_route_store;
 extern TLS int tm_route_tx;
 extern _Atomic uintptr_t tm_arena_lo, tm_arena_hi;
 extern int tm_route_preloaded;
+extern int (*tm_route_opening)(void);
 
 /* Whether p lies inside some store's reservation. */
 static inline int route_in_arena(const void *p)

@@ -442,9 +442,14 @@ static int open_file(tm_store *st, const tm_options *o)
 
 int store_open(const char *path, const tm_options *o, tm_store **out)
 {
-    tm_store *st = os_alloc(sizeof *st);
+    tm_store *st;
     int r;
-    if (!st)
+    if (tm_route_opening && tm_route_opening() < 0) {
+        os_say("a store cannot open:", "the preload could not route this process's malloc again (mprotect refused)",
+               0);
+        return -ENOMEM;
+    }
+    if (!(st = os_alloc(sizeof *st)))
         return -ENOMEM;
     st->fd = st->log.fd = st->lk.lock_fd = -1;
     st->trk.pm_fd = st->trk.hot.uffd = -1;

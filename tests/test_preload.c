@@ -152,6 +152,21 @@ Test(preload, malloc_family_routes_by_transaction_and_address)
     cr_assert(exited(r, 0), "status %#x\n%s", r->status, r->err);
 }
 
+/* Until a store opens, the program calls glibc directly (preload/direct.c);
+ * from then on, the preload; also when its PLT slots are read-only. */
+static void direct(const char *prog)
+{
+    char *argv[] = {(char *)prog, "direct", NULL};
+    struct run *r = run(argv, 1, tu_path("direct.tmf"));
+    cr_assert(exited(r, 0), "%s: status %#x\n%s", prog, r->status, r->err);
+}
+
+Test(preload, calls_go_to_glibc_directly_until_a_store_opens)
+{
+    direct(TMF_PROGS "/preload_prog");
+    direct(TMF_PROGS "/preload_prog_now");
+}
+
 Test(preload, a_store_outside_the_window_is_refused)
 {
     char *argv[] = {TMF_PROGS "/preload_prog", "outside", NULL};

@@ -25,11 +25,16 @@
  *   tmonly    the same with tm_malloc (no warning)
  *   aslr A B  prints A|B|$TMF_PROBE, then its child's personality (a
  *             shell's cat of /proc/self/personality)
+ *   direct    its PLT slots for malloc and free name glibc's own functions
+ *             until a store opens, and the preload's from then on; the
+ *             program's malloc inside a transaction is then the arena's
  */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <dlfcn.h>
+#include <elf.h>
 #include <errno.h>
+#include <link.h>
 #include <locale.h>
 #include <malloc.h>
 #include <netdb.h>
@@ -502,9 +507,84 @@ static void store_blocks(int tm)
     }
 }
 
+/* The value of this program's PLT slot for name (its R_X86_64_JUMP_SLOT
+ * relocation), or NULL. */
+static int plt_module(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    void **io = arg; /* in: the name; out: the slot's value */
+    const ElfW(Dyn) *d = NULL;
+    const ElfW(Sym) *sym = NULL;
+    const char *str = NULL;
+    const ElfW(Rela) *rel = NULL;
+    size_t n = 0;
+    (void)size;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
+            d = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    for (; d && d->d_tag != DT_NULL; d++) {
+        if (d->d_tag == DT_SYMTAB)
+            sym = (const ElfW(Sym) *)d->d_un.d_ptr;
+        else if (d->d_tag == DT_STRTAB)
+            str = (const char *)d->d_un.d_ptr;
+        else if (d->d_tag == DT_JMPREL)
+            rel = (const ElfW(Rela) *)d->d_un.d_ptr;
+        else if (d->d_tag == DT_PLTRELSZ)
+            n = d->d_un.d_val / sizeof *rel;
+    }
+    for (size_t k = 0; sym && str && rel && k < n; k++)
+        if (strcmp(str + sym[ELF64_R_SYM(rel[k].r_info)].st_name, io[0]) == 0)
+            io[1] = *(void **)(info->dlpi_addr + rel[k].r_offset);
+    return 1; /* the program is the first module */
+}
+
+static void *plt_slot(const char *name)
+{
+    void *io[2] = {(void *)name, NULL};
+    dl_iterate_phdr(plt_module, io);
+    return io[1];
+}
+
+static void direct(void)
+{
+    static const char *names[] = {"malloc", "free"};
+    void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD), *volatile p = malloc(100);
+    tm_stats_t s;
+    free(p);
+    CHECK(libc != NULL);
+    for (int i = 0; i < 2; i++) {
+        void *glibc = dlsym(libc, names[i]), *ours = dlsym(RTLD_DEFAULT, names[i]);
+        CHECK(glibc != ours);
+        if (plt_slot(names[i]) != glibc)
+            fprintf(stderr, "before a store opens, %s's slot is %p, not glibc's %p\n", names[i], plt_slot(names[i]),
+                    glibc), failures++;
+    }
+    CHECK(tm_stats(&s) == 0); /* opens the store */
+    for (int i = 0; i < 2; i++) {
+        void *ours = dlsym(RTLD_DEFAULT, names[i]);
+        if (plt_slot(names[i]) != ours)
+            fprintf(stderr, "once a store is open, %s's slot is %p, not the preload's %p\n", names[i],
+                    plt_slot(names[i]), ours), failures++;
+    }
+    lo = (uintptr_t)tm_store_base(tm_default());
+    hi = lo + s.max_size;
+    CHECK(tm_begin() == 0);
+    p = malloc(100);
+    CHECK(in_store(p));
+    free(p);
+    CHECK(tm_commit() == 0);
+    p = malloc(100);
+    CHECK(!in_store(p));
+    free(p);
+    dlclose(libc);
+}
+
 int main(int argc, char **argv)
 {
     tm_stats_t s;
+    if (argc == 2 && strcmp(argv[1], "direct") == 0) {
+        direct();
+        return failures ? 1 : 0;
+    }
     if (argc == 4 && strcmp(argv[1], "aslr") == 0) {
         printf("%s|%s|%s\n", argv[2], argv[3], getenv("TMF_PROBE"));
         fflush(stdout);
