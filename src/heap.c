@@ -428,9 +428,8 @@ static void large_free(tm_store *st, struct heap_state *h, blk *b)
  * every older heap's free blocks below BIN_MAX move into bins (H10), its
  * big lists (H8) emptied first, under HEAP_MAGIC.  Until a first opener
  * has upgraded the store, an older library may have it open, and the heap
- * keeps its format.  A magic
- * that is none of these is damage, never a reason to start over on top of
- * live data. */
+ * keeps its format.  A magic that is none of these is damage, never a
+ * reason to start over on top of live data. */
 static __attribute__((noinline)) int ensure_init(tm_store *st)
 {
     struct heap_state *h = heap_state_of(st);

@@ -48,11 +48,10 @@
  *       its spans, linked through their first word and tagged in their
  *       second (heap_recent_tag); their bitmap bits say in use, but they are
  *       free (live_small leaves them out before format 4, and counts them
- *       from format 4 on, so that a push or a pop does not change it).  Formats 2 and 3 put slots there
- *       (freed lately, or taken along from a span being filled); this
- *       library only takes them off, first, and a heap of format 4
- *       (HEAP_MAGIC) has them all empty.  A store of format 1, from before
- *       the lists, has zeros there: empty lists.
+ *       from format 4 on, so that a push or a pop does not change it).
+ *       Slots go there when freed, or taken along from a span being
+ *       filled; an allocation takes them off first.  A store of format 1,
+ *       from before the lists, has zeros there: empty lists.
  *   H8. (HEAP_MAGIC_V3 only.)  A big class's list (sizes above SMALL_MAX up to
  *       BIG_MAX, four classes per power of two) holds nbig <= BIG_LIST_MAX
  *       freed blocks kept whole: in use as far as their headers and

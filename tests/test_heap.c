@@ -1091,6 +1091,27 @@ static fnode *node_of(void *p)
     return (fnode *)((char *)p - BLK_HDR);
 }
 
+/* H10's bins: each size below BIN_MAX (in steps of QUANTUM) falls in the
+ * bin whose least size is at most it and whose successor's is above it,
+ * the bins' least sizes rise, and bins are at most 1/16 of their size wide
+ * (so a block of the next bin up always fits a request). */
+Test(heap, bin_of_each_size)
+{
+    for (uint64_t n = MIN_BLOCK; n < BIN_MAX; n += QUANTUM) {
+        unsigned i = heap_bin(n);
+        cr_assert_lt(i, NBIN);
+        cr_assert(heap_bin_size(i) <= n && (i + 1 == NBIN ? BIN_MAX : heap_bin_size(i + 1)) > n,
+                  "size %llu in bin %u [%llu, %llu)", (unsigned long long)n, i,
+                  (unsigned long long)heap_bin_size(i), (unsigned long long)heap_bin_size(i + 1));
+    }
+    for (unsigned i = 2; i + 1 < NBIN; i++) {
+        cr_assert_lt(heap_bin_size(i), heap_bin_size(i + 1));
+        uint64_t width = heap_bin_size(i + 1) - heap_bin_size(i);
+        cr_assert_leq(width, heap_bin_size(i) / 16 > QUANTUM ? heap_bin_size(i) / 16 : QUANTUM, "bin %u", i);
+    }
+    cr_assert_eq(heap_bin_size(NBIN - 1), BIN_MAX - BIN_MAX / 32, "the last bin ends at BIN_MAX");
+}
+
 /* A freed block below BIN_MAX heads its bin and comes back first; free
  * neighbours merge into one binned block; larger free blocks stay in the
  * tree; an aligned request is served from a binned block. */
