@@ -507,17 +507,32 @@ static void store_blocks(int tm)
     }
 }
 
-/* The value of this program's PLT slot for name (its R_X86_64_JUMP_SLOT
- * relocation), or NULL. */
+#if defined(__x86_64__)
+#define R_JUMP_SLOT R_X86_64_JUMP_SLOT
+#elif defined(__aarch64__)
+#define R_JUMP_SLOT R_AARCH64_JUMP_SLOT
+#endif
+
+/* A check of every loaded module's PLT slots (R_*_JUMP_SLOT relocations)
+ * for one function, but the preload's own: each should hold want. */
+struct plt_check {
+    const char *name;
+    void *want;
+    uintptr_t skip; /* the preload's load address */
+    int seen, main_seen;
+};
+
 static int plt_module(struct dl_phdr_info *info, size_t size, void *arg)
 {
-    void **io = arg; /* in: the name; out: the slot's value */
+    struct plt_check *c = arg;
     const ElfW(Dyn) *d = NULL;
     const ElfW(Sym) *sym = NULL;
     const char *str = NULL;
     const ElfW(Rela) *rel = NULL;
     size_t n = 0;
     (void)size;
+    if (info->dlpi_addr == c->skip || strstr(info->dlpi_name, "linux-vdso"))
+        return 0;
     for (int i = 0; i < info->dlpi_phnum; i++)
         if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
             d = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
@@ -531,44 +546,59 @@ static int plt_module(struct dl_phdr_info *info, size_t size, void *arg)
         else if (d->d_tag == DT_PLTRELSZ)
             n = d->d_un.d_val / sizeof *rel;
     }
-    for (size_t k = 0; sym && str && rel && k < n; k++)
-        if (strcmp(str + sym[ELF64_R_SYM(rel[k].r_info)].st_name, io[0]) == 0)
-            io[1] = *(void **)(info->dlpi_addr + rel[k].r_offset);
-    return 1; /* the program is the first module */
+    for (size_t k = 0; sym && str && rel && k < n; k++) {
+        void *v;
+        if (ELF64_R_TYPE(rel[k].r_info) != R_JUMP_SLOT ||
+            strcmp(str + sym[ELF64_R_SYM(rel[k].r_info)].st_name, c->name) != 0)
+            continue;
+        c->seen++;
+        c->main_seen += !info->dlpi_name[0];
+        if ((v = *(void **)(info->dlpi_addr + rel[k].r_offset)) != c->want)
+            fprintf(stderr, "%s's slot for %s is %p, not %p\n", info->dlpi_name[0] ? info->dlpi_name : "the program",
+                    c->name, v, c->want),
+                failures++;
+    }
+    return 0;
 }
 
-static void *plt_slot(const char *name)
+/* How many modules' slots for name were checked against want (those of
+ * the program among them, or failures counts one more). */
+static int plt_expect(const char *name, void *want)
 {
-    void *io[2] = {(void *)name, NULL};
-    dl_iterate_phdr(plt_module, io);
-    return io[1];
+    Dl_info self;
+    struct plt_check c = {name, want, 0, 0, 0};
+    CHECK(dladdr(dlsym(RTLD_DEFAULT, "malloc"), &self));
+    c.skip = (uintptr_t)self.dli_fbase;
+    dl_iterate_phdr(plt_module, &c);
+    CHECK(c.main_seen == 1);
+    return c.seen;
 }
 
 static void direct(void)
 {
-    static const char *names[] = {"malloc", "free"};
+    static const char *names[] = {"malloc", "free", "calloc", "realloc"};
     void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD), *volatile p = malloc(100);
     tm_stats_t s;
+    int seen = 0;
+    p = realloc(p, 200);
     free(p);
+    free(calloc(1, 100));
     CHECK(libc != NULL);
-    for (int i = 0; i < 2; i++) {
-        void *glibc = dlsym(libc, names[i]), *ours = dlsym(RTLD_DEFAULT, names[i]);
-        CHECK(glibc != ours);
-        if (plt_slot(names[i]) != glibc)
-            fprintf(stderr, "before a store opens, %s's slot is %p, not glibc's %p\n", names[i], plt_slot(names[i]),
-                    glibc), failures++;
+    for (int i = 0; i < 4; i++) {
+        void *glibc = dlsym(libc, names[i]);
+        CHECK(glibc != dlsym(RTLD_DEFAULT, names[i]));
+        seen += plt_expect(names[i], glibc); /* before a store opens: glibc's own */
     }
     CHECK(tm_stats(&s) == 0); /* opens the store */
-    for (int i = 0; i < 2; i++) {
-        void *ours = dlsym(RTLD_DEFAULT, names[i]);
-        if (plt_slot(names[i]) != ours)
-            fprintf(stderr, "once a store is open, %s's slot is %p, not the preload's %p\n", names[i],
-                    plt_slot(names[i]), ours), failures++;
-    }
+    for (int i = 0; i < 4; i++)
+        CHECK(plt_expect(names[i], dlsym(RTLD_DEFAULT, names[i])) >= 1); /* the preload's */
+    CHECK(seen > 4); /* libc's own slots too */
     lo = (uintptr_t)tm_store_base(tm_default());
     hi = lo + s.max_size;
     CHECK(tm_begin() == 0);
     p = malloc(100);
+    CHECK(in_store(p));
+    p = realloc(p, 300);
     CHECK(in_store(p));
     free(p);
     CHECK(tm_commit() == 0);
