@@ -14,8 +14,9 @@
  * has just written, is the one used again.
  *
  * A link lives in a free block, where a write after free can reach it: a
- * link is range-checked before it is followed, and an unlink checks that
- * both neighbours point back (a damaged list is reported, not followed).
+ * block reached through a link must lie in the heap and carry a valid
+ * free header before it is used, and an unlink checks that both
+ * neighbours point back (a damaged list is reported, not followed).
  */
 #include "heap.h"
 
@@ -25,12 +26,23 @@ static void bin_corrupt(const void *p)
     heap_die("heap corrupt: free list damaged (write after free?) at", p);
 }
 
-/* x, reached through a link, unless it points outside the heap. */
-static inline fnode *bin_link(const tm_store *st, fnode *x)
+/* x, reached through a link (or NULL), unless it is not a free block of
+ * the heap: in range, with a valid free header. */
+static inline fnode *bin_link(const tm_store *st, const struct heap_state *h, fnode *x)
 {
     uintptr_t a = (uintptr_t)x, lo = (uintptr_t)st->base + HEAP_START;
-    if (x && unlikely(a % QUANTUM || a < lo || a > (uintptr_t)st->base + super_of(st)->size - FENCE_SIZE - MIN_BLOCK))
+    if (x && unlikely(a % QUANTUM || a < lo || a > (uintptr_t)st->base + super_of(st)->size - FENCE_SIZE - MIN_BLOCK ||
+                      !blk_valid(h, x) || (x->head & B_INUSE)))
         bin_corrupt(x);
+    return x;
+}
+
+/* The head of bin i, which the bin map says is in use. */
+static inline fnode *bin_head(const tm_store *st, const struct heap_state *h, unsigned i)
+{
+    fnode *x = bin_link(st, h, h->bins[i]);
+    if (unlikely(!x))
+        heap_die("heap corrupt: the bin map names an empty bin, number", (void *)(uintptr_t)i);
     return x;
 }
 
@@ -49,8 +61,8 @@ void heap_bin_push(struct heap_state *h, fnode *x)
 
 void heap_bin_remove(const tm_store *st, struct heap_state *h, fnode *x)
 {
-    unsigned i = heap_bin(blk_size(x));
-    fnode *n = bin_link(st, x->left), *p = bin_link(st, x->right);
+    unsigned i = heap_bin(blk_size(bin_link(st, h, x)));
+    fnode *n = bin_link(st, h, x->left), *p = bin_link(st, h, x->right);
     if ((p ? p->left : h->bins[i]) != x || (n && n->right != x))
         bin_corrupt(x);
     if (p)
@@ -61,6 +73,12 @@ void heap_bin_remove(const tm_store *st, struct heap_state *h, fnode *x)
         n->right = p;
 }
 
+/* Bin map word w, without bits past the last bin (a damaged map's). */
+static inline uint64_t bin_word(const struct heap_state *h, unsigned w)
+{
+    return NBIN % 64 && w == NBIN / 64 ? h->bin_map[w] & ((1ull << (NBIN % 64)) - 1) : h->bin_map[w];
+}
+
 /* The first bin from i on that is not empty, or NBIN. */
 static unsigned bin_next(const struct heap_state *h, unsigned i)
 {
@@ -68,7 +86,7 @@ static unsigned bin_next(const struct heap_state *h, unsigned i)
     uint64_t m;
     if (i >= NBIN)
         return NBIN;
-    for (m = h->bin_map[w] & (~0ull << (i % 64)); !m; m = h->bin_map[w])
+    for (m = bin_word(h, w) & (~0ull << (i % 64)); !m; m = bin_word(h, w))
         if (++w == (NBIN + 63) / 64)
             return NBIN;
     return w * 64 + (unsigned)__builtin_ctzll(m);
@@ -77,12 +95,12 @@ static unsigned bin_next(const struct heap_state *h, unsigned i)
 fnode *heap_bin_best(const tm_store *st, const struct heap_state *h, uint64_t need)
 {
     unsigned i = heap_bin(need);
-    fnode *x = h->bins[i];
-    for (unsigned k = 0; x && k < BIN_PROBE; k++, x = bin_link(st, x->left))
+    fnode *x = bin_link(st, h, h->bins[i]);
+    for (unsigned k = 0; x && k < BIN_PROBE; k++, x = bin_link(st, h, x->left))
         if (blk_size(x) >= need)
             return x;
     i = bin_next(h, i + 1);
-    return i < NBIN ? h->bins[i] : NULL;
+    return i < NBIN ? bin_head(st, h, i) : NULL;
 }
 
 fnode *heap_bin_best_aligned(const tm_store *st, const struct heap_state *h, uint64_t need, uint64_t align,
@@ -92,12 +110,12 @@ fnode *heap_bin_best_aligned(const tm_store *st, const struct heap_state *h, uin
     unsigned tries = 64, i;
     fnode *x;
     for (i = bin_next(h, heap_bin(need)); i < NBIN && tries; i = bin_next(h, i + 1))
-        for (x = h->bins[i]; x && tries; x = bin_link(st, x->left), tries--)
+        for (x = bin_head(st, h, i); x && tries; x = bin_link(st, h, x->left), tries--)
             if ((*start = heap_fit(x, need, align, off, exact)) != 0)
                 return x;
     if (any >= BIN_MAX || (i = bin_next(h, heap_bin(any) + 1)) == NBIN)
         return NULL;
-    x = h->bins[i];
+    x = bin_head(st, h, i);
     *start = heap_fit(x, need, align, off, exact);
     return x;
 }
@@ -149,8 +167,8 @@ int64_t heap_bins_largest(const tm_store *st, const struct heap_state *h)
         ;
     if (i >= NBIN)
         return 0;
-    for (const fnode *x = h->bins[i]; x; x = x->left) {
-        if (!bin_node_ok(st, h, x) || ++n > h->free_blocks || n > most)
+    for (const fnode *x = h->bins[i], *prev = NULL; x; prev = x, x = x->left) {
+        if (!bin_node_ok(st, h, x) || x->right != prev || ++n > h->free_blocks || n > most)
             return -1;
         if (blk_size(x) > best)
             best = blk_size(x);

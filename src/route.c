@@ -14,6 +14,7 @@ TLS int tm_route_tx;
 _Atomic uintptr_t tm_arena_lo, tm_arena_hi;
 int tm_route_preloaded;
 int (*tm_route_opening)(void);
+int tm_route_opened;
 
 static TLS tm_store *tls_parked; /* the route during a transient section */
 static TLS int tls_transient;

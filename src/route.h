@@ -13,7 +13,10 @@
  * transaction goes to glibc, which the core warns of (layout.c).
  * tm_route_opening, also set by the preload, runs before every store
  * opens: the preload makes sure its wrappers are called (preload/direct.c);
- * below 0 when it cannot, and the store does not open.
+ * below 0 when it cannot, and the store does not open.  tm_route_opened is
+ * set before that, even while the hook is unset: a preload whose
+ * constructor runs after a store opened (from an earlier constructor)
+ * leaves the wrappers in place.
  *
  * [tm_arena_lo, tm_arena_hi) holds the reservations of every open store:
  * a pointer outside it is never the arena's (one subtraction and one
@@ -40,6 +43,7 @@ extern TLS int tm_route_tx;
 extern _Atomic uintptr_t tm_arena_lo, tm_arena_hi;
 extern int tm_route_preloaded;
 extern int (*tm_route_opening)(void);
+extern int tm_route_opened; /* set (atomically) before the first store opens */
 
 /* Whether p lies inside some store's reservation. */
 static inline int route_in_arena(const void *p)

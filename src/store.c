@@ -444,6 +444,7 @@ int store_open(const char *path, const tm_options *o, tm_store **out)
 {
     tm_store *st;
     int r;
+    __atomic_store_n(&tm_route_opened, 1, __ATOMIC_SEQ_CST);
     if (tm_route_opening && tm_route_opening() < 0) {
         os_say("a store cannot open:", "the preload could not route this process's malloc again (mprotect refused)",
                0);

@@ -1428,9 +1428,17 @@ static void misuse4_child(void *arg)
         tm_store_malloc(st, 9000); /* q is no neighbour of the free rest */
         tm_store_free(st, p);
         tm_store_free(st, q);
-        q[0] = (uintptr_t)g;
-        mu->addr = (uintptr_t)q - BLK_HDR;
+        q[0] = (uintptr_t)g; /* a live block: no free header there */
+        mu->addr = (uintptr_t)g;
         tm_store_malloc(st, 9000);
+        break;
+    case 6: /* an overflow into a binned block's header (its size) */
+        tm_store_malloc(st, 9000);
+        tm_store_free(st, p);
+        tm_store_free(st, q);
+        q[-1] ^= 0x100;
+        mu->addr = (uintptr_t)q - BLK_HDR;
+        tm_store_malloc(st, 8000);
         break;
     case 4: { /* a slot of a live span that it never handed out */
         char *s = tm_store_malloc(st, 200);
@@ -1465,6 +1473,7 @@ Test(heap, misuse_write_after_free_on_a_big_list) { expect_abort4(2, "corrupted"
 Test(heap, misuse_double_free_small_spilled) { expect_abort4(3, "double free"); }
 Test(heap, misuse_free_of_a_slot_never_handed_out) { expect_abort4(4, "double free"); }
 Test(heap, misuse_write_after_free_on_a_bin) { expect_abort4(5, "free list damaged"); }
+Test(heap, misuse_overflow_into_a_binned_header) { expect_abort4(6, "free list damaged"); }
 
 /* Metadata locality: one transaction that allocates many small blocks and
  * frees them again dirties the pages of their slots, which come densely

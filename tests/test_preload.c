@@ -167,6 +167,15 @@ Test(preload, calls_go_to_glibc_directly_until_a_store_opens)
     direct(TMF_PROGS "/preload_prog_now");
 }
 
+/* A store opened by a library's constructor, before the preload's own ran:
+ * the preload leaves its wrappers in place. */
+Test(preload, a_store_opened_before_the_preload_loads_is_routed)
+{
+    char *argv[] = {TMF_PROGS "/early_prog", NULL};
+    struct run *r = run(argv, 1, tu_path("early.tmf"));
+    cr_assert(exited(r, 0), "status %#x\n%s", r->status, r->err);
+}
+
 Test(preload, a_store_outside_the_window_is_refused)
 {
     char *argv[] = {TMF_PROGS "/preload_prog", "outside", NULL};
