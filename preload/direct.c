@@ -35,9 +35,7 @@
 #include <dlfcn.h>
 #include <elf.h>
 #include <link.h>
-#include <malloc.h>
 #include <pthread.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -67,10 +65,6 @@ static struct fn {
 static pthread_mutex_t direct_lock = PTHREAD_MUTEX_INITIALIZER;
 static int direct_on; /* the slots point at glibc (under direct_lock) */
 static uintptr_t own_base; /* this library's load address */
-
-void *__libc_malloc(size_t size);
-void *__libc_realloc(void *p, size_t size);
-void __libc_free(void *p);
 
 /* One pass over the modules: first their names and bases are listed, then
  * each is pinned with dlopen(RTLD_NOLOAD), which waits for a dlopen of it

@@ -43,14 +43,6 @@
 
 #include "preload.h"
 
-void *__libc_malloc(size_t size);
-void __libc_free(void *p);
-void *__libc_calloc(size_t n, size_t size);
-void *__libc_realloc(void *p, size_t size);
-void *__libc_memalign(size_t align, size_t size);
-void *__libc_valloc(size_t size);
-void *__libc_pvalloc(size_t size);
-
 /* glibc's own entry points with no __libc_ alias, resolved at load time. */
 static size_t (*glibc_usable_size)(void *);
 static void *(*glibc_aligned_alloc)(size_t, size_t);

@@ -249,6 +249,17 @@ static inline int blk_valid(const struct heap_state *h, const void *b)
     return head >> 48 == heap_check16(h, b, head & 0xffffffffffffull);
 }
 
+/* Whether x, reached through a link that may be damaged, is a free block
+ * of the heap: aligned, with a valid free header, ending before the fence
+ * (its header is read only once its address is known in range). */
+static inline int heap_free_node(const tm_store *st, const struct heap_state *h, const void *x)
+{
+    uintptr_t a = (uintptr_t)x, lo = (uintptr_t)st->base + HEAP_START;
+    uintptr_t end = (uintptr_t)st->base + super_of(st)->size - FENCE_SIZE;
+    return a % QUANTUM == 0 && a >= lo && a <= end - MIN_BLOCK && blk_valid(h, x) &&
+           !(((const blk *)x)->head & B_INUSE) && blk_size(x) <= end - a;
+}
+
 /* The second word of a freed slot of class c (H7, H9), or of a kept block
  * of big class c - NCLASS (H8).  Popping trusts a link only with it, so a
  * write after free that changes a link must also forge the tag of the slot

@@ -30,9 +30,7 @@ static void bin_corrupt(const void *p)
  * the heap: in range, with a valid free header. */
 static inline fnode *bin_link(const tm_store *st, const struct heap_state *h, fnode *x)
 {
-    uintptr_t a = (uintptr_t)x, lo = (uintptr_t)st->base + HEAP_START;
-    if (x && unlikely(a % QUANTUM || a < lo || a > (uintptr_t)st->base + super_of(st)->size - FENCE_SIZE - MIN_BLOCK ||
-                      !blk_valid(h, x) || (x->head & B_INUSE)))
+    if (x && unlikely(!heap_free_node(st, h, x)))
         bin_corrupt(x);
     return x;
 }
@@ -122,14 +120,6 @@ fnode *heap_bin_best_aligned(const tm_store *st, const struct heap_state *h, uin
 
 /* ---- for the checker and the statistics (heap_check.c) ---- */
 
-/* Whether x, reached through a link, is a free block of the heap. */
-static int bin_node_ok(const tm_store *st, const struct heap_state *h, const fnode *x)
-{
-    uintptr_t a = (uintptr_t)x, lo = (uintptr_t)st->base + HEAP_START, hi = (uintptr_t)st->base + super_of(st)->size;
-    return a % QUANTUM == 0 && a >= lo && a <= hi - MIN_BLOCK && blk_valid(h, x) && !(x->head & B_INUSE) &&
-           blk_size(x) <= hi - a;
-}
-
 const char *heap_bins_check(const tm_store *st, const struct heap_state *h, uint64_t nfree, uint64_t *n,
                             uint64_t *hash, const void **at)
 {
@@ -140,7 +130,7 @@ const char *heap_bins_check(const tm_store *st, const struct heap_state *h, uint
             return "bin map disagrees with its bin, head";
         for (; x; prev = x, x = x->left) {
             *at = x;
-            if (!bin_node_ok(st, h, x))
+            if (!heap_free_node(st, h, x))
                 return "bin entry is not a free block at";
             if (blk_size(x) >= BIN_MAX || heap_bin(blk_size(x)) != i)
                 return "free block in the wrong bin at";
@@ -168,7 +158,7 @@ int64_t heap_bins_largest(const tm_store *st, const struct heap_state *h)
     if (i >= NBIN)
         return 0;
     for (const fnode *x = h->bins[i], *prev = NULL; x; prev = x, x = x->left) {
-        if (!bin_node_ok(st, h, x) || x->right != prev || ++n > h->free_blocks || n > most)
+        if (!heap_free_node(st, h, x) || x->right != prev || ++n > h->free_blocks || n > most)
             return -1;
         if (blk_size(x) > best)
             best = blk_size(x);

@@ -409,9 +409,7 @@ static const fnode *tree_max(const tm_store *st, const struct heap_state *h)
     uintptr_t lo = (uintptr_t)st->base + HEAP_START, hi = (uintptr_t)st->base + super_of(st)->size;
     const fnode *t = h->root;
     for (uint64_t n = 0; t; n++) {
-        uintptr_t a = (uintptr_t)t;
-        if (n > h->free_blocks || n > (hi - lo) / MIN_BLOCK || a % QUANTUM || a < lo || a > hi - MIN_BLOCK ||
-            !blk_valid(h, t) || (t->head & B_INUSE) || blk_size(t) > hi - a)
+        if (n > h->free_blocks || n > (hi - lo) / MIN_BLOCK || !heap_free_node(st, h, t))
             return BAD_NODE;
         if (!t->right)
             return t;

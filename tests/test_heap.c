@@ -950,6 +950,17 @@ static void as_version(tm_store *st, const char *path, uint32_t v)
     st->hdr.version = v;
 }
 
+/* Reopens path as its first opener, which upgrades the store; its heap,
+ * of magic old, is converted by a later write, not by the open. */
+static tm_store *reopen_upgraded(const char *path, uint64_t old)
+{
+    tm_store *st = open_opts(path, 0, TM_SYNC_NONE);
+    cr_assert_eq(st->hdr.version, FORMAT_VERSION);
+    cr_assert_eq(heap_state_of(st)->magic, old, "converted by a write, not by the open");
+    CHECK(st);
+    return st;
+}
+
 static tm_store *format_3_heap(const char *path, struct old_heap *o)
 {
     tm_store *st = open_opts(path, 0, TM_SYNC_NONE);
@@ -981,11 +992,8 @@ Test(heap, format_3_heap_is_converted_by_the_first_change, .timeout = 120)
     TU_OK(tm_store_stats(st, &s0));
     TU_OK(tm_close(st));
 
-    st = open_opts(path, 0, TM_SYNC_NONE); /* the first opener upgrades the store */
+    st = reopen_upgraded(path, HEAP_MAGIC_V2);
     h = heap_state_of(st);
-    cr_assert_eq(st->hdr.version, FORMAT_VERSION);
-    cr_assert_eq(h->magic, HEAP_MAGIC_V2, "converted by a write, not by the open");
-    CHECK(st);
 
     TU_OK(tm_store_begin(st)); /* an abort undoes a conversion */
     cr_assert_not_null(tm_store_malloc(st, 100));
@@ -1189,11 +1197,8 @@ Test(heap, format_4_heap_is_converted_by_the_first_change, .timeout = 120)
     TU_OK(tm_store_stats(st, &s0));
     TU_OK(tm_close(st));
 
-    st = open_opts(path, 0, TM_SYNC_NONE); /* the first opener upgrades the store */
+    st = reopen_upgraded(path, HEAP_MAGIC_V3);
     h = heap_state_of(st);
-    cr_assert_eq(st->hdr.version, FORMAT_VERSION);
-    cr_assert_eq(h->magic, HEAP_MAGIC_V3, "converted by a write, not by the open");
-    CHECK(st);
     TU_OK(tm_store_begin(st)); /* an abort undoes a conversion */
     tm_store_free(st, v[1]);
     cr_assert_eq(h->magic, HEAP_MAGIC);
