@@ -36,7 +36,6 @@
 #define LINE 64
 #define GAP_MERGE 32
 #define FULL_BYTES (PAGE / 4 * 3)
-#define DIFF_PAGES 256
 #define APPLIED 512 /* pages remembered as applied lately */
 
 int diff_open(tm_store *st)

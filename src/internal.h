@@ -168,6 +168,7 @@ struct hot {
 };
 
 #define SAVED 16        /* cold pages saved at their first write, for the diff */
+#define DIFF_PAGES 256  /* past this many dirty pages a commit logs them whole, uncompared (diff.c) */
 struct tm_tracker {
     volatile int mode;   /* enum track_mode; the fault handler changes it */
     int want_uffd;       /* TMF_TRACK: TM_TRACK_PROTECT, _UFFD or _AUTO */

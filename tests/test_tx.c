@@ -1115,6 +1115,48 @@ Test(tx, a_page_written_by_every_transaction_stays_open)
     TU_OK(tm_close(st));
 }
 
+/* A commit that changes more hot pages than the diff compares (DIFF_PAGES)
+ * logs them whole; it must not leave them all open, or every later commit
+ * would list them, and log them whole, too: a small transaction after it
+ * leaves at most 2 HOT_OPEN pages open and logs a few bytes. */
+#define WIDE (DIFF_PAGES + 64)
+Test(tx, open_pages_stay_few_after_a_wide_commit)
+{
+    tm_store *st = tu_open(tu_path("wide.tmf"));
+    char *root = page_root(st, (WIDE + 1) * PAGE);
+    tm_stats_t s0, s1;
+    for (int round = 0; round < 2; round++) /* kept, then hot: 8 pages a transaction, never bulk */
+        for (int k = 0; k < WIDE; k += 8) {
+            TU_OK(tm_store_begin(st));
+            for (int j = k; j < k + 8; j++)
+                root[(size_t)j * PAGE] = (char)(round + 1);
+            TU_OK(tm_store_commit(st));
+        }
+    cr_assert_eq(st->trk.mode, TRACK_PAGES);
+    cr_assert(!track_uses_uffd(st) || st->trk.hot.npages >= WIDE, "%zu hot pages", st->trk.hot.npages);
+    TU_OK(tm_store_begin(st)); /* the wide commit: every hot page, whole */
+    for (int j = 0; j < WIDE; j++)
+        memset(root + (size_t)j * PAGE, 7, PAGE);
+    TU_OK(tm_store_commit(st));
+    for (int i = 0; i < 3; i++) {
+        TU_OK(tm_store_stats(st, &s0));
+        TU_OK(tm_store_begin(st));
+        root[(size_t)i * PAGE + 8] = 9;
+        TU_OK(tm_store_commit(st));
+        TU_OK(tm_store_stats(st, &s1));
+        cr_assert_leq(st->trk.hot.open, 2 * HOT_OPEN, "%zu pages open after commit %d", st->trk.hot.open, i);
+        cr_assert(s1.checkpoints != s0.checkpoints || s1.log_bytes - s0.log_bytes < 4 * PAGE,
+                  "a one-byte commit logged %llu bytes", (unsigned long long)(s1.log_bytes - s0.log_bytes));
+    }
+    TU_OK(tm_close(st));
+    st = tu_open(tu_path("wide.tmf"));
+    root = page_root(st, (WIDE + 1) * PAGE);
+    cr_assert_eq(root[8], 9);
+    cr_assert_eq(root[2 * PAGE + 8], 9);
+    cr_assert_eq(root[(WIDE - 1) * PAGE + 100], 7);
+    TU_OK(tm_close(st));
+}
+
 /* §2.6: a stray write to a hot page lands in a private copy, is reported at
  * the next write transaction's begin, naming the page, and never reaches
  * the file: after a stray write and an exit without any tm_* call, the
