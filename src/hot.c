@@ -40,7 +40,10 @@
  * changed itself (lifting a write protection needs no flush): a page that
  * every transaction writes stays open, while pages written once in a
  * while are protected again.  The next protection waits for HOT_OPEN
- * open pages beyond those.
+ * open pages beyond those.  At most DIFF_PAGES - HOT_OPEN pages are
+ * opened again, and none by a commit that logged its pages whole without
+ * comparing them (past DIFF_PAGES): open pages must stay few enough for
+ * the next commits to compare.
  *
  * Every function runs on the writer's thread, or in the fault handler on
  * it, and makes no allocation.

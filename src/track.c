@@ -167,15 +167,16 @@ void track_drop_copies(tm_store *st)
 }
 
 /* The hot pages that the commit's npieces ranges changed, write-protected
- * by its scan, opened again (hot.c), a run of pages at a time, HOT_OPEN
- * pages at most: open pages stay few, however many the commit changed.
- * (A commit past DIFF_PAGES lists every page whole, changed or not: were
- * they all opened again, every later commit would list them whole too.) */
+ * by its scan, opened again (hot.c), a run of pages at a time, at most
+ * DIFF_PAGES - HOT_OPEN of them, so that the next commits still compare
+ * their pages.  None after a commit past DIFF_PAGES: it logged every page
+ * whole, changed or not, and were they all opened again, every later
+ * commit would list them, and log them whole, too. */
 static void reopen(tm_store *st, size_t npieces)
 {
     uint64_t from = 0, to = 0;
-    size_t stay = 0, i;
-    for (i = 0; i < npieces; i++) {
+    size_t stay = 0, i, most = DIFF_PAGES - HOT_OPEN;
+    for (i = 0; i < npieces && st->trk.ndirty <= DIFF_PAGES; i++) {
         const struct log_piece *p = &st->pieces[i];
         uint64_t a = p->g.off / PAGE, b = (p->g.off + p->g.len + PAGE - 1) / PAGE;
         if (a > to) { /* a new run (ranges come sorted) */
@@ -183,8 +184,8 @@ static void reopen(tm_store *st, size_t npieces)
             from = a;
         }
         to = b;
-        if (to - from + stay >= HOT_OPEN) { /* the first HOT_OPEN pages only */
-            to = from + (HOT_OPEN - stay);
+        if (stay + (to - from) >= most) {
+            to = from + (most - stay);
             break;
         }
     }
