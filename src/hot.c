@@ -139,32 +139,43 @@ int hot_has(const tm_store *st, uint64_t page)
 }
 
 /* Pages of a gap that a promotion bridges rather than start a range: the
- * scan walks a registered page for a few nanoseconds, a mapping for
- * 0.1-0.2 us.  Once the ranges are used up, a page joins the nearest one
- * across at most HOT_BRIDGE_FULL pages; farther pages stay cold, and
- * after HOT_REFUSED of them the set resets at commit (scattered writes do
- * not make a working set, but a new working set must get in). */
+ * scan walks a registered page for a few nanoseconds, but pays for each
+ * mapping: 0.1-0.2 us to read it, and 15-20 us (measured on a virtual
+ * machine) to write-protect pages again in it, a TLB flush each.  So a
+ * page joins a range within HOT_BRIDGE pages, or within the range's own
+ * length (a working set spread over a heap grows into one mapping, while
+ * pages written now and then far apart, each a range of one page, bridge
+ * little), registering at most as many pages as are hot already.  Once
+ * the ranges are used up, a page joins the nearest one across at most
+ * HOT_BRIDGE_FULL pages, or the range's length; farther pages stay cold,
+ * and after HOT_REFUSED of them the set resets at commit (scattered
+ * writes do not make a working set, but a new working set must get in). */
 #define HOT_BRIDGE 16
 #define HOT_BRIDGE_FULL 64
 #define HOT_REFUSED 64
 
-/* The range page should join: its neighbour within HOT_BRIDGE pages, or,
- * when no range is free, the nearest one within HOT_BRIDGE_FULL; nranges
- * when it starts its own, HOT_RANGES when it may not join.  *from, *to:
- * the pages to register, page and the gap up to that range. */
+/* The range page should join: its neighbour within HOT_BRIDGE pages or
+ * its length, or, when no range is free, within HOT_BRIDGE_FULL pages or
+ * its length; nranges when it starts its own, HOT_RANGES when it may not
+ * join.  *from, *to: the pages to register, page and the gap up to that
+ * range. */
 static size_t where(const struct hot *h, uint64_t page, uint64_t *from, uint64_t *to)
 {
     size_t i, best = h->nranges;
-    uint64_t gap = UINT64_MAX, g;
+    uint64_t gap = UINT64_MAX, g, len;
     for (i = 0; i < h->nranges; i++) {
         g = page < h->start[i] ? h->start[i] - page : page - h->end[i] + 1;
         if (g < gap)
             gap = g, best = i;
     }
     *from = page, *to = page + 1;
-    if (best == h->nranges || (gap > HOT_BRIDGE && h->nranges < HOT_RANGES))
+    if (best == h->nranges)
         return h->nranges;
-    if (gap > HOT_BRIDGE_FULL)
+    len = h->end[best] - h->start[best];
+    len = len > h->npages / 4 ? len : h->npages / 4;
+    if (gap > HOT_BRIDGE && gap > len && h->nranges < HOT_RANGES)
+        return h->nranges;
+    if (gap > HOT_BRIDGE_FULL && gap > len)
         return HOT_RANGES;
     if (page < h->start[best])
         *to = h->start[best];

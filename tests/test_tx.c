@@ -1028,6 +1028,42 @@ Test(tx, pages_written_again_become_hot)
     TU_OK(tm_close(st));
 }
 
+/* Writes pages [from, to) of root in transactions of 8 (never bulk mode),
+ * twice: kept, then hot. */
+static void make_hot(tm_store *st, char *root, int from, int to)
+{
+    for (int round = 0; round < 2; round++)
+        for (int k = from; k < to; k += 8) {
+            TU_OK(tm_store_begin(st));
+            for (int j = k; j < k + 8 && j < to; j++)
+                root[(size_t)j * PAGE] = (char)(round + 1);
+            TU_OK(tm_store_commit(st));
+        }
+}
+
+/* Each mapping of the hot set costs every scan that write-protects pages
+ * in it a TLB flush: a page within its range's length joins the range,
+ * gap and all, while a page far from every range starts its own. */
+Test(tx, a_working_set_with_gaps_grows_into_one_range)
+{
+    tm_store *st = tu_open(tu_path("gaps.tmf"));
+    char *root = page_root(st, 257 * PAGE);
+    uint64_t pg = (uint64_t)(root - (char *)tm_store_base(st)) / PAGE;
+    make_hot(st, root, 0, 32);
+    make_hot(st, root, 60, 61); /* 28 pages past the range: more than HOT_BRIDGE, less than its length */
+    if (!track_uses_uffd(st)) {
+        cr_assert_not(hot_has(st, pg) || hot_has(st, pg + 60));
+        TU_OK(tm_close(st));
+        return;
+    }
+    cr_assert(hot_has(st, pg) && hot_has(st, pg + 45) && hot_has(st, pg + 60));
+    cr_assert_eq(st->trk.hot.nranges, 1, "%zu ranges", st->trk.hot.nranges);
+    make_hot(st, root, 250, 251); /* far from it */
+    cr_assert(hot_has(st, pg + 250) && !hot_has(st, pg + 200));
+    cr_assert_eq(st->trk.hot.nranges, 2, "%zu ranges", st->trk.hot.nranges);
+    TU_OK(tm_close(st));
+}
+
 /* A hot set that commits stop changing goes back to cold after HOT_IDLE
  * of them (scattered writes would otherwise pay its scans forever), and
  * its pages keep their last committed bytes.  Without the hot set
