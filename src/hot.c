@@ -142,21 +142,29 @@ int hot_has(const tm_store *st, uint64_t page)
  * scan walks a registered page for a few nanoseconds, but pays for each
  * mapping: 0.1-0.2 us to read it, and 15-20 us (measured on a virtual
  * machine) to write-protect pages again in it, a TLB flush each.  So a
- * page joins a range within HOT_BRIDGE pages, or within the range's own
- * length (a working set spread over a heap grows into one mapping, while
- * pages written now and then far apart, each a range of one page, bridge
- * little), registering at most as many pages as are hot already.  Once
- * the ranges are used up, a page joins the nearest one across at most
- * HOT_BRIDGE_FULL pages, or the range's length; farther pages stay cold,
- * and after HOT_REFUSED of them the set resets at commit (scattered
- * writes do not make a working set, but a new working set must get in). */
+ * page joins a range within HOT_BRIDGE pages, within the range's own
+ * length, or within a quarter of the hot pages (reach), and two ranges
+ * that close join (join_gaps): a working set spread over a heap grows
+ * into one mapping, while pages written now and then far apart, each a
+ * range of one page in a small set, bridge little.  Once the ranges are
+ * used up, a page joins the nearest one across at most HOT_BRIDGE_FULL
+ * pages or that reach; farther pages stay cold, and after HOT_REFUSED of
+ * them the set resets at commit (scattered writes do not make a working
+ * set, but a new working set must get in). */
 #define HOT_BRIDGE 16
 #define HOT_BRIDGE_FULL 64
 #define HOT_REFUSED 64
 
+/* How far a gap next to range i may be bridged, beyond HOT_BRIDGE. */
+static uint64_t reach(const struct hot *h, size_t i)
+{
+    uint64_t len = h->end[i] - h->start[i];
+    return len > h->npages / 4 ? len : h->npages / 4;
+}
+
 /* The range page should join: its neighbour within HOT_BRIDGE pages or
- * its length, or, when no range is free, within HOT_BRIDGE_FULL pages or
- * its length; nranges when it starts its own, HOT_RANGES when it may not
+ * its reach, or, when no range is free, within HOT_BRIDGE_FULL pages or
+ * its reach; nranges when it starts its own, HOT_RANGES when it may not
  * join.  *from, *to: the pages to register, page and the gap up to that
  * range. */
 static size_t where(const struct hot *h, uint64_t page, uint64_t *from, uint64_t *to)
@@ -171,8 +179,7 @@ static size_t where(const struct hot *h, uint64_t page, uint64_t *from, uint64_t
     *from = page, *to = page + 1;
     if (best == h->nranges)
         return h->nranges;
-    len = h->end[best] - h->start[best];
-    len = len > h->npages / 4 ? len : h->npages / 4;
+    len = reach(h, best);
     if (gap > HOT_BRIDGE && gap > len && h->nranges < HOT_RANGES)
         return h->nranges;
     if (gap > HOT_BRIDGE_FULL && gap > len)
@@ -213,16 +220,51 @@ static void add(struct hot *h, size_t i, uint64_t from, uint64_t to)
     h->npages += to - from;
 }
 
+/* Registers [from, to) and makes it writable: 0, or a negative errno with
+ * the pages as they were (an unregistered read-only page faults as any
+ * cold page). */
+static int enroll(tm_store *st, uint64_t from, uint64_t to)
+{
+    struct uffd_register_ reg;
+    int r;
+    memset(&reg, 0, sizeof reg);
+    reg.range.start = (uintptr_t)st->base + from * PAGE;
+    reg.range.len = (to - from) * PAGE;
+    reg.mode = UFFDIO_REGISTER_MODE_WP_;
+    if ((r = os_ioctl(st->trk.hot.uffd, UFFDIO_REGISTER_, &reg)) < 0)
+        return r;
+    if ((r = os_mprotect(st->base + from * PAGE, (to - from) * PAGE, PROT_READ | PROT_WRITE)) < 0)
+        (void)os_ioctl(st->trk.hot.uffd, UFFDIO_UNREGISTER_, &reg.range);
+    return r;
+}
+
+/* Ranges whose gap a promotion would bridge (where) become one, gap and
+ * all, as long as the page cap allows: a working set that grew in pieces
+ * ends in one mapping.  A gap that cannot be registered stays a gap. */
+static void join_gaps(tm_store *st)
+{
+    struct hot *h = &st->trk.hot;
+    size_t j = 0;
+    while (j + 1 < h->nranges) {
+        uint64_t gap = h->start[j + 1] - h->end[j];
+        if ((gap <= HOT_BRIDGE || gap <= reach(h, j) || gap <= reach(h, j + 1)) && h->npages + gap <= HOT_PAGES &&
+            enroll(st, h->end[j], h->start[j + 1]) == 0)
+            add(h, j, h->end[j], h->start[j + 1]); /* j and j + 1 are one now */
+        else
+            j++;
+    }
+}
+
 /* In the fault handler: makes page hot, writable and registered, with the
  * gap to its nearest range when it is small or no range is left (the
  * gap's pages are hot too: their writes are tracked, and the commit's
- * scan write-protects them).  1 when done, 0 when the set is full (the
- * caller tracks the page by its fault; the set resets at commit), or a
- * negative errno. */
+ * scan write-protects them), then joins ranges close enough.  1 when
+ * done, 0 when the set is full (the caller tracks the page by its fault;
+ * the set resets at commit), or a negative errno.  The caller takes the
+ * pages made hot out of the kept list (kept_remove_hot). */
 int hot_promote(tm_store *st, uint64_t page)
 {
     struct hot *h = &st->trk.hot;
-    struct uffd_register_ reg;
     uint64_t from, to;
     size_t i = where(h, page, &from, &to);
     int r;
@@ -234,19 +276,10 @@ int hot_promote(tm_store *st, uint64_t page)
         h->reset = 1;
         return 0;
     }
-    memset(&reg, 0, sizeof reg);
-    reg.range.start = (uintptr_t)st->base + from * PAGE;
-    reg.range.len = (to - from) * PAGE;
-    reg.mode = UFFDIO_REGISTER_MODE_WP_;
-    if ((r = os_ioctl(h->uffd, UFFDIO_REGISTER_, &reg)) < 0)
+    if ((r = enroll(st, from, to)) < 0)
         return r;
-    if ((r = os_mprotect(st->base + from * PAGE, (to - from) * PAGE, PROT_READ | PROT_WRITE)) < 0) {
-        /* Still read-only: unregistered again, the page stays cold (an
-         * unregistered read-only page faults as any cold page). */
-        (void)os_ioctl(h->uffd, UFFDIO_UNREGISTER_, &reg.range);
-        return r;
-    }
     add(h, i, from, to);
+    join_gaps(st);
     return 1;
 }
 

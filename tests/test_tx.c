@@ -1064,6 +1064,31 @@ Test(tx, a_working_set_with_gaps_grows_into_one_range)
     TU_OK(tm_close(st));
 }
 
+/* Two ranges join, gap and all, once the hot pages outnumber four times
+ * the gap between them: a working set that grew in pieces ends in one
+ * mapping. */
+Test(tx, ranges_close_enough_join_into_one)
+{
+    tm_store *st = tu_open(tu_path("join.tmf"));
+    char *root = page_root(st, 261 * PAGE);
+    uint64_t pg = (uint64_t)(root - (char *)tm_store_base(st)) / PAGE;
+    make_hot(st, root, 0, 16);
+    make_hot(st, root, 60, 61); /* 44 pages away: a range of its own */
+    cr_assert_eq(st->trk.hot.nranges, track_uses_uffd(st) ? 2 : 0, "%zu ranges", st->trk.hot.nranges);
+    make_hot(st, root, 61, 260); /* 216 hot pages: the gap of 44 joins */
+    cr_assert_eq(st->trk.hot.nranges, track_uses_uffd(st) ? 1 : 0, "%zu ranges", st->trk.hot.nranges);
+    cr_assert_eq(hot_has(st, pg + 30), track_uses_uffd(st));
+    TU_OK(tm_store_begin(st)); /* a write into the joined gap is tracked and committed */
+    root[30 * PAGE + 5] = 42;
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_close(st));
+    st = tu_open(tu_path("join.tmf"));
+    root = page_root(st, 261 * PAGE);
+    cr_assert_eq(root[30 * PAGE + 5], 42);
+    cr_assert_eq(root[259 * PAGE], 2);
+    TU_OK(tm_close(st));
+}
+
 /* A hot set that commits stop changing goes back to cold after HOT_IDLE
  * of them (scattered writes would otherwise pay its scans forever), and
  * its pages keep their last committed bytes.  Without the hot set
