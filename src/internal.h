@@ -155,6 +155,8 @@ enum track_mode {
 #define HOT_PAGES 1024  /* hot pages, each a private copy */
 #define HOT_OPEN 32     /* open pages beyond those written lately, each compared twice a transaction */
 #define HOT_IDLE 64     /* commits that change no hot page, after which the set goes back to cold */
+#define HOT_HOLD 64     /* commits a set that filled up again is kept before it may reset, doubled each time */
+#define HOT_HOLD_MAX 16384
 struct hot {
     int uffd;            /* -1: pages are tracked by their faults alone */
     int reset;           /* the set is full with pages worth adding: demote at commit */
@@ -163,6 +165,8 @@ struct hot {
     int rearmed;         /* this commit's scan write-protected the open pages */
     size_t refused;      /* promotions refused since the last reset: too far from every range */
     size_t idle;         /* commits in a row that changed no hot page */
+    size_t commits;      /* commits since the set last reset */
+    size_t hold;         /* commits before a full set may reset again (hot.c) */
     size_t nranges, npages;
     uint64_t start[HOT_RANGES], end[HOT_RANGES]; /* sorted page ranges [start, end) */
 };

@@ -224,6 +224,7 @@ void track_keep(tm_store *st, size_t npieces)
     size_t n, i = 0, j = 0, k = 0, fresh = 0;
     const uint64_t *d;
     uint64_t *out = t->kept + KEEP_MAX;
+    t->hot.commits++;
     if (t->hot.rearmed) /* set by this commit's settling (hot_list), cleared at begin */
         reopen(st, npieces);
     d = track_copies(st, &n);

@@ -1089,6 +1089,42 @@ Test(tx, ranges_close_enough_join_into_one)
     TU_OK(tm_close(st));
 }
 
+/* A working set larger than the page cap fills the hot set, which resets
+ * so that a new working set can get in; but one that fills it again soon
+ * after is kept ever longer (HOT_HOLD, doubled each reset), not reset
+ * over and over. */
+Test(tx, a_set_that_fills_again_resets_ever_later, .timeout = 120)
+{
+    tm_store *st = tu_open(tu_path("full.tmf"));
+    size_t npages = HOT_PAGES + HOT_PAGES / 2;
+    char *root = page_root(st, (npages + 1) * PAGE);
+    uint64_t x = 88172645463325252ull, last = 0, gap_min = UINT64_MAX;
+    int resets = 0;
+    for (uint64_t c = 1; c <= 3000; c++) {
+        size_t before = st->trk.hot.npages;
+        TU_OK(tm_store_begin(st));
+        for (int j = 0; j < 8; j++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            root[(x % npages) * PAGE] = (char)c;
+        }
+        TU_OK(tm_store_commit(st));
+        if (before >= HOT_PAGES / 2 && st->trk.hot.npages == 0) { /* a reset */
+            if (resets++)
+                gap_min = c - last < gap_min ? c - last : gap_min;
+            last = c;
+        }
+    }
+    if (!track_uses_uffd(st)) {
+        cr_assert_eq(resets, 0);
+        TU_OK(tm_close(st));
+        return;
+    }
+    cr_assert_geq(resets, 2, "%d resets", resets);
+    cr_assert_leq(resets, 6, "%d resets in 3000 commits", resets);
+    cr_assert_geq(gap_min, HOT_HOLD, "resets %llu commits apart", (unsigned long long)gap_min);
+    TU_OK(tm_close(st));
+}
+
 /* A hot set that commits stop changing goes back to cold after HOT_IDLE
  * of them (scattered writes would otherwise pay its scans forever), and
  * its pages keep their last committed bytes.  Without the hot set
