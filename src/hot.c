@@ -108,7 +108,7 @@ int hot_open(tm_store *st)
         hot_close(st);
         return r == -ENOTTY || r == -EINVAL ? -ENOSYS : r;
     }
-    h->nranges = h->npages = h->refused = h->idle = h->commits = h->hold = 0;
+    h->nranges = h->npages = h->refused = h->idle = h->commits = h->hold = h->window = h->hits = h->quiet = 0;
     h->reset = 0;
     return 0;
 }
@@ -285,6 +285,8 @@ int hot_promote(tm_store *st, uint64_t page)
     uint64_t from, to;
     size_t i = where(h, page, &from, &to);
     int r;
+    if (h->commits < h->quiet) /* resting after a retirement for little use (track.c) */
+        return 0;
     if (i == HOT_RANGES) {
         if (++h->refused >= HOT_REFUSED)
             may_reset(h);
@@ -391,7 +393,8 @@ int hot_demote(tm_store *st)
             r = e;
         (void)os_madvise((void *)(uintptr_t)g.start, g.len, MADV_DONTNEED);
     }
-    h->nranges = h->npages = h->refused = h->stay = h->open = h->idle = h->commits = 0; /* the hold stays */
+    h->nranges = h->npages = h->refused = h->stay = h->open = h->idle = h->commits = h->window = h->hits = 0;
+    /* the hold and the quiet stay */
     h->reset = 0;
     return r;
 }

@@ -157,6 +157,7 @@ enum track_mode {
 #define HOT_IDLE 64     /* commits that change no hot page, after which the set goes back to cold */
 #define HOT_HOLD 64     /* commits a set that filled up again is kept before it may reset, doubled each time */
 #define HOT_HOLD_MAX 16384
+#define HOT_WINDOW 64   /* commits over which a large set's use is judged */
 struct hot {
     int uffd;            /* -1: pages are tracked by their faults alone */
     int reset;           /* the set is full with pages worth adding: demote at commit */
@@ -167,6 +168,8 @@ struct hot {
     size_t idle;         /* commits in a row that changed no hot page */
     size_t commits;      /* commits since the set last reset */
     size_t hold;         /* commits before a full set may reset again (hot.c) */
+    size_t window, hits; /* commits in this window of HOT_WINDOW, and those that changed a hot page */
+    size_t quiet;        /* commits after a retirement for little use without promotions (track.c) */
     size_t nranges, npages;
     uint64_t start[HOT_RANGES], end[HOT_RANGES]; /* sorted page ranges [start, end) */
 };

@@ -195,19 +195,35 @@ static void reopen(tm_store *st, size_t npieces)
 
 /* A hot set that HOT_IDLE commits in a row did not change costs each
  * transaction two scans for nothing (scattered writes promote a page now
- * and then, and seldom come back to it): it goes back to cold.  Its pages
- * hold the committed bytes; the kept list holds none of them. */
-static void retire_idle(tm_store *st, size_t npieces)
+ * and then, and seldom come back to it): it goes back to cold.  So does a
+ * large set (half the page cap or more) that fewer than half the commits
+ * of a window of HOT_WINDOW changed: a working set too large for the cap,
+ * of which the set holds only a part.  Its scans and compared pages cost
+ * each transaction about what a hit saves (a hot write fault in place of
+ * a SIGSEGV and two mprotect calls: measured on a virtual machine, the
+ * hot set broke even at 65% of commits and cost 30% more than none at
+ * 16%), so after such a retirement no page is promoted for h->quiet
+ * commits, HOT_HOLD at first and doubled at each one (to HOT_HOLD_MAX).
+ * Its pages hold the committed bytes; the kept list holds none of them. */
+static void retire(tm_store *st, size_t npieces)
 {
     struct hot *h = &st->trk.hot;
     size_t i;
+    int little = 0;
     for (i = 0; i < npieces; i++) {
         const struct log_piece *p = &st->pieces[i];
         if (hot_has(st, p->g.off / PAGE) || hot_has(st, (p->g.off + p->g.len - 1) / PAGE))
             break;
     }
     h->idle = i < npieces ? 0 : h->idle + 1;
-    if (h->idle >= HOT_IDLE) /* on failure pages stay writable with the file's bytes (track_drop) */
+    h->hits += i < npieces;
+    if (++h->window == HOT_WINDOW) {
+        little = h->npages >= HOT_PAGES / 2 && h->hits < HOT_WINDOW / 2;
+        h->window = h->hits = 0;
+    }
+    if (little)
+        h->quiet = !h->quiet ? HOT_HOLD : h->quiet < HOT_HOLD_MAX ? 2 * h->quiet : HOT_HOLD_MAX;
+    if (h->idle >= HOT_IDLE || little) /* on failure pages stay writable with the file's bytes (track_drop) */
         (void)hot_demote(st);
 }
 
@@ -258,7 +274,7 @@ void track_keep(tm_store *st, size_t npieces)
     memcpy(t->kept, out, k * sizeof *out);
     t->nkept = k;
     if (t->hot.nranges)
-        retire_idle(st, npieces);
+        retire(st, npieces);
 }
 
 /* Write-protects the listed pages again and drops every private copy: the
