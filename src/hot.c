@@ -21,10 +21,12 @@
  * the last of HOT_REFUSED pages too far from every range, marks the set
  * for a reset: its commit demotes every hot page (unregistered, read-only,
  * copy dropped), and the next working set forms; but a set that fills
- * again soon after a reset is kept longer each time (may_reset).  A set that HOT_IDLE
- * commits in a row left unchanged is demoted too (track.c): scattered
- * writes promote a page now and then, and the two scans a transaction
- * makes of an idle set cost it more than the pages' cold faults would.
+ * again soon after a reset is kept longer each time (may_reset).  A set
+ * that HOT_IDLE commits in a row left unchanged is demoted too (track.c):
+ * scattered writes promote a page now and then, and the two scans a
+ * transaction makes of an idle set cost it more than the pages' cold
+ * faults would.  So is a large set that few commits change, and then no
+ * page is promoted for a while (track.c, retire).
  *
  * A hot page stays writable outside transactions.  A stray write to it
  * lands in the private copy, never in the file, and the scan at the next
@@ -234,7 +236,7 @@ static void may_reset(struct hot *h)
     if (h->reset || h->commits < h->hold)
         return;
     h->reset = 1;
-    h->hold = !h->hold ? HOT_HOLD : h->hold < HOT_HOLD_MAX ? 2 * h->hold : HOT_HOLD_MAX;
+    h->hold = hot_longer(h->hold);
 }
 
 /* Registers [from, to) and makes it writable: 0, or a negative errno with
@@ -276,18 +278,18 @@ static void join_gaps(tm_store *st)
  * gap to its nearest range when it is small or no range is left (the
  * gap's pages are hot too: their writes are tracked, and the commit's
  * scan write-protects them), then joins ranges close enough.  1 when
- * done, 0 when the set is full (the caller tracks the page by its fault;
- * the set resets at commit), or a negative errno.  The caller takes the
+ * done, 0 when the set is full or resting (the caller tracks the page by
+ * its fault; a full set may reset at commit), or a negative errno.  The caller takes the
  * pages made hot out of the kept list (kept_remove_hot). */
 int hot_promote(tm_store *st, uint64_t page)
 {
     struct hot *h = &st->trk.hot;
     uint64_t from, to;
-    size_t i = where(h, page, &from, &to);
+    size_t i;
     int r;
     if (h->commits < h->quiet) /* resting after a retirement for little use (track.c) */
         return 0;
-    if (i == HOT_RANGES) {
+    if ((i = where(h, page, &from, &to)) == HOT_RANGES) {
         if (++h->refused >= HOT_REFUSED)
             may_reset(h);
         return 0;

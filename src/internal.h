@@ -121,6 +121,8 @@ struct tm_shared {
     _Atomic uint32_t leave_seq;   /* bumped when a reader leaves while a writer waits (futex) */
     _Atomic uint32_t writer_waits;
     char boot[36];                /* the system's boot id when it was set up */
+    _Atomic int32_t writer_pid;   /* the writer's process and thread, set once it holds */
+    _Atomic int32_t writer_tid;   /* the mutex (lock.c, unstick) */
 };
 
 #define LOCK_READERS 1024 /* reader slots: threads reading a store at once */
@@ -158,6 +160,11 @@ enum track_mode {
 #define HOT_HOLD 64     /* commits a set that filled up again is kept before it may reset, doubled each time */
 #define HOT_HOLD_MAX 16384
 #define HOT_WINDOW 64   /* commits over which a large set's use is judged */
+/* The next wait of HOT_HOLD, doubled up to HOT_HOLD_MAX, after wait. */
+static inline size_t hot_longer(size_t wait)
+{
+    return !wait ? HOT_HOLD : wait < HOT_HOLD_MAX ? 2 * wait : HOT_HOLD_MAX;
+}
 struct hot {
     int uffd;            /* -1: pages are tracked by their faults alone */
     int reset;           /* the set is full with pages worth adding: demote at commit */
@@ -374,7 +381,6 @@ int lock_revive(struct tm_locks *lk);
 int lock_writer(struct tm_locks *lk);
 int lock_writer_try(struct tm_locks *lk);
 void lock_writer_release(struct tm_locks *lk);
-int lock_probe_writer(const char *lock_path);
 /* Readers of every process out while a commit writes the store file. */
 void lock_apply_begin(struct tm_locks *lk);
 void lock_apply_end(struct tm_locks *lk);

@@ -41,11 +41,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/futex.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -386,11 +388,59 @@ static void wait_own_readers(struct tm_locks *lk)
     lk->own_waits = 0;
 }
 
+/* The kernel releases a robust mutex whose holder dies (FUTEX_OWNER_DIED,
+ * then EOWNERDEAD to a waiter), but gives up when the dying process must
+ * fault the word's page in with SIGKILL pending (a lock file page that
+ * write-back made read-only): the mutex stays held by the dead.  So a
+ * waiter looks every STUCK_NS: when the word names the holder recorded in
+ * the lock file and its process holds no LF_PID lock, it does what the
+ * kernel would have.  A holder that died before recording itself is not
+ * judged (it cannot be told from one of another PID namespace). */
+static void unstick(struct tm_locks *lk)
+{
+#ifdef __GLIBC__
+    int *word = &lk->sh->writer.__data.__lock, w = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+    pid_t tid = w & FUTEX_TID_MASK, pid = lk->sh->writer_pid;
+    if (!tid || (w & FUTEX_OWNER_DIED) || tid != lk->sh->writer_tid ||
+        (pid == lk->pid ? thread_alive(pid, tid) : os_lock_held(lk->lock_fd, LF_PID + pid, F_WRLCK) != 0))
+        return;
+    if (__atomic_compare_exchange_n(word, &w, (w & FUTEX_WAITERS) | FUTEX_OWNER_DIED, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
+        os_futex_wake((_Atomic uint32_t *)word, INT_MAX, 1);
+#else
+    (void)lk;
+#endif
+}
+
+/* pthread_mutex_lock, with a look at the holder every STUCK_NS (of the
+ * real-time clock, which every sanitizer knows the timed lock of). */
+static int lock_robust(struct tm_locks *lk)
+{
+    struct timespec t;
+    int r;
+    do {
+        clock_gettime(CLOCK_REALTIME, &t);
+        t.tv_sec += (t.tv_nsec + STUCK_NS) / 1000000000l;
+        t.tv_nsec = (t.tv_nsec + STUCK_NS) % 1000000000l;
+        if ((r = pthread_mutex_timedlock(&lk->sh->writer, &t)) == ETIMEDOUT)
+            unstick(lk);
+    } while (r == ETIMEDOUT);
+    return r;
+}
+
 /* Takes the robust mutex: 1 when its last holder died (heal), 0, or a
  * negative errno. */
 static int take(struct tm_locks *lk, int wait)
 {
-    int r = wait ? pthread_mutex_lock(&lk->sh->writer) : pthread_mutex_trylock(&lk->sh->writer);
+    int r = wait ? lock_robust(lk) : pthread_mutex_trylock(&lk->sh->writer);
+    if (r == EBUSY) { /* perhaps held by the dead */
+        unstick(lk);
+        r = pthread_mutex_trylock(&lk->sh->writer);
+    }
+    if (r == 0 || r == EOWNERDEAD) {
+        lk->sh->writer_pid = lk->pid;
+        lk->sh->writer_tid = (int32_t)os_tid();
+    }
     if (r == EOWNERDEAD) {
         pthread_mutex_consistent(&lk->sh->writer);
         return 1;
@@ -427,29 +477,6 @@ void lock_writer_release(struct tm_locks *lk)
     if (atomic_load(&lk->local_waiters))
         os_futex_wake(&lk->local_writer, INT_MAX, 0);
     pthread_mutex_unlock(&lk->sh->writer);
-}
-
-/* From another process (tests): whether a writer holds the store's lock
- * file at path.  1, 0 or a negative errno. */
-int lock_probe_writer(const char *path)
-{
-    struct tm_shared *sh;
-    int fd = os_open(path, O_RDWR, 0), r;
-    void *m;
-    if (fd < 0)
-        return fd;
-    m = os_mmap(NULL, SHARED_LEN, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    os_close(fd);
-    if (os_map_failed(m))
-        return (int)(intptr_t)m;
-    sh = m;
-    r = pthread_mutex_trylock(&sh->writer);
-    if (r == EOWNERDEAD)
-        pthread_mutex_consistent(&sh->writer);
-    if (r == 0 || r == EOWNERDEAD)
-        pthread_mutex_unlock(&sh->writer);
-    os_munmap(m, SHARED_LEN);
-    return r == EBUSY;
 }
 
 /* ---- applying ---- */

@@ -222,7 +222,7 @@ static void retire(tm_store *st, size_t npieces)
         h->window = h->hits = 0;
     }
     if (little)
-        h->quiet = !h->quiet ? HOT_HOLD : h->quiet < HOT_HOLD_MAX ? 2 * h->quiet : HOT_HOLD_MAX;
+        h->quiet = hot_longer(h->quiet);
     if (h->idle >= HOT_IDLE || little) /* on failure pages stay writable with the file's bytes (track_drop) */
         (void)hot_demote(st);
 }

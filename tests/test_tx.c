@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -485,6 +487,45 @@ static void reader_process(tm_store *st)
     if (last == first) /* the writer made progress that this reader saw */
         _exit(12);
     _exit(0);
+}
+
+/* The kernel releases a robust mutex whose holder dies, unless it cannot
+ * (the dying process faults on the mutex's page with SIGKILL pending, or,
+ * as here, it has no robust list): the next writer still gets in, within
+ * moments, and heals the dead writer's transaction away. */
+Test(tx, a_writer_whose_death_the_kernel_missed_does_not_wedge_the_store, .timeout = 30)
+{
+    const char *path = tu_path("missed.tmf");
+    tm_store *st = tu_open(path);
+    uint64_t *root = tm_store_root(st, 64);
+    TU_OK(tm_store_begin(st));
+    root[0] = 1;
+    TU_OK(tm_store_commit(st));
+    pid_t pid = fork(); /* the handle stays open here: the lock file is not started afresh */
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        tm_options o = tu_opts(TM_SYNC_FULL);
+        tm_close(st); /* the inherited handle */
+        if (tm_open(path, &o, &st) != 0 || !(root = tm_store_root(st, 64)) || tm_store_begin(st) != 0)
+            _exit(90);
+        root[0] = 2; /* never committed */
+        if (syscall(SYS_set_robust_list, NULL, sizeof(struct robust_list_head)) != 0)
+            _exit(91);
+        _exit(0); /* holding the writer's mutex, which the kernel now leaves held */
+    }
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+    double t0 = now();
+    TU_OK(tm_store_begin(st));
+    cr_assert_lt(now() - t0, 5.0);
+    cr_assert_eq(root[0], 1);
+    root[0] = 3;
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_close(st));
+    st = tu_open(path);
+    cr_assert_eq(((uint64_t *)tm_store_root(st, 64))[0], 3);
+    TU_OK(tm_close(st));
 }
 
 Test(tx, reader_process_never_sees_a_half_applied_commit, .timeout = 60)

@@ -6,7 +6,9 @@
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -113,14 +115,25 @@ int tu_run_child(void (*fn)(void *), void *arg, char *errbuf, size_t len)
     return status;
 }
 
+/* In a child: exits 0 when a writer holds the store's mutex (the lock
+ * file's header, struct tm_shared), 1 when none does, 2 on error. */
 static void probe_writer_lock(void *arg)
 {
     char lock[4096];
-    int held;
+    struct tm_shared *sh;
+    int fd, r;
     snprintf(lock, sizeof lock, "%s.lock", (const char *)arg);
-    if ((held = lock_probe_writer(lock)) < 0)
+    if ((fd = open(lock, O_RDWR)) < 0)
         _exit(2);
-    _exit(held ? 0 : 1);
+    sh = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (sh == MAP_FAILED)
+        _exit(2);
+    r = pthread_mutex_trylock(&sh->writer);
+    if (r == EOWNERDEAD)
+        pthread_mutex_consistent(&sh->writer);
+    if (r == 0 || r == EOWNERDEAD)
+        pthread_mutex_unlock(&sh->writer);
+    _exit(r == EBUSY ? 0 : 1);
 }
 
 int tu_writer_lock_held(const char *path)
