@@ -146,34 +146,33 @@ int hot_has(const tm_store *st, uint64_t page)
  * mapping: 0.1-0.2 us to read it, and 15-20 us (measured on a virtual
  * machine) to write-protect pages again in it, a TLB flush each.  So a
  * page joins a range within HOT_BRIDGE pages, within the range's own
- * length, or within a quarter of the hot pages (reach), and two ranges
+ * length, or within a quarter of the hot pages (within), and two ranges
  * that close join (join_gaps): a working set spread over a heap grows
  * into one mapping, while pages written now and then far apart, each a
  * range of one page in a small set, bridge little.  Once the ranges are
  * used up, a page joins the nearest one across at most HOT_BRIDGE_FULL
- * pages or that reach; farther pages stay cold, and after HOT_REFUSED of
- * them the set resets at commit (scattered writes do not make a working
- * set, but a new working set must get in). */
+ * pages, its length or that quarter; farther pages stay cold, and after
+ * HOT_REFUSED of them the set resets at commit (scattered writes do not
+ * make a working set, but a new working set must get in). */
 #define HOT_BRIDGE 16
 #define HOT_BRIDGE_FULL 64
 #define HOT_REFUSED 64
 
-/* How far a gap next to range i may be bridged, beyond HOT_BRIDGE. */
-static uint64_t reach(const struct hot *h, size_t i)
+/* Whether a gap of gap pages next to range i may be bridged: within
+ * bridge pages, the range's length or a quarter of the hot pages. */
+static int within(const struct hot *h, size_t i, uint64_t gap, uint64_t bridge)
 {
-    uint64_t len = h->end[i] - h->start[i];
-    return len > h->npages / 4 ? len : h->npages / 4;
+    return gap <= bridge || gap <= h->end[i] - h->start[i] || gap <= h->npages / 4;
 }
 
-/* The range page should join: its neighbour within HOT_BRIDGE pages or
- * its reach, or, when no range is free, within HOT_BRIDGE_FULL pages or
- * its reach; nranges when it starts its own, HOT_RANGES when it may not
- * join.  *from, *to: the pages to register, page and the gap up to that
- * range. */
+/* The range page should join: its nearest, within(HOT_BRIDGE), or, when
+ * no range is free, within(HOT_BRIDGE_FULL); nranges when it starts its
+ * own, HOT_RANGES when it may not join.  *from, *to: the pages to
+ * register, page and the gap up to that range. */
 static size_t where(const struct hot *h, uint64_t page, uint64_t *from, uint64_t *to)
 {
     size_t i, best = h->nranges;
-    uint64_t gap = UINT64_MAX, g, len;
+    uint64_t gap = UINT64_MAX, g;
     for (i = 0; i < h->nranges; i++) {
         g = page < h->start[i] ? h->start[i] - page : page - h->end[i] + 1;
         if (g < gap)
@@ -182,10 +181,9 @@ static size_t where(const struct hot *h, uint64_t page, uint64_t *from, uint64_t
     *from = page, *to = page + 1;
     if (best == h->nranges)
         return h->nranges;
-    len = reach(h, best);
-    if (gap > HOT_BRIDGE && gap > len && h->nranges < HOT_RANGES)
+    if (!within(h, best, gap, HOT_BRIDGE) && h->nranges < HOT_RANGES)
         return h->nranges;
-    if (gap > HOT_BRIDGE_FULL && gap > len)
+    if (!within(h, best, gap, HOT_BRIDGE_FULL))
         return HOT_RANGES;
     if (page < h->start[best])
         *to = h->start[best];
@@ -266,7 +264,7 @@ static void join_gaps(tm_store *st)
     size_t j = 0;
     while (j + 1 < h->nranges) {
         uint64_t gap = h->start[j + 1] - h->end[j];
-        if ((gap <= HOT_BRIDGE || gap <= reach(h, j) || gap <= reach(h, j + 1)) && h->npages + gap <= HOT_PAGES &&
+        if ((within(h, j, gap, HOT_BRIDGE) || within(h, j + 1, gap, HOT_BRIDGE)) && h->npages + gap <= HOT_PAGES &&
             enroll(st, h->end[j], h->start[j + 1]) == 0)
             add(h, j, h->end[j], h->start[j + 1]); /* j and j + 1 are one now */
         else

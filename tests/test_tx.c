@@ -1307,13 +1307,7 @@ Test(tx, open_pages_stay_few_after_a_wide_commit)
     tm_store *st = tu_open(tu_path("wide.tmf"));
     char *root = page_root(st, (WIDE + 1) * PAGE);
     tm_stats_t s0, s1;
-    for (int round = 0; round < 2; round++) /* kept, then hot: 8 pages a transaction, never bulk */
-        for (int k = 0; k < WIDE; k += 8) {
-            TU_OK(tm_store_begin(st));
-            for (int j = k; j < k + 8; j++)
-                root[(size_t)j * PAGE] = (char)(round + 1);
-            TU_OK(tm_store_commit(st));
-        }
+    make_hot(st, root, 0, WIDE);
     cr_assert_eq(st->trk.mode, TRACK_PAGES);
     cr_assert(!track_uses_uffd(st) || st->trk.hot.npages >= WIDE, "%zu hot pages", st->trk.hot.npages);
     TU_OK(tm_store_begin(st)); /* the wide commit: every hot page, whole */
