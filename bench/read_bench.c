@@ -21,18 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_lmdb.h"
 #include "bench_tx.h"
 #include "tmfalloc.h"
 
 #define MAX_ROUNDS 32
 #define MAX_THREADS 64
-
-#define CHECK(call)                                  \
-    do {                                             \
-        int rc_ = (call);                            \
-        if (rc_)                                     \
-            die(#call, mdb_strerror(rc_));           \
-    } while (0)
 
 enum { TMF, LMDB_BEGIN, LMDB_RENEW, NSYS };
 static const char *sys_name[NSYS] = {"tmfalloc read tx", "LMDB begin/get/abort", "LMDB renew/get/reset"};
@@ -148,12 +142,7 @@ static void setup(const char *dir)
     if ((r = tm_commit()) != 0)
         die("tm_commit", tm_strerror(r));
     snprintf(path, sizeof path, "%s/read", dir);
-    CHECK(mdb_env_create(&env));
-    CHECK(mdb_env_set_mapsize(env, (size_t)64 << 20));
-    CHECK(mdb_env_set_maxreaders(env, 2 * MAX_THREADS + 2));
-    CHECK(mdb_env_open(env, path, MDB_NOSYNC, 0600));
-    CHECK(mdb_txn_begin(env, NULL, 0, &txn));
-    CHECK(mdb_dbi_open(txn, NULL, 0, &dbi));
+    env = lmdb_open(path, (size_t)64 << 20, MDB_NOSYNC, 2 * MAX_THREADS + 2, &txn, &dbi);
     CHECK(mdb_put(txn, dbi, &k, &v, 0));
     CHECK(mdb_txn_commit(txn));
 }

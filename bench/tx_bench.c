@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_lmdb.h"
 #include "bench_tx.h"
 #include "tmfalloc.h"
 
@@ -138,13 +139,6 @@ static struct result tmf_run(int insert, tm_sync sync, int n)
 
 /* ---- LMDB ---- */
 
-#define CHECK(call)                                  \
-    do {                                             \
-        int rc_ = (call);                            \
-        if (rc_)                                     \
-            die(#call, mdb_strerror(rc_));           \
-    } while (0)
-
 /* Nonzero when this process has a descriptor on path open with O_DSYNC:
  * LMDB's meta-page descriptor (me_mfd), whose writes are synchronous and
  * therefore a second sync per commit that the wrappers above cannot count. */
@@ -189,24 +183,14 @@ static struct result lmdb_run(int insert, int nosync, int n)
     uint64_t key;
     struct result res;
     snprintf(path, sizeof path, "%s/run", dir);
-    CHECK(mdb_env_create(&env));
-    CHECK(mdb_env_set_mapsize(env, (size_t)4 << 30));
-    CHECK(mdb_env_open(env, path, nosync ? MDB_NOSYNC : 0, 0600));
+    env = lmdb_open(path, (size_t)4 << 30, nosync ? MDB_NOSYNC : 0, 0, &txn, &dbi);
     if (!nosync && lmdb_dsync < 0) {
         char data[4300], real[PATH_MAX];
         snprintf(data, sizeof data, "%s/data.mdb", path);
         lmdb_dsync = realpath(data, real) ? dsync_fd_on(real) : 0;
     }
-    CHECK(mdb_txn_begin(env, NULL, 0, &txn));
-    CHECK(mdb_dbi_open(txn, NULL, 0, &dbi));
-    if (!insert) { /* the 10,000 records, in one transaction */
-        for (key = 0; key < NREC; key++) {
-            k.mv_size = sizeof key, k.mv_data = &key;
-            v.mv_size = sizeof val, v.mv_data = val;
-            memset(val, 0, sizeof val);
-            CHECK(mdb_put(txn, dbi, &k, &v, 0));
-        }
-    }
+    if (!insert) /* the 10,000 records, in the first transaction */
+        lmdb_fill(txn, dbi, NREC, sizeof val);
     CHECK(mdb_txn_commit(txn));
     long s0 = n_syncs;
     double t = now();

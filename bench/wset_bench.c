@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_lmdb.h"
 #include "bench_tx.h"
 #include "tmfalloc.h"
 
@@ -103,13 +104,6 @@ static struct result tmf_run(size_t mib, long n)
     return res;
 }
 
-#define CHECK(call)                                  \
-    do {                                             \
-        int rc_ = (call);                            \
-        if (rc_)                                     \
-            die(#call, mdb_strerror(rc_));           \
-    } while (0)
-
 static struct result lmdb_run(long n)
 {
     char path[4200], val[64];
@@ -119,17 +113,8 @@ static struct result lmdb_run(long n)
     MDB_val k, v;
     uint64_t key, counter_key = UINT64_MAX, c;
     snprintf(path, sizeof path, "%s/wset", dir);
-    CHECK(mdb_env_create(&env));
-    CHECK(mdb_env_set_mapsize(env, (size_t)1 << 30));
-    CHECK(mdb_env_open(env, path, MDB_NOSYNC, 0600));
-    CHECK(mdb_txn_begin(env, NULL, 0, &txn));
-    CHECK(mdb_dbi_open(txn, NULL, 0, &dbi));
-    memset(val, 0, sizeof val);
-    for (key = 0; key < NREC; key++) {
-        k.mv_size = sizeof key, k.mv_data = &key;
-        v.mv_size = sizeof val, v.mv_data = val;
-        CHECK(mdb_put(txn, dbi, &k, &v, 0));
-    }
+    env = lmdb_open(path, (size_t)1 << 30, MDB_NOSYNC, 0, &txn, &dbi);
+    lmdb_fill(txn, dbi, NREC, sizeof val);
     c = 0;
     k.mv_size = sizeof counter_key, k.mv_data = &counter_key;
     v.mv_size = sizeof c, v.mv_data = &c;
