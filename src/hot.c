@@ -250,8 +250,13 @@ static int enroll(tm_store *st, uint64_t from, uint64_t to)
     reg.mode = UFFDIO_REGISTER_MODE_WP_;
     if ((r = os_ioctl(st->trk.hot.uffd, UFFDIO_REGISTER_, &reg)) < 0)
         return r;
-    if ((r = os_mprotect(st->base + from * PAGE, (to - from) * PAGE, PROT_READ | PROT_WRITE)) < 0)
+    if ((r = os_mprotect(st->base + from * PAGE, (to - from) * PAGE, PROT_READ | PROT_WRITE)) < 0) {
+        /* It may have made some of the range's mappings writable before
+         * failing: a writable page that is neither hot nor cold would
+         * take writes no commit lists. */
+        (void)os_mprotect(st->base + from * PAGE, (to - from) * PAGE, PROT_READ);
         (void)os_ioctl(st->trk.hot.uffd, UFFDIO_UNREGISTER_, &reg.range);
+    }
     return r;
 }
 
@@ -377,23 +382,30 @@ void hot_drop(tm_store *st)
         (void)os_madvise(st->base + h->start[i] * PAGE, (h->end[i] - h->start[i]) * PAGE, MADV_DONTNEED);
 }
 
-/* Every hot page back to cold: unregistered, read-only, copy dropped (the
- * caller has listed the written ones first).  A failure leaves pages
- * writable but holding the file's bytes: a stray write would land in a
- * copy no commit logs, and the store is poisoned by the caller. */
+/* Every hot page back to cold: read-only, unregistered, copy dropped (the
+ * caller has listed the written ones first).  A range that cannot be made
+ * read-only stays hot, registered and scanned: writable pages that no scan
+ * covers would take writes no commit lists.  (One left registered when
+ * read-only is harmless: its writes fault as a cold page's.) */
 int hot_demote(tm_store *st)
 {
     struct hot *h = &st->trk.hot;
+    size_t i, k = 0;
     int r = 0, e;
-    for (size_t i = 0; i < h->nranges; i++) {
+    for (i = 0; i < h->nranges; i++) {
         struct uffd_range_ g = {(uintptr_t)st->base + h->start[i] * PAGE, (h->end[i] - h->start[i]) * PAGE};
-        if ((e = os_ioctl(h->uffd, UFFDIO_UNREGISTER_, &g)) < 0 && !r)
-            r = e;
-        if ((e = os_mprotect((void *)(uintptr_t)g.start, g.len, PROT_READ)) < 0 && !r)
-            r = e;
+        if ((e = os_mprotect((void *)(uintptr_t)g.start, g.len, PROT_READ)) < 0) {
+            r = r ? r : e;
+            h->start[k] = h->start[i], h->end[k++] = h->end[i];
+            continue;
+        }
+        (void)os_ioctl(h->uffd, UFFDIO_UNREGISTER_, &g);
         (void)os_madvise((void *)(uintptr_t)g.start, g.len, MADV_DONTNEED);
     }
-    h->nranges = h->npages = h->refused = h->stay = h->open = h->idle = h->commits = h->window = h->hits = 0;
+    h->nranges = k;
+    for (h->npages = 0, i = 0; i < k; i++)
+        h->npages += h->end[i] - h->start[i];
+    h->refused = h->stay = h->open = h->idle = h->commits = h->window = h->hits = 0;
     /* the hold and the quiet stay */
     h->reset = 0;
     return r;

@@ -35,8 +35,8 @@
  * Layers (a file calls only into its own layer or those below it):
  *   1  os.c                          system calls (os.h)
  *   2  checksum.c format.c route.c   on-disk format (format.h), routing (route.h)
- *   3  log.c replay.c lock.c registry.c pagemap.c hot.c kept.c track.c diff.c
- *      modules.c
+ *   3  log.c replay.c lock.c robust.c registry.c pagemap.c hot.c kept.c track.c
+ *      diff.c modules.c
  *   4  store.c checkpoint.c          files, mapping, growth, recovery
  *   5  heap.c heap_smap.c heap_large.c heap_bins.c heap_check.c
  *      fault.c
@@ -121,8 +121,12 @@ struct tm_shared {
     _Atomic uint32_t leave_seq;   /* bumped when a reader leaves while a writer waits (futex) */
     _Atomic uint32_t writer_waits;
     char boot[36];                /* the system's boot id when it was set up */
-    _Atomic int32_t writer_pid;   /* the writer's process and thread, set once it holds */
-    _Atomic int32_t writer_tid;   /* the mutex (lock.c, unstick) */
+    /* The writer holding the mutex (lock.c, unstick): who is the count of
+     * holders recorded << 32 | the holder's thread, 0 when none is, set
+     * after pid and mark once it holds the mutex, cleared before it lets go. */
+    _Atomic uint64_t writer_who;
+    _Atomic uint64_t writer_mark; /* the holder's handle (tm_locks.mark) */
+    _Atomic int32_t writer_pid;   /* its process, as its own PID namespace numbers it */
 };
 
 #define LOCK_READERS 1024 /* reader slots: threads reading a store at once */
@@ -136,6 +140,7 @@ struct tm_locks {
     int idx;                      /* the handle's registry slot */
     unsigned gen;                 /* unique per handle and process */
     pid_t pid;
+    uint64_t mark;                /* random, per handle and process: unlike pid, the same in every PID namespace */
     _Atomic uint32_t local_writer;  /* this process's writer is in (futex word) */
     _Atomic uint32_t local_waiters; /* readers asleep on local_writer, or about to be */
     _Atomic uint32_t own_leave;   /* bumped when a reader leaves while local_writer waits */
@@ -390,6 +395,16 @@ int lock_read_enter(struct tm_locks *lk);
 void lock_read_enter_writer(struct tm_locks *lk);
 void lock_read_leave(struct tm_locks *lk);
 unsigned lock_readers_inside(struct tm_locks *lk);
+
+/* ---- 3: robust.c: the writer's mutex ---- */
+#define LF_PID ((off_t)1 << 32) /* lock file byte LF_PID + pid: read-locked by each process attached */
+#define STUCK_NS 20000000l      /* a reader or writer that long in the way may be dead */
+/* lock_writer's taking and letting go of the mutex itself. */
+int robust_take(struct tm_locks *lk, int wait);
+void robust_release(struct tm_locks *lk);
+/* Whether a thread tid of the handle marked mark, in process pid (as its
+ * PID namespace numbers it), may be alive. */
+int lock_holder_alive(const struct tm_locks *lk, uint64_t mark, pid_t pid, pid_t tid);
 
 /* ---- 3: registry.c ---- */
 extern tm_store *_Atomic store_registry[MAX_STORES];

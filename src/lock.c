@@ -37,6 +37,12 @@
  *   lock file, LF_PID + pid   shared by every process attached: a writer
  *                             waiting on a reader slot of a dead process
  *                             finds it unlocked and frees the slot.
+ *
+ * Processes in different PID namespaces may share a store, and two of
+ * them may have the same pid.  So a reader slot and the writer's record
+ * name their handle by a random mark as well (tm_locks.mark): only the
+ * mark says that a slot or the mutex is this process's, and LF_PID + pid
+ * only that some process with that pid is alive.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -54,20 +60,19 @@
 
 enum { LOCK_OPEN = 0, LOCK_DETACHED = 3 };
 enum { LF_INIT = 0, LF_USERS = 1 };
-#define LF_PID ((off_t)1 << 32)
 
 #define LOCK_MAGIC 0x4b434f4c464d54ull /* "TMFLOCK" */
-#define LOCK_VERSION 1u
+#define LOCK_VERSION 2u
 #define SHARED_HDR 4096u
 #define NREADERS ((unsigned)LOCK_READERS)
 #define SHARED_LEN (SHARED_HDR + NREADERS * sizeof(struct reader))
-#define STUCK_NS 20000000l /* a reader or writer that long in the way may be dead */
 
 struct reader {
     _Atomic uint32_t active; /* inside a read transaction */
     _Atomic int32_t pid;     /* owning process; 0: free */
     _Atomic int32_t tid;
-    uint8_t pad[52];
+    _Atomic uint64_t mark;   /* the owning handle's, set before the slot is first active */
+    uint8_t pad[40];
 };
 _Static_assert(sizeof(struct reader) == 64, "a reader slot is one cache line");
 _Static_assert(sizeof(struct tm_shared) <= SHARED_HDR, "the shared header fits its page");
@@ -171,13 +176,21 @@ static int attach_detached(struct tm_locks *lk, uint64_t store_id, int *fresh)
     return reset(lk, store_id, 0);
 }
 
-/* Clears the slots a process of our pid left behind: pids are reused. */
-static void free_stale_slots(struct tm_locks *lk)
+/* Clears the slots of this handle, or with others, those a process of our
+ * pid left behind (pids are reused), unless a process of that pid in
+ * another PID namespace is alive: their slots cannot be told apart. */
+static void free_slots(struct tm_locks *lk, int own)
 {
     struct reader *rd = readers(lk);
-    for (unsigned i = 0; i < NREADERS; i++)
-        if (rd[i].pid == lk->pid)
+    int other = -1; /* another process has our pid: not looked at yet */
+    for (unsigned i = 0; i < NREADERS; i++) {
+        if (rd[i].pid != lk->pid || (rd[i].mark == lk->mark) != own)
+            continue;
+        if (!own && other < 0)
+            other = os_lock_held(lk->lock_fd, LF_PID + lk->pid, F_WRLCK) != 0;
+        if (own || !other)
             free_slot(&rd[i]);
+    }
 }
 
 int lock_attach(struct tm_locks *lk, const char *path, unsigned mode, int read_only, uint64_t store_id,
@@ -187,6 +200,7 @@ int lock_attach(struct tm_locks *lk, const char *path, unsigned mode, int read_o
     void *m;
     *fresh = 0;
     lk->pid = os_pid();
+    lk->mark = os_random64();
     lk->gen = next_gen++;
     lk->lock_fd = os_open(path, O_RDWR | O_CREAT, mode);
     if (lk->lock_fd < 0 && read_only && (lk->lock_fd == -EACCES || lk->lock_fd == -EROFS))
@@ -213,7 +227,7 @@ int lock_attach(struct tm_locks *lk, const char *path, unsigned mode, int read_o
         return -EBUSY; /* another library's or another store's processes use it */
     if ((r = os_lock_held(lk->fd, LOCK_DETACHED, F_WRLCK)) != 0)
         return r < 0 ? r : -EBUSY;
-    free_stale_slots(lk);
+    free_slots(lk, 0);
     lock_attach_done(lk);
     return 0;
 }
@@ -229,7 +243,7 @@ void lock_attach_done(struct tm_locks *lk)
 void lock_detach(struct tm_locks *lk)
 {
     if (lk->sh && !lk->detached)
-        free_stale_slots(lk);
+        free_slots(lk, 1);
     if (lk->sh)
         os_munmap(lk->sh, SHARED_LEN);
     if (lk->lock_fd >= 0)
@@ -255,6 +269,7 @@ int lock_revive(struct tm_locks *lk)
 {
     int r;
     lk->pid = os_pid();
+    lk->mark = os_random64();
     lk->gen = next_gen++;
     if ((r = os_lock_wait_patiently(lk->fd, LOCK_OPEN, 1, F_RDLCK)) < 0)
         return r;
@@ -263,7 +278,7 @@ int lock_revive(struct tm_locks *lk)
     if ((r = os_lock(lk->lock_fd, LF_USERS, 1, F_RDLCK, 1)) < 0 ||
         (r = os_lock(lk->lock_fd, LF_PID + lk->pid, 1, F_RDLCK, 1)) < 0)
         return r;
-    free_stale_slots(lk);
+    free_slots(lk, 0);
     return 0;
 }
 
@@ -308,19 +323,10 @@ int lock_open_held(int fd)
 
 /* ---- reader slots ---- */
 
-static int thread_alive(pid_t pid, pid_t tid)
-{
-    return syscall(SYS_tgkill, pid, tid, 0) == 0 || errno != ESRCH;
-}
-
-/* Whether the owner of an active slot may still leave it: a thread of
- * ours that is gone, or a process that holds no LF_PID lock, never will. */
+/* Whether the owner of an active slot may still leave it. */
 static int slot_alive(const struct tm_locks *lk, const struct reader *r)
 {
-    pid_t pid = r->pid;
-    if (pid == lk->pid)
-        return thread_alive(pid, r->tid);
-    return lk->detached || os_lock_held(lk->lock_fd, LF_PID + pid, F_WRLCK) != 0;
+    return lock_holder_alive(lk, r->mark, r->pid, r->tid);
 }
 
 
@@ -333,9 +339,11 @@ static struct reader *claim(struct tm_locks *lk, pid_t tid)
         for (unsigned i = 0; i < NREADERS; i++) {
             int32_t want = pass == 0 ? 0 : lk->pid;
             uint32_t n = lk->sh->nslots;
-            if (pass == 1 && (rd[i].pid != lk->pid || rd[i].active || thread_alive(lk->pid, rd[i].tid)))
+            if (pass == 1 && (rd[i].pid != lk->pid || rd[i].mark != lk->mark || rd[i].active ||
+                              lock_holder_alive(lk, lk->mark, lk->pid, rd[i].tid)))
                 continue;
             if (atomic_compare_exchange_strong(&rd[i].pid, &want, lk->pid)) {
+                rd[i].mark = lk->mark;
                 rd[i].tid = tid;
                 while (n <= i && !atomic_compare_exchange_weak(&lk->sh->nslots, &n, i + 1))
                     ;
@@ -388,69 +396,9 @@ static void wait_own_readers(struct tm_locks *lk)
     lk->own_waits = 0;
 }
 
-/* The kernel releases a robust mutex whose holder dies (FUTEX_OWNER_DIED,
- * then EOWNERDEAD to a waiter), but gives up when the dying process must
- * fault the word's page in with SIGKILL pending (a lock file page that
- * write-back made read-only): the mutex stays held by the dead.  So a
- * waiter looks every STUCK_NS: when the word names the holder recorded in
- * the lock file and its process holds no LF_PID lock, it does what the
- * kernel would have.  A holder that died before recording itself is not
- * judged (it cannot be told from one of another PID namespace). */
-static void unstick(struct tm_locks *lk)
-{
-#ifdef __GLIBC__
-    int *word = &lk->sh->writer.__data.__lock, w = __atomic_load_n(word, __ATOMIC_ACQUIRE);
-    pid_t tid = w & FUTEX_TID_MASK, pid = lk->sh->writer_pid;
-    if (!tid || (w & FUTEX_OWNER_DIED) || tid != lk->sh->writer_tid ||
-        (pid == lk->pid ? thread_alive(pid, tid) : os_lock_held(lk->lock_fd, LF_PID + pid, F_WRLCK) != 0))
-        return;
-    if (__atomic_compare_exchange_n(word, &w, (w & FUTEX_WAITERS) | FUTEX_OWNER_DIED, 0, __ATOMIC_ACQ_REL,
-                                    __ATOMIC_ACQUIRE))
-        os_futex_wake((_Atomic uint32_t *)word, INT_MAX, 1);
-#else
-    (void)lk;
-#endif
-}
-
-/* pthread_mutex_lock, with a look at the holder every STUCK_NS (of the
- * real-time clock, which every sanitizer knows the timed lock of). */
-static int lock_robust(struct tm_locks *lk)
-{
-    struct timespec t;
-    int r;
-    do {
-        clock_gettime(CLOCK_REALTIME, &t);
-        t.tv_sec += (t.tv_nsec + STUCK_NS) / 1000000000l;
-        t.tv_nsec = (t.tv_nsec + STUCK_NS) % 1000000000l;
-        if ((r = pthread_mutex_timedlock(&lk->sh->writer, &t)) == ETIMEDOUT)
-            unstick(lk);
-    } while (r == ETIMEDOUT);
-    return r;
-}
-
-/* Takes the robust mutex: 1 when its last holder died (heal), 0, or a
- * negative errno. */
-static int take(struct tm_locks *lk, int wait)
-{
-    int r = wait ? lock_robust(lk) : pthread_mutex_trylock(&lk->sh->writer);
-    if (r == EBUSY) { /* perhaps held by the dead */
-        unstick(lk);
-        r = pthread_mutex_trylock(&lk->sh->writer);
-    }
-    if (r == 0 || r == EOWNERDEAD) {
-        lk->sh->writer_pid = lk->pid;
-        lk->sh->writer_tid = (int32_t)os_tid();
-    }
-    if (r == EOWNERDEAD) {
-        pthread_mutex_consistent(&lk->sh->writer);
-        return 1;
-    }
-    return -r;
-}
-
 static int writer_enter(struct tm_locks *lk, int wait)
 {
-    int r = take(lk, wait);
+    int r = robust_take(lk, wait);
     if (r < 0)
         return r;
     atomic_store(&lk->local_writer, 1);
@@ -476,7 +424,7 @@ void lock_writer_release(struct tm_locks *lk)
     atomic_store(&lk->local_writer, 0);
     if (atomic_load(&lk->local_waiters))
         os_futex_wake(&lk->local_writer, INT_MAX, 0);
-    pthread_mutex_unlock(&lk->sh->writer);
+    robust_release(lk);
 }
 
 /* ---- applying ---- */

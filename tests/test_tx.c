@@ -6,10 +6,13 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -525,6 +528,154 @@ Test(tx, a_writer_whose_death_the_kernel_missed_does_not_wedge_the_store, .timeo
     TU_OK(tm_close(st));
     st = tu_open(path);
     cr_assert_eq(((uint64_t *)tm_store_root(st, 64))[0], 3);
+    TU_OK(tm_close(st));
+}
+
+/* ---- processes in other PID namespaces, where pids repeat ---- */
+
+static tm_store *ns_inherited; /* the test's handle, which a child closes */
+
+/* Runs fn(path, arg) as pid 1 of a new PID namespace (in a new user
+ * namespace, which an ordinary user may make), where fn opens the store
+ * afresh (reopen_in_child); returns the pid to wait for, whose exit status
+ * is fn's: 0 when it passed, 95 when no namespace could be made. */
+
+static pid_t as_pid_1(int (*fn)(const char *, int), const char *path, int arg)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    if (unshare(CLONE_NEWUSER | CLONE_NEWPID) != 0)
+        _exit(95);
+    pid_t init = fork();
+    if (init == 0)
+        _exit(getpid() == 1 ? fn(path, arg) : 96);
+    int status;
+    _exit(init > 0 && waitpid(init, &status, 0) == init && WIFEXITED(status) ? WEXITSTATUS(status) : 97);
+}
+
+static void expect_exit_0(pid_t pid, const char *who)
+{
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: status %#x", who, status);
+}
+
+static int ns_go[2], ns_done[2]; /* pipes: the first namespace's process is in; the second's is through */
+
+static void *slow_increment(void *st) /* not its process's first thread */
+{
+    uint64_t *counter = tm_store_root(st, 64);
+    if (tm_store_begin(st) != 0)
+        return (void *)1;
+    uint64_t v = *counter;
+    if (write(ns_go[1], "x", 1) != 1)
+        return (void *)2;
+    usleep(400 * 1000); /* many STUCK_NS: waiters look at the holder all along */
+    *counter = v + 1;
+    return (void *)(intptr_t)(tm_store_commit(st) != 0 ? 3 : 0);
+}
+
+/* Whether a byte came down the pipe within 10 s. */
+static int heard(int fd)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    char c;
+    return poll(&p, 1, 10000) == 1 && read(fd, &c, 1) == 1;
+}
+
+/* Increments the counter: slowly, in a second thread (slow), or once the
+ * other namespace's writer is in, timing its wait for the writer's lock. */
+static int ns_writer(const char *path, int slow)
+{
+    tm_store *st = reopen_in_child(ns_inherited, path);
+    void *res = (void *)4;
+    if (slow) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, slow_increment, st) == 0)
+            pthread_join(t, &res);
+        return tm_close(st) == 0 ? (int)(intptr_t)res : 11;
+    }
+    if (!heard(ns_go[0]))
+        return 12;
+    uint64_t *counter = tm_store_root(st, 64);
+    double t0 = now();
+    if (tm_store_begin(st) != 0)
+        return 13;
+    if (now() - t0 < 0.2)
+        return 14; /* in while the other held the lock */
+    ++*counter;
+    return tm_store_commit(st) == 0 && tm_close(st) == 0 ? 0 : 15;
+}
+
+Test(tx, writers_in_two_pid_namespaces_with_the_same_pid_take_turns, .timeout = 30)
+{
+    const char *path = tu_path("pidns.tmf");
+    tm_store *st = tu_open(path);
+    uint64_t *counter = tm_store_root(st, 64);
+    TU_OK(tm_store_begin(st));
+    *counter = 0;
+    TU_OK(tm_store_commit(st));
+    cr_assert_eq(pipe(ns_go), 0);
+    /* Both writers are pid 1; the slow one holds the lock from a thread
+     * the other process does not have. */
+    ns_inherited = st;
+    pid_t slow = as_pid_1(ns_writer, path, 1), quick = as_pid_1(ns_writer, path, 0);
+    expect_exit_0(slow, "the writer holding the lock");
+    expect_exit_0(quick, "the writer waiting for it");
+    TU_OK(tm_store_read_begin(st));
+    cr_assert_eq(*counter, 2, "increments lost: %lu", (unsigned long)*counter);
+    tm_store_read_end(st);
+    TU_OK(tm_close(st));
+}
+
+/* Reads the first word twice in one read transaction, 600 ms apart, while
+ * the test commits a change; exits 0 when both reads saw the old value. */
+static int ns_reader(const char *path, int unused)
+{
+    tm_store *st = reopen_in_child(ns_inherited, path);
+    (void)unused;
+    uint64_t *word = tm_store_root(st, 64);
+    if (tm_store_read_begin(st) != 0)
+        return 21;
+    uint64_t first = *word;
+    if (write(ns_go[1], "x", 1) != 1)
+        return 22;
+    usleep(600 * 1000);
+    uint64_t second = *word;
+    tm_store_read_end(st);
+    return first == 1 && second == 1 ? 0 : 23;
+}
+
+/* Once the reader is in, opens and closes the store, then says so. */
+static int ns_visitor(const char *path, int unused)
+{
+    (void)unused;
+    if (!heard(ns_go[0]) || tm_close(reopen_in_child(ns_inherited, path)) != 0)
+        return 30;
+    return write(ns_done[1], "x", 1) == 1 ? 0 : 31;
+}
+
+Test(tx, a_reader_keeps_its_slot_when_a_process_with_its_pid_comes_and_goes, .timeout = 30)
+{
+    const char *path = tu_path("pidns_read.tmf");
+    tm_store *st = tu_open(path);
+    uint64_t *word = tm_store_root(st, 64);
+    TU_OK(tm_store_begin(st));
+    *word = 1;
+    TU_OK(tm_store_commit(st));
+    cr_assert_eq(pipe(ns_go), 0);
+    cr_assert_eq(pipe(ns_done), 0);
+    ns_inherited = st;
+    pid_t reader = as_pid_1(ns_reader, path, 0), visitor = as_pid_1(ns_visitor, path, 0);
+    cr_assert(heard(ns_done[0]), "the visitor did not get through");
+    double t0 = now();
+    TU_OK(tm_store_begin(st));
+    *word = 2;
+    TU_OK(tm_store_commit(st)); /* its apply waits for the reader to leave */
+    cr_assert_gt(now() - t0, 0.1, "applied while the reader was inside");
+    expect_exit_0(visitor, "the visitor");
+    expect_exit_0(reader, "the reader");
     TU_OK(tm_close(st));
 }
 
@@ -1164,6 +1315,78 @@ Test(tx, a_set_that_fills_again_resets_ever_later, .timeout = 120)
     cr_assert_leq(resets, 6, "%d resets in 3000 commits", resets);
     cr_assert_geq(gap_min, HOT_HOLD, "resets %llu commits apart", (unsigned long long)gap_min);
     TU_OK(tm_close(st));
+}
+
+/* ---- a hot set whose mprotect fails ----
+ * A writable page that is neither hot (registered, scanned) nor cold
+ * (read-only, faulting) takes writes no commit lists: they would be lost. */
+
+/* mprotect of at least fail_len bytes to fail_prot fails; with half, after
+ * changing the first half of the range, as the kernel's mapping-by-mapping
+ * work can. */
+static int fail_prot, fail_half, failed;
+static size_t fail_len;
+
+static int mprotect_fails_for(void *addr, size_t len, int prot)
+{
+    if (prot != fail_prot || len < fail_len)
+        return os_real.mprotect(addr, len, prot);
+    if (fail_half)
+        (void)os_real.mprotect(addr, len / 2 / PAGE * PAGE, prot);
+    failed++;
+    return -ENOMEM;
+}
+
+/* Commits one byte at page k of root, then reopens the store and checks
+ * that it kept the byte; returns the store reopened. */
+static tm_store *write_and_reopen(tm_store *st, const char *path, size_t k, char v)
+{
+    char *root = page_root(st, 200 * PAGE);
+    TU_OK(tm_store_begin(st));
+    root[k * PAGE] = v;
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_close(st));
+    st = tu_open(path);
+    cr_assert_eq(page_root(st, 200 * PAGE)[k * PAGE], v, "the write to page %zu was lost", k);
+    return st;
+}
+
+Test(tx, a_hot_set_that_cannot_go_cold_keeps_tracking_its_writes)
+{
+    const char *path = tu_path("nodemote.tmf");
+    tm_store *st = tu_open(path);
+    char *root = page_root(st, 200 * PAGE);
+    uint64_t pg = (uint64_t)(root - (char *)tm_store_base(st)) / PAGE;
+    make_hot(st, root, 0, 16);
+    int hot = track_uses_uffd(st);
+    cr_assert_eq(hot_has(st, pg + 3), hot);
+    fail_prot = PROT_READ, fail_len = 8 * PAGE, fail_half = 0;
+    os_calls.mprotect = mprotect_fails_for;
+    for (int c = 0; c < HOT_IDLE + 2; c++) { /* writes that change nothing: the set is idle, demoted, which fails */
+        TU_OK(tm_store_begin(st));
+        *(volatile char *)&root[40 * PAGE] = root[40 * PAGE];
+        TU_OK(tm_store_commit(st));
+    }
+    os_calls.mprotect = os_real.mprotect;
+    cr_assert_eq(failed > 0, hot, "%d failed", failed);
+    cr_assert_eq(hot_has(st, pg + 3), hot, "the set went cold, but its pages stayed writable");
+    TU_OK(tm_close(write_and_reopen(st, path, 3, 77)));
+}
+
+Test(tx, a_promotion_that_fails_midway_leaves_its_pages_cold)
+{
+    const char *path = tu_path("nopromote.tmf");
+    tm_store *st = tu_open(path);
+    char *root = page_root(st, 200 * PAGE);
+    uint64_t pg = (uint64_t)(root - (char *)tm_store_base(st)) / PAGE;
+    make_hot(st, root, 0, 8);
+    fail_prot = PROT_READ | PROT_WRITE, fail_len = 2 * PAGE, fail_half = 1;
+    os_calls.mprotect = mprotect_fails_for;
+    make_hot(st, root, 12, 13); /* would bridge pages 8-11 into the range */
+    os_calls.mprotect = os_real.mprotect;
+    cr_assert_eq(failed > 0, track_uses_uffd(st), "%d failed", failed);
+    cr_assert_not(hot_has(st, pg + 9));
+    TU_OK(tm_close(write_and_reopen(st, path, 9, 55)));
 }
 
 /* A large hot set that fewer than half the commits change (a working set
