@@ -182,7 +182,8 @@ void *tm_store_base(const tm_store *st);
 /* Write transactions.  begin waits for the single-writer lock; nested begins
  * are counted and only the outermost commit commits.
  * begin returns 0 or:
- *   TM_EPOISONED   an earlier I/O error; close and reopen the store
+ *   TM_EPOISONED   an earlier I/O error (or failed abort); close and
+ *                  reopen the store
  *   TM_EREADTX     this thread has a read transaction open on the store
  *   EROFS          the store was opened read_only
  *   TM_ECORRUPT    a damaged header or log met while healing a dead
@@ -200,7 +201,9 @@ void *tm_store_base(const tm_store *st);
  *                  commit point returns 0 (the commit is durable) and
  *                  poisons the handle.
  * abort undoes every byte, allocation and growth since the outermost
- * begin; without an open transaction it does nothing. */
+ * begin; without an open transaction it does nothing.  Should the system
+ * refuse it memory to protect the pages again (mprotect: ENOMEM), it
+ * poisons the handle too. */
 int tm_store_begin(tm_store *st);
 int tm_store_commit(tm_store *st);
 void tm_store_abort(tm_store *st);

@@ -23,14 +23,21 @@
  *       record of the current generation, syncs the store file and
  *       checkpoints.  Any other first user of the lock file (a read-only
  *       opener, which may not recover) takes only the checkpoint as
- *       applied: a writer's healing then replays the whole log.
+ *       applied: a writer's healing then replays the whole log.  Either
+ *       first user syncs the store file: a checkpoint killed between its
+ *       header slot's write and sync leaves a generation that only the
+ *       page cache may hold, whose commits would log over the records the
+ *       disk still needs (store.c, attach).
  *   S4. A checkpoint syncs the store file before it writes the new header
  *       slot, and syncs the slot before the log is reused.  Every record it
  *       retires is then in the synced store file.  A failed sync may have
  *       left pages that Linux now takes for clean though they never reached
  *       the disk, so after one (resync, in the lock file) the next
  *       checkpoint, whoever makes it, first writes every record of the
- *       generation into the store file again.
+ *       generation into the store file again, never cutting it (a
+ *       transaction in progress may have grown it).  While resync is owed,
+ *       healing replays the whole generation too: a rewrite cut short
+ *       leaves older states in the file.
  *   S5. The store file is longer than the committed arena only while a
  *       transaction that grew it is open, or after its writer died; abort,
  *       healing and recovery cut it back.
@@ -71,9 +78,15 @@ int hdr_current(tm_store *st)
 static int rewrite_records(tm_store *st, uint64_t seq)
 {
     uint64_t off = LOG_START, s = st->hdr.ckpt_seq, size = 0;
+    struct stat sb;
     long n;
+    int r;
+    /* Never shorter than now: a transaction in progress may have grown the
+     * file, and a cut would drop its private copies past the cut. */
+    if ((r = os_fstat(st->fd, &sb)) < 0)
+        return r;
     lock_apply_begin(&st->lk);
-    n = log_replay(&st->log, st->fd, &off, &s, &size);
+    n = log_replay(&st->log, st->fd, (uint64_t)sb.st_size, &off, &s, &size);
     if (n >= 0)
         lock_apply_end(&st->lk);
     return n < 0 ? (int)n : s < seq ? -EIO : 0;
@@ -143,10 +156,12 @@ static int replay_unapplied(tm_store *st, int died)
     uint64_t off = sh->applied_off, seq = sh->applied, size = sh->size;
     long n;
     int r;
+    if (sh->resync) /* S4's rewrite may have been cut short, leaving older states: all again */
+        off = LOG_START, seq = st->hdr.ckpt_seq;
     lock_apply_begin(&st->lk);
     if ((r = log_refresh_len(&st->log)) < 0)
         return r;
-    if ((n = log_replay(&st->log, st->fd, &off, &seq, &size)) < 0)
+    if ((n = log_replay(&st->log, st->fd, 0, &off, &seq, &size)) < 0)
         return (int)n;
     /* L1: a record with a valid header but a torn or corrupt body (a power
      * cut, a writer killed mid-write) can never become valid; erase its
@@ -199,7 +214,7 @@ int store_recover(tm_store *st, uint64_t file_size, uint64_t *arena)
     uint8_t page[PAGE];
     struct tm_super *sb = (struct tm_super *)page;
     uint64_t off = LOG_START, seq = st->hdr.ckpt_seq, size = 0;
-    long n = log_replay(&st->log, st->fd, &off, &seq, &size);
+    long n = log_replay(&st->log, st->fd, 0, &off, &seq, &size);
     int r;
 
     if (n < 0)

@@ -49,7 +49,7 @@ int inspect_replay_into(tm_store *st, int out_fd, uint64_t *seq, uint64_t *size)
     lg.map_len = 0;
     *seq = st->hdr.ckpt_seq;
     *size = st->hdr.ckpt_size;
-    n = log_replay(&lg, out_fd, &off, seq, size);
+    n = log_replay(&lg, out_fd, 0, &off, seq, size);
     if (lg.map)
         os_munmap((void *)lg.map, lg.map_len);
     if (n < 0)

@@ -319,7 +319,7 @@ int log_valid(struct tm_log *lg, uint64_t off, uint64_t seq);
 /* Replays valid records from *off with sequence numbers from *seq + 1 into
  * the store file store_fd; returns the number replayed or a negative errno;
  * *off, *seq, *size advance past them. */
-long log_replay(struct tm_log *lg, int store_fd, uint64_t *off, uint64_t *seq, uint64_t *size);
+long log_replay(struct tm_log *lg, int store_fd, uint64_t keep, uint64_t *off, uint64_t *seq, uint64_t *size);
 
 /* ---- 3: replay.c: record bodies ----
  * A body of up to REPLAY_BUF bytes is read into buf once (*whole = 1) and
@@ -434,10 +434,10 @@ int track_settle(tm_store *st);
 long track_count(tm_store *st);
 const uint64_t *track_copies(tm_store *st, size_t *n);
 int track_protect(tm_store *st);
-void track_keep(tm_store *st, size_t npieces);
-void track_drop(tm_store *st);
+int track_keep(tm_store *st, size_t npieces);
+int track_drop(tm_store *st);
 void track_drop_copies(tm_store *st);
-void track_rollback(tm_store *st);
+int track_rollback(tm_store *st);
 void track_fork_child(tm_store *st);
 void track_forget(tm_store *st);
 

@@ -153,6 +153,7 @@ static int start(struct tm_locks *lk, uint64_t store_id, int *fresh)
         lk->sh->gen = old.gen;
         lk->sh->last_off = old.last_off;
         lk->sh->last_sum = old.last_sum;
+        lk->sh->resync = old.resync; /* S4: owed by whoever checkpoints next */
         *fresh = 2;
     }
     return 0;
@@ -214,6 +215,8 @@ int lock_attach(struct tm_locks *lk, const char *path, unsigned mode, int read_o
     if ((r = os_lock(lk->lock_fd, LF_USERS, 1, F_RDLCK, 1)) < 0 ||
         (r = os_lock(lk->lock_fd, LF_PID + lk->pid, 1, F_RDLCK, 1)) < 0)
         return r;
+    if ((r = os_lock_held(lk->fd, LOCK_DETACHED, F_WRLCK)) != 0)
+        return r < 0 ? r : -EBUSY; /* a read-only handle is alone with the store */
     if ((r = os_extend(lk->lock_fd, 0, SHARED_LEN)) < 0)
         return r;
     m = os_mmap(NULL, SHARED_LEN, PROT_READ | PROT_WRITE, MAP_SHARED, lk->lock_fd, 0);
@@ -225,8 +228,6 @@ int lock_attach(struct tm_locks *lk, const char *path, unsigned mode, int read_o
     if (lk->sh->magic != LOCK_MAGIC || lk->sh->version != LOCK_VERSION || lk->sh->store_id != store_id ||
         lk->sh->nreaders != NREADERS)
         return -EBUSY; /* another library's or another store's processes use it */
-    if ((r = os_lock_held(lk->fd, LOCK_DETACHED, F_WRLCK)) != 0)
-        return r < 0 ? r : -EBUSY;
     free_slots(lk, 0);
     lock_attach_done(lk);
     return 0;

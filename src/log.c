@@ -275,7 +275,7 @@ int log_invalidate(struct tm_log *lg, uint64_t off)
 static int map_header(struct tm_log *lg, uint64_t off, struct log_rec *rec)
 {
     uint64_t window = lg->len < LOG_START + CKPT_BYTES ? lg->len : LOG_START + CKPT_BYTES;
-    if (off + sizeof *rec > window)
+    if (off > window || sizeof *rec > window - off)
         return 0;
     if (off + sizeof *rec > lg->map_len) { /* the ring grew: map it all */
         void *m = os_mmap(NULL, window, PROT_READ, MAP_SHARED, lg->fd, 0);
@@ -296,7 +296,7 @@ static int read_header(struct tm_log *lg, uint64_t off, uint64_t seq, struct log
     /* no length test first: the file may have grown since lg->len */
     if (!map_header(lg, off, rec) && os_pread_all(lg->fd, rec, sizeof *rec, (off_t)off) < 0)
         return 0;
-    if (!log_rec_header_ok(rec, lg->store_id, lg->gen, seq, lg->max))
+    if (!log_rec_header_ok(rec, lg->store_id, lg->gen, seq, lg->max) || rec->len > UINT64_MAX - off)
         return 0;
     if (off + rec->len > lg->len && log_refresh_len(lg) < 0)
         return 0;
@@ -334,11 +334,11 @@ int log_valid(struct tm_log *lg, uint64_t off, uint64_t seq)
  * most of that sync with the replay. */
 #define WRITEBACK_STEP (8u << 20)
 
-long log_replay(struct tm_log *lg, int fd, uint64_t *off, uint64_t *seq, uint64_t *size)
+long log_replay(struct tm_log *lg, int fd, uint64_t keep, uint64_t *off, uint64_t *seq, uint64_t *size)
 {
     struct log_rec rec;
     uint8_t *buf = NULL;
-    uint64_t file_size = 0, unsynced = 0;
+    uint64_t file_size = 0, unsynced = 0, want;
     long count = 0;
     int r = 0, whole;
 
@@ -348,9 +348,10 @@ long log_replay(struct tm_log *lg, int fd, uint64_t *off, uint64_t *seq, uint64_
         if ((r = rec_verify(lg->fd, *off, &rec, buf, &whole)) <= 0)
             break;
         if (fd >= 0) {
-            if (rec.size != file_size && (r = os_ftruncate(fd, (off_t)rec.size)) < 0)
+            want = rec.size > keep ? rec.size : keep;
+            if (want != file_size && (r = os_ftruncate(fd, (off_t)want)) < 0)
                 break;
-            file_size = rec.size;
+            file_size = want;
             if ((r = rec_apply(lg->fd, fd, *off, &rec, buf, whole)) < 0)
                 break;
             if (lg->sync == TM_SYNC_FULL && (unsynced += rec.len) >= WRITEBACK_STEP) {

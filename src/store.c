@@ -243,6 +243,8 @@ static int log_never_used(tm_store *st)
     memset(page, 0, PAGE);
     if (st->log.len >= PAGE && os_pread_all(st->log.fd, page, PAGE, 0) < 0)
         return 0;
+    if (memcmp(page, LOG_HDR_MAGIC, 8) == 0)
+        return 0; /* a log's header, another store's: keep it (TM_ECORRUPT) */
     for (size_t i = sizeof(struct log_head); i < PAGE; i++)
         if (page[i])
             return 0;
@@ -333,7 +335,7 @@ static int init_shared(tm_store *st, int recovered, int kept, uint64_t arena)
         sh->size = arena;
     }
     off = sh->log_off, seq = sh->seq, size = sh->size;
-    if ((n = recovered ? 0 : log_replay(&st->log, -1, &off, &seq, &size)) < 0)
+    if ((n = recovered ? 0 : log_replay(&st->log, -1, 0, &off, &seq, &size)) < 0)
         return (int)n;
     sh->seq = seq;
     sh->size = size;
@@ -362,6 +364,12 @@ static int attach(tm_store *st, int first, uint64_t file_size)
         short_file = 1, r = 0;
     if (r == 0 && fresh && !first)
         arena = ((struct tm_super *)page)->size;
+    /* S3: a checkpoint killed between writing its header slot and syncing
+     * it leaves a generation the page cache holds and the disk may not;
+     * the next commit would log over the records the disk still needs.
+     * So the lock file's first user syncs the store file. */
+    if (r == 0 && fresh)
+        r = os_fdatasync(st->fd);
     if (r == 0 && fresh)
         r = init_shared(st, first, fresh == 2, arena);
     if (r == 0 && short_file && st->lk.sh->applied == st->lk.sh->seq)

@@ -234,7 +234,7 @@ static void retire(tm_store *st, size_t npieces)
  * a virtual machine with shadow page tables (measured: 45 us more a
  * commit when evicting 8 at once).  A transaction with more new pages
  * than half of KEEP_MAX drops its own copies instead. */
-void track_keep(tm_store *st, size_t npieces)
+int track_keep(tm_store *st, size_t npieces)
 {
     struct tm_tracker *t = &st->trk;
     size_t n, i = 0, j = 0, k = 0, fresh = 0;
@@ -244,21 +244,19 @@ void track_keep(tm_store *st, size_t npieces)
     if (t->hot.rearmed) /* set by this commit's settling (hot_list), cleared at begin */
         reopen(st, npieces);
     d = track_copies(st, &n);
-    if (t->mode == TRACK_BULK || t->hot.reset) {
-        track_drop(st);
-        return;
-    }
+    if (t->mode == TRACK_BULK || t->hot.reset)
+        return track_drop(st);
     for (j = 0; j < n; j++)
         fresh += !hot_has(st, d[j]) && !kept_has(st, d[j]);
     if (fresh > KEEP_MAX / 2) {
         kept_discard(st, d, n);
-        return;
+        return 0;
     }
     if (t->nkept + fresh > KEEP_MAX)
         kept_evict(st, d, n, t->nkept + fresh - KEEP_MAX);
     if (t->nkept + fresh > KEEP_MAX) { /* most of the kept ones were written again */
         kept_discard(st, d, n);
-        return;
+        return 0;
     }
     j = 0;
     while (i < t->nkept || j < n) { /* merge the sorted lists, hot pages left out */
@@ -275,23 +273,25 @@ void track_keep(tm_store *st, size_t npieces)
     t->nkept = k;
     if (t->hot.nranges)
         retire(st, npieces);
+    return 0;
 }
 
 /* Write-protects the listed pages again and drops every private copy: the
  * transaction's and the kept ones (none in bulk mode: entering it dropped
- * them, or left them among the listed pages).  A failed mprotect leaves
- * pages writable that hold the file's bytes again: a stray write to one
- * would not fault, but would still land in a private copy that the next
- * scan or commit drops, never in the file. */
-void track_drop(tm_store *st)
+ * them, or left them among the listed pages).  A failed mprotect (its
+ * error is returned) leaves pages writable that no fault or scan would
+ * list: the caller poisons the handle, or the next transaction's writes
+ * to them would never be logged. */
+int track_drop(tm_store *st)
 {
     size_t n;
     const uint64_t *d = track_copies(st, &n);
-    (void)track_protect(st);
+    int r = track_protect(st);
     kept_discard(st, d, n);
     kept_drop_all(st);
     if (st->trk.hot.reset || st->trk.mode == TRACK_BULK)
-        (void)hot_demote(st); /* on failure hot pages stay writable with the file's bytes */
+        (void)hot_demote(st); /* a range it cannot protect stays hot */
+    return r;
 }
 
 /* ---- the transaction's course ---- */
@@ -483,21 +483,21 @@ long track_count(tm_store *st)
 
 /* Abort: every copy of the transaction goes, listed or not (the hot pages
  * it wrote are listed by settling first). */
-void track_rollback(tm_store *st)
+int track_rollback(tm_store *st)
 {
-    int hot = st->trk.mode == TRACK_PAGES && st->trk.hot.nranges;
+    int hot = st->trk.mode == TRACK_PAGES && st->trk.hot.nranges, r;
     if ((st->trk.mode == TRACK_BULK || hot) && track_settle(st) < 0) {
         /* No list of the copies: drop them all.  Should the protection
          * fail as well, the arena stays writable but holds the file's
-         * bytes; a stray write lands in a private copy, never the file. */
+         * bytes (the caller poisons the handle, as track_drop's). */
         (void)os_madvise(st->base + PAGE, st->mapped - PAGE, MADV_DONTNEED); /* our own copies */
-        (void)protect(st->base + PAGE, st->mapped - PAGE);
+        r = protect(st->base + PAGE, st->mapped - PAGE);
         kept_drop_all(st);
         st->trk.hot.reset = 1;
         (void)hot_demote(st);
-        return;
+        return r;
     }
-    track_drop(st);
+    return track_drop(st);
 }
 
 /* In a forked child: the parent's transaction made pages writable, and

@@ -95,10 +95,12 @@ static void release(tm_store *st)
 }
 
 /* Undoes everything since begin: the copies, and the growth (S5).  A
- * failed cut of the file is poisonous: the next recovery must see it. */
+ * failed cut of the file is poisonous: the next recovery must see it; so
+ * are pages left writable (track_drop). */
 static void rollback(tm_store *st)
 {
-    track_rollback(st);
+    if (track_rollback(st) < 0)
+        st->state = ST_POISONED;
     if (store_shrink(st, st->tx_size0) < 0)
         st->state = ST_POISONED;
 }
@@ -211,17 +213,18 @@ int tm_store_commit(tm_store *st)
         return tm__err(r);
     }
     if (r == 1) { /* written, but every byte as it was */
-        track_keep(st, 0);
+        if (track_keep(st, 0) < 0)
+            st->state = ST_POISONED;
         release(st);
         return 0;
     }
     st->n_commits++;
     if (apply(st, n) < 0) {
         st->state = ST_APPLY_PENDING;
-        track_drop(st);
+        (void)track_drop(st); /* poisoned already */
     } else {
-        track_keep(st, n);
-        if (st->log.off - LOG_START >= CKPT_BYTES && store_checkpoint(st) < 0)
+        if (track_keep(st, n) < 0 ||
+            (st->log.off - LOG_START >= CKPT_BYTES && store_checkpoint(st) < 0))
             st->state = ST_POISONED;
     }
     release(st);

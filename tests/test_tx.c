@@ -1389,6 +1389,42 @@ Test(tx, a_promotion_that_fails_midway_leaves_its_pages_cold)
     TU_OK(tm_close(write_and_reopen(st, path, 9, 55)));
 }
 
+/* An abort whose mprotect back to read-only fails leaves a page writable
+ * that no fault or scan lists: the handle is poisoned, or the next
+ * transaction's write to it would never be logged. */
+Test(tx, an_abort_that_cannot_protect_its_pages_again_poisons_the_handle)
+{
+    const char *path = tu_path("noprotect.tmf");
+    tm_store *st = tu_open(path);
+    char *root = page_root(st, 200 * PAGE);
+    TU_OK(tm_store_begin(st));
+    root[5 * PAGE] = 1;
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_store_begin(st));
+    root[5 * PAGE] = 2;
+    fail_prot = PROT_READ, fail_len = PAGE, fail_half = 0, failed = 0;
+    os_calls.mprotect = mprotect_fails_for;
+    tm_store_abort(st);
+    os_calls.mprotect = os_real.mprotect;
+    cr_assert(failed > 0 || track_uses_uffd(st), "nothing failed"); /* a hot page needs no mprotect */
+    int r = tm_store_begin(st);
+    if (failed) {
+        cr_assert_eq(r, TM_EPOISONED, "begin after a failed abort: %d", r);
+        TU_OK(tm_close(st));
+        st = tu_open(path);
+        root = page_root(st, 200 * PAGE);
+        TU_OK(tm_store_begin(st));
+    } else {
+        TU_OK(r);
+    }
+    root[5 * PAGE] = 3;
+    TU_OK(tm_store_commit(st));
+    TU_OK(tm_close(write_and_reopen(st, path, 6, 4)));
+    st = tu_open(path);
+    cr_assert_eq(page_root(st, 200 * PAGE)[5 * PAGE], 3, "a committed write was lost");
+    TU_OK(tm_close(st));
+}
+
 /* A large hot set that fewer than half the commits change (a working set
  * four times the cap, written at random) goes back to cold, and no page
  * is promoted for HOT_HOLD commits, then twice as many, and so on: its
