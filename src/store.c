@@ -348,7 +348,7 @@ static int attach(tm_store *st, int first, uint64_t file_size)
 {
     uint8_t page[PAGE];
     uint64_t arena = 0;
-    int fresh, short_file = 0, r;
+    int fresh, short_file = 0, r, e;
     if ((r = lock_attach(&st->lk, st->lock_path, st->mode, st->read_only, st->hdr.store_id, &fresh)) < 0)
         return r;
     if (first)
@@ -367,9 +367,10 @@ static int attach(tm_store *st, int first, uint64_t file_size)
     /* S3: a checkpoint killed between writing its header slot and syncing
      * it leaves a generation the page cache holds and the disk may not;
      * the next commit would log over the records the disk still needs.
-     * So the lock file's first user syncs the store file. */
-    if (r == 0 && fresh)
-        r = os_fdatasync(st->fd);
+     * So the lock file's first user syncs the store file; only a durable
+     * writer must succeed (a read-only file system may refuse it). */
+    if (r == 0 && fresh && (e = os_fdatasync(st->fd)) < 0 && !st->read_only && st->log.sync == TM_SYNC_FULL)
+        r = e;
     if (r == 0 && fresh)
         r = init_shared(st, first, fresh == 2, arena);
     if (r == 0 && short_file && st->lk.sh->applied == st->lk.sh->seq)
