@@ -493,6 +493,8 @@ static inline struct heap_state *check_ptr(tm_store *st, uintptr_t p, const char
         !(readonly && heap_magic_known(h->magic)) &&
         (readonly || h->magic == 0 || ensure_init(st) < 0))
         misuse(op, h->magic ? "heap corrupt (bad heap state), pointer" : "invalid pointer", (void *)p);
+    if (unlikely(heap_smapped(h) && p == (uintptr_t)h->smap)) /* a block of the heap's own, never returned */
+        misuse(op, "invalid pointer", (void *)p);
     return h;
 }
 

@@ -485,6 +485,10 @@ static void misuse_child(void *arg)
             _exit(3);
         tm_store_malloc(st, 40);
         break;
+    case 12: /* the heap's own span map block, which malloc never returned */
+        mu->addr = (uintptr_t)heap_state_of(st)->smap;
+        tm_store_free(st, heap_state_of(st)->smap);
+        break;
     case 11: /* a double free after the tag was overwritten */
         tm_store_free(st, p);
         ((uint64_t *)p)[1] = 0;
@@ -523,6 +527,7 @@ Test(heap, misuse_double_free_small_in_bitmap) { expect_abort(8); }
 Test(heap, misuse_realloc_freed_small) { expect_abort(9); }
 Test(heap, misuse_write_after_free_on_a_recent_list) { expect_abort(10); }
 Test(heap, misuse_double_free_with_tag_overwritten) { expect_abort(11); }
+Test(heap, misuse_free_of_the_heaps_own_span_map) { expect_abort(12); }
 
 /* ---- (e) edge cases ---- */
 

@@ -4,7 +4,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <linux/futex.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <poll.h>
 #include <sched.h>
@@ -92,6 +94,65 @@ Test(tx, read_syscalls_into_the_arena)
     cr_assert_arr_eq(root + 20000, data, 1000);
     cr_assert_arr_eq(root + 30000, "TMFSTORE", 8);
     cr_assert_arr_eq(root + 40000, "TMFSTORE", 8);
+    TU_OK(tm_close(st));
+}
+
+/* glibc's fortified entry points (declared by its fortifying headers only). */
+ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen);
+size_t __fread_chk(void *buf, size_t buflen, size_t size, size_t n, FILE *f);
+
+/* A datagram's source address and control data in the arena: the kernel
+ * takes the datagram off the socket before it copies them, so a buffer it
+ * could not write would lose it.  And the calls _FORTIFY_SOURCE compiles
+ * read and fread to. */
+Test(tx, datagram_addresses_and_fortified_reads_into_the_arena)
+{
+    const char *path = tu_path("dgram.tmf");
+    tm_store *st = tu_open(path);
+    char *root = page_root(st, 16 * PAGE);
+    int rx = socket(AF_INET, SOCK_DGRAM, 0), tx = socket(AF_INET, SOCK_DGRAM, 0), fds[2];
+    struct sockaddr_in at = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof at;
+    cr_assert(rx >= 0 && tx >= 0);
+    cr_assert_eq(bind(rx, (struct sockaddr *)&at, sizeof at), 0);
+    cr_assert_eq(getsockname(rx, (struct sockaddr *)&at, &len), 0);
+    cr_assert_eq(sendto(tx, "one", 3, 0, (struct sockaddr *)&at, sizeof at), 3);
+    cr_assert_eq(sendto(tx, "two", 3, 0, (struct sockaddr *)&at, sizeof at), 3);
+    cr_assert_eq(pipe(fds), 0);
+    cr_assert_eq(write(fds[1], "fortified", 9), 9);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+
+    TU_OK(tm_store_begin(st)); /* every buffer on a page of its own, not yet written */
+    socklen_t *alen = (socklen_t *)(root + 1 * PAGE);
+    *alen = sizeof(struct sockaddr_in);
+    ssize_t n = recvfrom(rx, root + 2 * PAGE, 16, 0, (struct sockaddr *)(root + 3 * PAGE), alen);
+    cr_assert_eq(n, 3, "recvfrom: %s", strerror(errno));
+    struct msghdr *m = (struct msghdr *)(root + 4 * PAGE);
+    struct iovec *iov = (struct iovec *)(root + 5 * PAGE);
+    iov->iov_base = root + 6 * PAGE, iov->iov_len = 16;
+    m->msg_iov = iov, m->msg_iovlen = 1;
+    m->msg_name = root + 7 * PAGE, m->msg_namelen = sizeof(struct sockaddr_in);
+    m->msg_control = root + 8 * PAGE, m->msg_controllen = 64;
+    n = recvmsg(rx, m, 0);
+    cr_assert_eq(n, 3, "recvmsg: %s", strerror(errno));
+    cr_assert_eq(__read_chk(fds[0], root + 9 * PAGE, 9, PAGE), 9, "__read_chk: %s", strerror(errno));
+    cr_assert_eq(__fread_chk(root + 10 * PAGE, PAGE, 1, 8, f), 8, "__fread_chk");
+    TU_OK(tm_store_commit(st));
+    fclose(f);
+    close(rx), close(tx), close(fds[0]), close(fds[1]);
+    TU_OK(tm_close(st));
+
+    st = tu_open(path);
+    root = page_root(st, 16 * PAGE);
+    const struct sockaddr_in *from = (const struct sockaddr_in *)(root + 3 * PAGE);
+    cr_assert_arr_eq(root + 2 * PAGE, "one", 3);
+    cr_assert_eq(from->sin_family, AF_INET);
+    cr_assert_eq(from->sin_addr.s_addr, htonl(INADDR_LOOPBACK));
+    cr_assert_arr_eq(root + 6 * PAGE, "two", 3);
+    cr_assert_eq(((const struct sockaddr_in *)(root + 7 * PAGE))->sin_family, AF_INET);
+    cr_assert_arr_eq(root + 9 * PAGE, "fortified", 9);
+    cr_assert_arr_eq(root + 10 * PAGE, "TMFSTORE", 8);
     TU_OK(tm_close(st));
 }
 
