@@ -785,36 +785,6 @@ Test(faults, recovery_short_write_then_eio)
  * checkpoint, made by another process, writes every record of the
  * generation into the store file again before its sync (checkpoint.c S4):
  * counted here as writes to the store file ahead of that sync. */
-static int rs_store_fd = -1, rs_fail;
-static long rs_writes;
-
-static int rs_fdatasync(int fd)
-{
-    if (fd == rs_store_fd && rs_fail) {
-        rs_fail = 0;
-        return -EIO;
-    }
-    return os_real.fdatasync(fd);
-}
-
-static ssize_t rs_pwrite(int fd, const void *buf, size_t len, off_t off)
-{
-    if (fd == rs_store_fd && off >= 2 * PAGE)
-        rs_writes++;
-    return os_real.write_at(fd, buf, len, off);
-}
-
-static int checkpoint_now(tm_store *st)
-{
-    int died = lock_writer(&st->lk), r;
-    if (died < 0)
-        return died;
-    if ((r = store_heal(st, died)) == 0)
-        r = store_checkpoint(st);
-    lock_writer_release(&st->lk);
-    return r;
-}
-
 Test(faults, a_failed_store_sync_makes_the_next_checkpoint_rewrite_the_records)
 {
     char path[512];
@@ -831,11 +801,10 @@ Test(faults, a_failed_store_sync_makes_the_next_checkpoint_rewrite_the_records)
         tm_store *mine = tu_open_or_exit(path);
         if (write(ready[1], "r", 1) != 1 || read(go[0], &c, 1) != 1)
             _exit(2);
-        rs_store_fd = mine->fd;
-        os_calls.write_at = rs_pwrite;
-        if (checkpoint_now(mine) != 0)
+        tu_count_store_writes(mine->fd);
+        if (tu_checkpoint(mine) != 0)
             _exit(3);
-        _exit(rs_writes > 0 ? 0 : 4);
+        _exit(tu_store_writes > 0 ? 0 : 4);
     }
     cr_assert_eq(read(ready[0], &c, 1), 1);
     unsigned char *root = tm_store_root(st, ROOT_BYTES);
@@ -844,11 +813,7 @@ Test(faults, a_failed_store_sync_makes_the_next_checkpoint_rewrite_the_records)
         fill(root, g);
         TU_OK(tm_store_commit(st));
     }
-    rs_store_fd = st->fd;
-    rs_fail = 1;
-    os_calls.fdatasync = rs_fdatasync;
-    cr_assert_eq(checkpoint_now(st), -EIO, "the checkpoint's store sync was to fail");
-    os_calls = os_real;
+    cr_assert_eq(tu_checkpoint_failing_sync(st), -EIO, "the checkpoint's store sync was to fail");
     TU_OK(tm_close(st));
     cr_assert_eq(write(go[1], "g", 1), 1);
     cr_assert_eq(waitpid(pid, &status, 0), pid);

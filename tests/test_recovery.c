@@ -15,19 +15,19 @@
 #include "os.h"
 
 struct root { char *blk; long a; };
-static int fail_store_fd = -1, nfail;
-static int fd_fail(int fd)
+
+/* A store of 128 KiB with one commit: the first record's size is small. */
+static tm_store *small_store(const char *path, struct root **rt)
 {
-    if (fd == fail_store_fd && nfail > 0) { nfail--; return -EIO; }
-    return os_real.fdatasync(fd);
-}
-static int checkpoint_now(tm_store *st)
-{
-    int died = lock_writer(&st->lk), r;
-    if (died < 0) return died;
-    if ((r = store_heal(st, died)) == 0) r = store_checkpoint(st);
-    lock_writer_release(&st->lk);
-    return r;
+    tm_options o = tu_opts(TM_SYNC_FULL);
+    tm_store *st;
+    o.initial_size = 128 << 10;
+    TU_OK(tm_open(path, &o, &st));
+    *rt = tm_store_root(st, sizeof **rt);
+    TU_OK(tm_store_begin(st));
+    (*rt)->a = 1;
+    TU_OK(tm_store_commit(st));
+    return st;
 }
 
 /* resync set, then a commit whose record does not fit the ring: the
@@ -36,36 +36,23 @@ static int checkpoint_now(tm_store *st)
 Test(recovery, a_rewrite_owed_by_a_failed_sync_keeps_the_transactions_pages)
 {
     const char *path = tu_path("rw.tmf");
-    tm_options o = tu_opts(TM_SYNC_FULL);
-    o.initial_size = 128 << 10;
-    tm_store *st;
-    TU_OK(tm_open(path, &o, &st));
-    struct root *rt = tm_store_root(st, sizeof *rt);
-    TU_OK(tm_store_begin(st));
-    rt->a = 1;
-    TU_OK(tm_store_commit(st));                 /* rec 1: size 128K */
+    struct root *rt;
+    tm_store *st = small_store(path, &rt);      /* rec 1: size 128K */
     TU_OK(tm_store_begin(st));
     rt->blk = tm_store_malloc(st, 3 << 20);     /* grows the arena */
     cr_assert_not_null(rt->blk);
     memset(rt->blk, 'X', 4096);
     TU_OK(tm_store_commit(st));                 /* rec 2: larger size */
-    tm_stats_t s; TU_OK(tm_store_stats(st, &s));
-    fail_store_fd = st->fd, nfail = 1;
-    os_calls.fdatasync = fd_fail;
-    cr_assert_eq(checkpoint_now(st), -EIO);
-    os_calls = os_real;
+    cr_assert_eq(tu_checkpoint_failing_sync(st), -EIO);
     TU_OK(tm_store_begin(st));
     memset(rt->blk, 'Y', 4096);
     memset(rt->blk + 4096, 'Z', (2200 << 10));  /* a record larger than the ring's rest */
     TU_OK(tm_store_commit(st));
-    os_calls = os_real;
     TU_OK(tm_store_read_begin(st));
-    size_t lost = 0;
-    for (size_t i = 4096; i < 4096 + (2200 << 10); i++) lost += rt->blk[i] != 'Z';
     int ok = rt->blk[0] == 'Y' && rt->blk[2000 << 10] == 'Z';
     TU_OK(tm_store_read_end(st));
     TU_OK(tm_close(st));
-    TU_OK(tm_open(path, &o, &st));
+    st = tu_open(path);
     rt = tm_store_root(st, sizeof *rt);
     TU_OK(tm_store_read_begin(st));
     ok &= rt->blk[0] == 'Y' && rt->blk[2000 << 10] == 'Z';
@@ -78,19 +65,9 @@ Test(recovery, a_rewrite_owed_by_a_failed_sync_keeps_the_transactions_pages)
  * new pages, which the record is then read from. */
 Test(recovery, a_rewrite_owed_by_a_failed_sync_keeps_a_growing_transactions_pages, .signal = 0)
 {
-    const char *path = tu_path("rg.tmf");
-    tm_options o = tu_opts(TM_SYNC_FULL);
-    o.initial_size = 128 << 10;
-    tm_store *st;
-    TU_OK(tm_open(path, &o, &st));
-    struct root *rt = tm_store_root(st, sizeof *rt);
-    TU_OK(tm_store_begin(st));
-    rt->a = 1;
-    TU_OK(tm_store_commit(st));
-    fail_store_fd = st->fd, nfail = 1;
-    os_calls.fdatasync = fd_fail;
-    cr_assert_eq(checkpoint_now(st), -EIO);
-    os_calls = os_real;
+    struct root *rt;
+    tm_store *st = small_store(tu_path("rg.tmf"), &rt);
+    cr_assert_eq(tu_checkpoint_failing_sync(st), -EIO);
     TU_OK(tm_store_begin(st));
     rt->blk = tm_store_malloc(st, 3 << 20);     /* grows the arena */
     memset(rt->blk, 'Z', (2200 << 10));         /* does not fit the ring */
@@ -288,10 +265,7 @@ Test(recovery, a_writer_killed_in_a_rewrite_leaves_no_older_state_behind)
     for (long v = 11; v <= 13; v++) {
         TU_OK(tm_store_begin(st)); root[0] = v; TU_OK(tm_store_commit(st));
     }
-    fail_store_fd = st->fd, nfail = 1;
-    os_calls.fdatasync = fd_fail;
-    cr_assert_eq(checkpoint_now(st), -EIO);
-    os_calls = os_real;
+    cr_assert_eq(tu_checkpoint_failing_sync(st), -EIO);
     rk_off = (uint64_t)((char *)root - (char *)tm_store_base(st));
     pid_t pid = fork();
     if (pid == 0) {
@@ -299,7 +273,7 @@ Test(recovery, a_writer_killed_in_a_rewrite_leaves_no_older_state_behind)
         tm_store *mine = tu_open_or_exit(path);
         rk_fd = mine->fd;
         os_calls.write_at = rk_write_at;
-        checkpoint_now(mine);
+        tu_checkpoint(mine);
         _exit(5);
     }
     waitpid(pid, &status, 0);
@@ -326,13 +300,7 @@ Test(recovery, a_writer_killed_in_a_rewrite_leaves_no_older_state_behind)
     cr_assert_eq(v, 13);
 }
 
-/* ---- resync is not kept with the lock file's state ---- */
-static int wc_fd = -1, wc_n;
-static ssize_t wc_write_at(int fd, const void *b, size_t len, off_t off)
-{
-    if (fd == wc_fd && off >= 2 * 4096) wc_n++;
-    return os_real.write_at(fd, b, len, off);
-}
+/* ---- resync kept with the lock file's state ---- */
 
 Test(recovery, a_rewrite_owed_survives_a_kept_lock_file)
 {
@@ -346,9 +314,7 @@ Test(recovery, a_rewrite_owed_survives_a_kept_lock_file)
         st = tu_open_or_exit(path);
         long *root = tm_store_root(st, 64);
         for (long v = 11; v <= 13; v++) { tm_store_begin(st); root[0] = v; tm_store_commit(st); }
-        fail_store_fd = st->fd, nfail = 1;
-        os_calls.fdatasync = fd_fail;
-        if (checkpoint_now(st) != -EIO || !st->lk.sh->resync) _exit(3);
+        if (tu_checkpoint_failing_sync(st) != -EIO || !st->lk.sh->resync) _exit(3);
         _exit(0); /* dies: the lock file is kept (same boot), its resync is not */
     }
     waitpid(a, &status, 0);
@@ -365,14 +331,13 @@ Test(recovery, a_rewrite_owed_survives_a_kept_lock_file)
     }
     cr_assert_eq(read(ready[0], &c, 1), 1);
     TU_OK(tm_open(path, &o, &st)); /* not first: no recovery */
-    wc_fd = st->fd;
-    os_calls.write_at = wc_write_at;
-    TU_OK(checkpoint_now(st));
+    tu_count_store_writes(st->fd);
+    TU_OK(tu_checkpoint(st));
     os_calls = os_real;
     cr_assert_eq(write(go[1], "g", 1), 1);
     waitpid(r, &status, 0);
     TU_OK(tm_close(st));
-    cr_assert_gt(wc_n, 0, "the checkpoint after a failed sync did not rewrite the records (S4)");
+    cr_assert_gt(tu_store_writes, 0, "the checkpoint after a failed sync did not rewrite the records (S4)");
 }
 
 Test(recovery, another_stores_log_beside_a_new_store_is_kept)

@@ -171,3 +171,51 @@ void tu_set_version(const char *path, uint32_t version)
     }
     close(fd);
 }
+
+int tu_checkpoint(tm_store *st)
+{
+    int died = lock_writer(&st->lk), r;
+    if (died < 0)
+        return died;
+    if ((r = store_heal(st, died)) == 0)
+        r = store_checkpoint(st);
+    lock_writer_release(&st->lk);
+    return r;
+}
+
+static int failing_fd = -1;
+
+static int fail_once(int fd)
+{
+    if (fd != failing_fd)
+        return os_real.fdatasync(fd);
+    failing_fd = -1;
+    return -EIO;
+}
+
+int tu_checkpoint_failing_sync(tm_store *st)
+{
+    failing_fd = st->fd;
+    os_calls.fdatasync = fail_once;
+    int r = tu_checkpoint(st);
+    os_calls.fdatasync = os_real.fdatasync;
+    failing_fd = -1;
+    return r;
+}
+
+long tu_store_writes;
+static int counted_fd = -1;
+
+static ssize_t count_write(int fd, const void *buf, size_t len, off_t off)
+{
+    if (fd == counted_fd && off >= 2 * PAGE)
+        tu_store_writes++;
+    return os_real.write_at(fd, buf, len, off);
+}
+
+void tu_count_store_writes(int fd)
+{
+    counted_fd = fd;
+    tu_store_writes = 0;
+    os_calls.write_at = count_write;
+}

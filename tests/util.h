@@ -44,6 +44,17 @@ void tu_set_version(const char *path, uint32_t version);
  * (asked from a child: a process never conflicts with its own locks). */
 int tu_writer_lock_held(const char *path);
 
+/* A checkpoint now: takes the writer's lock, heals, checkpoints; returns
+ * the checkpoint's result (a negative errno). */
+int tu_checkpoint(tm_store *st);
+/* The same, its sync of the store file failing with EIO once (checkpoint.c
+ * S4: a rewrite of the generation's records is owed then). */
+int tu_checkpoint_failing_sync(tm_store *st);
+/* From now on counts, in tu_store_writes, the writes to fd past its first
+ * two pages (headers, superblock): arena bytes written into the store file. */
+extern long tu_store_writes;
+void tu_count_store_writes(int fd);
+
 /* A small deterministic PRNG (splitmix64). */
 static inline uint64_t tu_rand(uint64_t *s)
 {
