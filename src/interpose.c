@@ -202,18 +202,24 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
     return real_recvmsg(fd, m, flags);
 }
 
-/* size * n bytes at buf, when that does not overflow (fread fails then). */
-static void prepare_items(void *buf, size_t size, size_t n)
+static size_t at_most(size_t n, size_t buflen)
+{
+    return n < buflen ? n : buflen;
+}
+
+/* size * n bytes at buf, at most buflen, when that does not overflow
+ * (fread fails then). */
+static void prepare_items(void *buf, size_t size, size_t n, size_t buflen)
 {
     if (size && n <= SIZE_MAX / size)
-        prepare(buf, size * n);
+        prepare(buf, at_most(size * n, buflen));
 }
 
 EXPORT size_t fread(void *buf, size_t size, size_t n, FILE *f)
 {
     REAL(fread);
     if (unlikely(tm_route_tx))
-        prepare_items(buf, size, n);
+        prepare_items(buf, size, n, SIZE_MAX);
     return real_fread(buf, size, n, f);
 }
 
@@ -221,17 +227,12 @@ EXPORT size_t fread_unlocked(void *buf, size_t size, size_t n, FILE *f)
 {
     REAL(fread_unlocked);
     if (unlikely(tm_route_tx))
-        prepare_items(buf, size, n);
+        prepare_items(buf, size, n, SIZE_MAX);
     return real_fread_unlocked(buf, size, n, f);
 }
 
 /* ---- the same, as _FORTIFY_SOURCE calls them (buflen: what the compiler
  * knows of the buffer; a longer read aborts in libc, touching no more) ---- */
-
-static size_t at_most(size_t n, size_t buflen)
-{
-    return n < buflen ? n : buflen;
-}
 
 EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
 {
@@ -279,15 +280,15 @@ EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int fl
 EXPORT size_t __fread_chk(void *buf, size_t buflen, size_t size, size_t n, FILE *f)
 {
     REAL(__fread_chk);
-    if (unlikely(tm_route_tx) && size && n <= SIZE_MAX / size)
-        prepare(buf, at_most(size * n, buflen));
+    if (unlikely(tm_route_tx))
+        prepare_items(buf, size, n, buflen);
     return real___fread_chk(buf, buflen, size, n, f);
 }
 
 EXPORT size_t __fread_unlocked_chk(void *buf, size_t buflen, size_t size, size_t n, FILE *f)
 {
     REAL(__fread_unlocked_chk);
-    if (unlikely(tm_route_tx) && size && n <= SIZE_MAX / size)
-        prepare(buf, at_most(size * n, buflen));
+    if (unlikely(tm_route_tx))
+        prepare_items(buf, size, n, buflen);
     return real___fread_unlocked_chk(buf, buflen, size, n, f);
 }

@@ -367,9 +367,11 @@ static int attach(tm_store *st, int first, uint64_t file_size)
     /* S3: a checkpoint killed between writing its header slot and syncing
      * it leaves a generation the page cache holds and the disk may not;
      * the next commit would log over the records the disk still needs.
-     * So the lock file's first user syncs the store file; only a durable
+     * So the lock file's first user syncs the store file, unless its
+     * recovery made a durable checkpoint (which synced it); only a durable
      * writer must succeed (a read-only file system may refuse it). */
-    if (r == 0 && fresh && (e = os_fdatasync(st->fd)) < 0 && !st->read_only && st->log.sync == TM_SYNC_FULL)
+    int full = st->log.sync == TM_SYNC_FULL;
+    if (r == 0 && fresh && !(full && st->n_ckpts) && (e = os_fdatasync(st->fd)) < 0 && full && !st->read_only)
         r = e;
     if (r == 0 && fresh)
         r = init_shared(st, first, fresh == 2, arena);
